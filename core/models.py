@@ -1,0 +1,310 @@
+"""The lender's domain: staff, borrowers and their phones, loans, repayments, credit, audit, API tokens.
+
+Writes happen in ``core.services``; models hold tables, statuses, constraints and lookups only.
+"""
+
+from decimal import Decimal
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from core.money import ZERO, MoneyField
+from core.phones import mask_phone, msisdn_hash
+
+
+class User(AbstractUser):
+    """A member of staff. Loan officers see their portfolio; admins (and superusers) see everything."""
+
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        OFFICER = "officer", "Loan officer"
+
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.OFFICER)
+    phone = models.CharField(max_length=16, blank=True, help_text="E.164; for notes to the officer")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.is_superuser or self.role == self.Role.ADMIN
+
+
+class Language(models.TextChoices):
+    ENGLISH = "en", "English"
+    KISWAHILI = "sw", "Kiswahili"
+
+
+class BorrowerQuerySet(models.QuerySet):
+    def visible_to(self, user: User) -> "BorrowerQuerySet":
+        if user.is_admin:
+            return self
+        return self.filter(loan_officer=user)
+
+
+class Borrower(models.Model):
+    full_name = models.CharField(max_length=200)
+    # NULL (not "") when absent, so the unique index only covers IDs that exist.
+    national_id = models.CharField(max_length=20, null=True, blank=True, unique=True)
+    preferred_language = models.CharField(max_length=2, choices=Language.choices, default=Language.ENGLISH)
+    loan_officer = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="portfolio"
+    )
+    # Money that belongs to the borrower but to no loan; changed only with a CreditEntry, under lock.
+    credit_balance = MoneyField(default=ZERO)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = BorrowerQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(credit_balance__gte=0), name="borrower_credit_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.full_name
+
+    @property
+    def primary_phone(self) -> "BorrowerPhone | None":
+        phones = list(self.phones.all())  # uses prefetch_related("phones") when present
+        return next((p for p in phones if p.is_primary), phones[0] if phones else None)
+
+
+class BorrowerPhone(models.Model):
+    """A borrower's phone number in E.164, with the SHA-256 digest M-Pesa sends in place of it."""
+
+    borrower = models.ForeignKey(Borrower, on_delete=models.CASCADE, related_name="phones")
+    number = models.CharField(max_length=16, unique=True)
+    msisdn_hash = models.CharField(max_length=64, unique=True, editable=False)
+    is_primary = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-is_primary", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["borrower"], condition=Q(is_primary=True), name="one_primary_phone_per_borrower"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return mask_phone(self.number)
+
+    def save(self, *args, **kwargs) -> None:
+        # The digest is derived data: recompute it on every save so it can never drift from the number.
+        self.msisdn_hash = msisdn_hash(self.number)
+        if kwargs.get("update_fields") is not None and "number" in kwargs["update_fields"]:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "msisdn_hash"}
+        super().save(*args, **kwargs)
+
+
+class Counter(models.Model):
+    """A named counter, incremented under a row lock (loan numbers)."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    value = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value}"
+
+
+class LoanQuerySet(models.QuerySet):
+    def visible_to(self, user: User) -> "LoanQuerySet":
+        if user.is_admin:
+            return self
+        return self.filter(Q(borrower__loan_officer=user) | Q(loan_officer=user))
+
+    def active(self) -> "LoanQuerySet":
+        return self.filter(status=Loan.Status.ACTIVE)
+
+    def with_outstanding(self) -> "LoanQuerySet":
+        return self.annotate(outstanding_total=F("penalties") + F("fees") + F("interest") + F("principal"))
+
+
+class Loan(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAID = "paid", "Paid"
+        WRITTEN_OFF = "written_off", "Written off"
+
+    loan_number = models.CharField(max_length=32, unique=True)
+    borrower = models.ForeignKey(Borrower, on_delete=models.PROTECT, related_name="loans")
+    principal_disbursed = MoneyField()
+    # The outstanding amount, split the way repayments are applied (penalties first).
+    penalties = MoneyField(default=ZERO)
+    fees = MoneyField(default=ZERO)
+    interest = MoneyField(default=ZERO)
+    principal = MoneyField(default=ZERO)
+    disbursed_on = models.DateField(null=True, blank=True)
+    due_date = models.DateField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    loan_officer = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="loans"
+    )
+    paid_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = LoanQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["due_date", "id"]
+        indexes = [models.Index(fields=["borrower", "status", "due_date"], name="loan_borrower_status_due")]
+        constraints = [
+            models.CheckConstraint(condition=Q(penalties__gte=0), name="loan_penalties_not_negative"),
+            models.CheckConstraint(condition=Q(fees__gte=0), name="loan_fees_not_negative"),
+            models.CheckConstraint(condition=Q(interest__gte=0), name="loan_interest_not_negative"),
+            models.CheckConstraint(condition=Q(principal__gte=0), name="loan_principal_not_negative"),
+            models.CheckConstraint(
+                condition=Q(principal_disbursed__gte=0), name="loan_principal_disbursed_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="paid") | Q(penalties=0, fees=0, interest=0, principal=0),
+                name="loan_paid_means_nothing_outstanding",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.loan_number
+
+    @property
+    def outstanding(self) -> Decimal:
+        return self.penalties + self.fees + self.interest + self.principal
+
+    @property
+    def is_overdue(self) -> bool:
+        return self.status == self.Status.ACTIVE and self.due_date < timezone.localdate()
+
+
+class Repayment(models.Model):
+    """Money applied to a loan (a posting), or the exact undoing of one (a reversal). Both are kept."""
+
+    class Kind(models.TextChoices):
+        POSTING = "posting", "Posting"
+        REVERSAL = "reversal", "Reversal"
+
+    loan = models.ForeignKey(Loan, on_delete=models.PROTECT, related_name="repayments")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.POSTING)
+    amount = MoneyField()
+    penalties = MoneyField(default=ZERO)
+    fees = MoneyField(default=ZERO)
+    interest = MoneyField(default=ZERO)
+    principal = MoneyField(default=ZERO)
+    reference = models.CharField(max_length=64, blank=True, db_index=True, help_text="e.g. the M-Pesa code")
+    source = models.CharField(max_length=32, help_text="where the money came from: mpesa, credit, manual")
+    reason = models.TextField(blank=True)
+    posted_at = models.DateTimeField(default=timezone.now)
+    reversal_of = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversal"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-posted_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="repayment_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(penalties__gte=0, fees__gte=0, interest__gte=0, principal__gte=0),
+                name="repayment_split_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount=F("penalties") + F("fees") + F("interest") + F("principal")),
+                name="repayment_split_adds_up",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(kind="posting", reversal_of__isnull=True)
+                    | Q(kind="reversal", reversal_of__isnull=False)
+                ),
+                name="repayment_reversal_points_to_posting",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.amount} on {self.loan_id}"
+
+    @property
+    def split(self) -> dict[str, Decimal]:
+        return {
+            "penalties": self.penalties,
+            "fees": self.fees,
+            "interest": self.interest,
+            "principal": self.principal,
+        }
+
+    @property
+    def is_reversed(self) -> bool:
+        return self.kind == self.Kind.POSTING and hasattr(self, "reversal")
+
+
+class CreditEntry(models.Model):
+    """One movement of a borrower's credit balance (positive in, negative out)."""
+
+    borrower = models.ForeignKey(Borrower, on_delete=models.PROTECT, related_name="credit_entries")
+    amount = MoneyField()
+    balance_after = MoneyField()
+    reference = models.CharField(max_length=64, blank=True, db_index=True)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "credit entries"
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="credit_entry_not_zero"),
+            models.CheckConstraint(
+                condition=Q(balance_after__gte=0), name="credit_entry_balance_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount:+} for borrower {self.borrower_id}"
+
+
+class AuditEvent(models.Model):
+    """Who changed money or an allocation, what, when and why. Written by services, never edited."""
+
+    class ActorType(models.TextChoices):
+        STAFF = "staff", "Staff"
+        BORROWER = "borrower", "Borrower"
+        SYSTEM = "system", "System"
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
+    actor_user = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # Username for staff, E.164 phone for a borrower, component name for the system.
+    actor_label = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    borrower = models.ForeignKey(
+        Borrower, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
+    )
+    loan = models.ForeignKey(
+        Loan, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
+    )
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    amount = MoneyField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object")]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor_type}:{self.actor_label}"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the REST API. Only its SHA-256 digest is stored; the token is shown once."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, help_text="first characters, to recognise a token")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}... ({self.user})"

@@ -1,0 +1,36 @@
+"""Every write to the lending core. Import services from here."""
+
+from core.services.audit import audit_record
+from core.services.borrowers import (
+    borrower_create,
+    borrower_credit_add,
+    borrower_credit_apply_to_loan,
+    borrower_credit_use,
+    borrower_phone_add,
+)
+from core.services.loans import (
+    PostingResult,
+    loan_create,
+    loan_next_number,
+    loan_write_off,
+    repayment_post,
+    repayment_reverse,
+)
+from core.services.tokens import api_token_authenticate, api_token_create
+
+__all__ = [
+    "PostingResult",
+    "api_token_authenticate",
+    "api_token_create",
+    "audit_record",
+    "borrower_create",
+    "borrower_credit_add",
+    "borrower_credit_apply_to_loan",
+    "borrower_credit_use",
+    "borrower_phone_add",
+    "loan_create",
+    "loan_next_number",
+    "loan_write_off",
+    "repayment_post",
+    "repayment_reverse",
+]

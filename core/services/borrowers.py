@@ -1,0 +1,176 @@
+"""Borrowers, their phone numbers and their credit balance."""
+
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+
+from core.actors import Actor
+from core.exceptions import InvalidAmount, InvalidInput, InvalidState
+from core.models import Borrower, BorrowerPhone, CreditEntry, Language, Loan, User
+from core.money import to_money
+from core.phones import mask_phone, normalize_phone
+from core.services.audit import audit_record
+from core.services.loans import PostingResult, repayment_post
+
+
+def borrower_create(
+    *,
+    full_name: str,
+    phones: list[str],
+    actor: Actor,
+    national_id: str | None = None,
+    preferred_language: str = Language.ENGLISH,
+    loan_officer: User | None = None,
+) -> Borrower:
+    """Create a borrower with one or more phone numbers (the first is primary).
+
+    Numbers are normalised to E.164. Raises ``InvalidPhoneNumber`` for a number that is not a
+    Kenyan mobile and ``InvalidInput`` for a number or national ID that belongs to someone else.
+    """
+    full_name = (full_name or "").strip()
+    if not full_name:
+        raise InvalidInput("a borrower needs a name")
+    if not phones:
+        raise InvalidInput("a borrower needs at least one phone number")
+    numbers = list(dict.fromkeys(normalize_phone(raw) for raw in phones))
+    national_id = (national_id or "").strip() or None
+    if preferred_language not in Language.values:
+        raise InvalidInput(f"language must be one of {', '.join(Language.values)}")
+    try:
+        with transaction.atomic():
+            borrower = Borrower.objects.create(
+                full_name=full_name,
+                national_id=national_id,
+                preferred_language=preferred_language,
+                loan_officer=loan_officer,
+            )
+            for position, number in enumerate(numbers):
+                BorrowerPhone.objects.create(borrower=borrower, number=number, is_primary=position == 0)
+            audit_record(
+                action="borrower.created",
+                actor=actor,
+                borrower=borrower,
+                obj=borrower,
+                data={"phones": [mask_phone(n) for n in numbers]},
+            )
+    except IntegrityError:
+        taken = BorrowerPhone.objects.filter(number__in=numbers).values_list("number", flat=True)
+        if taken:
+            raise InvalidInput(
+                "phone number already belongs to another borrower: " + ", ".join(mask_phone(n) for n in taken)
+            ) from None
+        raise InvalidInput("national ID already belongs to another borrower") from None
+    return borrower
+
+
+def borrower_phone_add(
+    *, borrower: Borrower, number: str, actor: Actor, make_primary: bool = False
+) -> BorrowerPhone:
+    """Add a phone number to a borrower, optionally making it the primary one (which receives SMS).
+
+    Raises ``InvalidPhoneNumber`` or ``InvalidInput`` (number already in use).
+    """
+    e164 = normalize_phone(number)
+    try:
+        with transaction.atomic():
+            Borrower.objects.select_for_update().get(pk=borrower.pk)
+            has_primary = borrower.phones.filter(is_primary=True).exists()
+            if make_primary and has_primary:
+                borrower.phones.filter(is_primary=True).update(is_primary=False)
+            phone = BorrowerPhone.objects.create(
+                borrower=borrower, number=e164, is_primary=make_primary or not has_primary
+            )
+            audit_record(
+                action="borrower.phone_added",
+                actor=actor,
+                borrower=borrower,
+                obj=phone,
+                data={"phone": mask_phone(e164), "primary": phone.is_primary},
+            )
+    except IntegrityError:
+        raise InvalidInput(f"{mask_phone(e164)} already belongs to a borrower") from None
+    return phone
+
+
+def _credit_move(
+    *, borrower: Borrower, amount: Decimal, actor: Actor, reference: str, reason: str, action: str
+) -> CreditEntry:
+    with transaction.atomic():
+        locked = Borrower.objects.select_for_update().get(pk=borrower.pk)
+        balance = locked.credit_balance + amount
+        if balance < 0:
+            raise InvalidState(f"credit balance is {locked.credit_balance:.2f}, less than {-amount:.2f}")
+        locked.credit_balance = balance
+        locked.save(update_fields=["credit_balance", "updated_at"])
+        entry = CreditEntry.objects.create(
+            borrower=locked, amount=amount, balance_after=balance, reference=reference, reason=reason
+        )
+        audit_record(
+            action=action,
+            actor=actor,
+            borrower=locked,
+            obj=entry,
+            amount=abs(amount),
+            reason=reason,
+            data={"reference": reference, "balance_after": f"{balance:.2f}"},
+        )
+    borrower.credit_balance = balance
+    return entry
+
+
+def borrower_credit_add(
+    *, borrower: Borrower, amount: Decimal, actor: Actor, reference: str = "", reason: str = ""
+) -> CreditEntry:
+    """Hold ``amount`` for the borrower as credit (an overpayment). Returns the ledger entry.
+    Raises ``InvalidAmount`` for a non-positive amount."""
+    amount = to_money(amount)
+    if amount <= 0:
+        raise InvalidAmount("credit must be more than zero")
+    return _credit_move(
+        borrower=borrower,
+        amount=amount,
+        actor=actor,
+        reference=reference,
+        reason=reason,
+        action="credit.added",
+    )
+
+
+def borrower_credit_use(
+    *, borrower: Borrower, amount: Decimal, actor: Actor, reference: str = "", reason: str = ""
+) -> CreditEntry:
+    """Take ``amount`` out of the borrower's credit (refund, or applied to a loan). Raises
+    ``InvalidAmount`` for a non-positive amount and ``InvalidState`` when the credit is short."""
+    amount = to_money(amount)
+    if amount <= 0:
+        raise InvalidAmount("the amount must be more than zero")
+    return _credit_move(
+        borrower=borrower,
+        amount=-amount,
+        actor=actor,
+        reference=reference,
+        reason=reason,
+        action="credit.used",
+    )
+
+
+def borrower_credit_apply_to_loan(*, loan: Loan, amount: Decimal, actor: Actor, reason: str) -> PostingResult:
+    """Pay ``loan`` from its borrower's credit balance, in one transaction.
+
+    Takes no more than the loan's outstanding. Raises ``InvalidState`` when the credit is short or
+    the loan is not active.
+    """
+    amount = to_money(amount)
+    with transaction.atomic():
+        borrower = Borrower.objects.select_for_update().get(pk=loan.borrower_id)
+        locked = Loan.objects.select_for_update().get(pk=loan.pk)
+        amount = min(amount, locked.outstanding)
+        if amount <= 0:
+            raise InvalidState(f"{locked.loan_number} has nothing outstanding")
+        reference = f"CREDIT-{borrower.pk}"
+        borrower_credit_use(
+            borrower=borrower, amount=amount, actor=actor, reference=locked.loan_number, reason=reason
+        )
+        return repayment_post(
+            loan=locked, amount=amount, actor=actor, source="credit", reference=reference, reason=reason
+        )

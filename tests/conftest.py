@@ -1,0 +1,32 @@
+import pytest
+from django.db import connection
+
+from core.actors import Actor
+from tests.factories import AdminFactory, OfficerFactory
+
+
+def pytest_collection_modifyitems(config, items):
+    # Money and concurrency tests need real row locks; SQLite ignores select_for_update.
+    if connection.vendor == "postgresql":
+        return
+    skip = pytest.mark.skip(
+        reason="needs PostgreSQL (select_for_update is a no-op on SQLite): set DATABASE_URL to run it"
+    )
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def system_actor() -> Actor:
+    return Actor.system("tests")
+
+
+@pytest.fixture
+def officer(db):
+    return OfficerFactory()
+
+
+@pytest.fixture
+def admin_user(db):
+    return AdminFactory()
