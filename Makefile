@@ -1,0 +1,46 @@
+# HAVEN GRAZURI Advance. `make help` lists the targets.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint fmt worker beat bench
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: $(STAMP) ## Create .venv and install the project with its dev extras
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+run: install ## Migrate, load demo data and serve on http://127.0.0.1:8000 (SQLite unless DATABASE_URL is set)
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+test: install ## Run the whole suite (on PostgreSQL + Redis when DATABASE_URL / REDIS_URL are set)
+	$(BIN)/pytest
+
+lint: install ## ruff check and ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: install ## Format and autofix with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+worker: install ## Start a Celery worker (needs REDIS_URL)
+	$(BIN)/celery -A config worker --loglevel INFO
+
+beat: install ## Start Celery beat, the periodic scheduler (needs REDIS_URL)
+	$(BIN)/celery -A config beat --loglevel INFO
+
+bench: install ## Benchmarks: 100,000-row loan import (on DATABASE_URL if set, else SQLite)
+	$(BIN)/python bench/import_loans.py

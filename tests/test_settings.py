@@ -1,0 +1,98 @@
+"""Settings are driven by the environment: checked in fresh interpreters, each with its own env."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parent.parent
+PRINT_SETTINGS = (
+    "import django, json; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps({'db': s.DATABASES['default']['ENGINE'], 'cache': s.CACHES['default']['BACKEND'], "
+    "'broker': s.CELERY_BROKER_URL, 'eager': s.CELERY_TASK_ALWAYS_EAGER, 'debug': s.DEBUG, "
+    "'sms': s.SMS_BACKEND, 'keys': len(s.FIELD_ENCRYPTION_KEYS)}))"
+)
+PRODUCTION = {
+    "DJANGO_DEBUG": "false",
+    "DJANGO_SECRET_KEY": "x7#kq2!vR9$mZp4@Lw8&Tn3^Yb6*Hc1(Gd5)Fs0_Je-Ua+Xi=Oe",
+    "DJANGO_ALLOWED_HOSTS": "pay.haven.example",
+    "FIELD_ENCRYPTION_KEYS": f"{Fernet.generate_key().decode()},{Fernet.generate_key().decode()}",
+}
+
+
+def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "REDIS_", "CELERY_"))
+    }
+    clean |= {"DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_READ_ENV_FILE": "false", **env}
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def settings_with(**env: str) -> dict:
+    result = run(["-c", PRINT_SETTINGS], **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_embedded_default_needs_no_service():
+    assert settings_with() == {
+        "db": "django.db.backends.sqlite3",
+        "cache": "django.core.cache.backends.locmem.LocMemCache",
+        "broker": "memory://",
+        "eager": True,
+        "debug": True,
+        "sms": "console",
+        "keys": 1,
+    }
+
+
+def test_database_and_redis_urls_switch_to_postgresql_and_redis():
+    got = settings_with(
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/haven", REDIS_URL="redis://127.0.0.1:6379/0"
+    )
+    assert got["db"] == "django.db.backends.postgresql"
+    assert got["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert (got["broker"], got["eager"]) == ("redis://127.0.0.1:6379/0", False)
+
+
+@pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "FIELD_ENCRYPTION_KEYS"])
+def test_production_refuses_to_start_without_its_secrets(missing):
+    env = {k: v for k, v in PRODUCTION.items() if k != missing}
+    result = run(["-c", PRINT_SETTINGS], **env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert missing in result.stderr
+
+
+def test_production_refuses_a_malformed_encryption_key():
+    result = run(["-c", PRINT_SETTINGS], **{**PRODUCTION, "FIELD_ENCRYPTION_KEYS": "not-a-key"})
+    assert result.returncode != 0
+    assert "not a Fernet key" in result.stderr
+
+
+def test_switching_on_africastalking_without_credentials_fails_at_start():
+    result = run(["-c", PRINT_SETTINGS], SMS_BACKEND="africastalking")
+    assert result.returncode != 0
+    assert "AFRICASTALKING_API_KEY" in result.stderr
+
+
+def test_deploy_check_is_clean_in_production():
+    result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], **PRODUCTION)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_env_example_documents_every_setting_read():
+    import re
+
+    read = set(re.findall(r'env\.\w+\(\s*"([A-Z0-9_]+)"', (ROOT / "config" / "settings.py").read_text()))
+    read |= {"DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "FIELD_ENCRYPTION_KEYS"}
+    documented = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    assert read - documented == set()
+    assert len(read) > 15
