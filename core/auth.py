@@ -1,11 +1,19 @@
 """API authentication: ``Authorization: Bearer <token>`` or a logged-in staff session."""
 
 from django.http import HttpRequest
+from ninja.errors import AuthenticationError
 from ninja.security import HttpBearer, SessionAuth
 
 from core.exceptions import PermissionDenied
 from core.models import User
 from core.services import api_token_authenticate
+
+
+class InvalidToken(AuthenticationError):
+    """A bearer token was sent but is unknown, revoked or belongs to an inactive user."""
+
+    def __init__(self) -> None:
+        super().__init__(message="the API token is not valid (unknown, revoked, or its user is inactive)")
 
 
 def _require_staff(user: User) -> User:
@@ -15,10 +23,20 @@ def _require_staff(user: User) -> User:
 
 
 class BearerTokenAuth(HttpBearer):
+    def __call__(self, request: HttpRequest) -> User | None:
+        # Parsed here rather than by HttpBearer, which logs the whole header (a credential) when
+        # DEBUG is on and the scheme is not "Bearer".
+        scheme, _, token = request.headers.get(self.header, "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return self.authenticate(request, token.strip())
+
     def authenticate(self, request: HttpRequest, token: str) -> User | None:
         user = api_token_authenticate(token)
         if user is None:
-            return None
+            # A bad token is an error even when a session cookie is also present: a client
+            # that sent a token must learn it is wrong, not be served as someone else.
+            raise InvalidToken()
         request.user = user
         return _require_staff(user)
 

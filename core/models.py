@@ -38,7 +38,8 @@ class BorrowerQuerySet(models.QuerySet):
     def visible_to(self, user: User) -> "BorrowerQuerySet":
         if user.is_admin:
             return self
-        return self.filter(loan_officer=user)
+        # An officer's portfolio: borrowers assigned to them, and borrowers of loans assigned to them.
+        return self.filter(Q(loan_officer=user) | Q(loans__loan_officer=user)).distinct()
 
 
 class Borrower(models.Model):
@@ -308,3 +309,43 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}... ({self.user})"
+
+
+class OutboxMessage(models.Model):
+    """A message to a person (SMS receipt, staff note, alert), recorded in the same transaction as the
+    event it reports and delivered afterwards by the channel that owns it, with retries."""
+
+    class Channel(models.TextChoices):
+        SMS = "sms", "SMS"
+        TELEGRAM = "telegram", "Telegram"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    recipient = models.CharField(max_length=64, help_text="E.164 phone for SMS, chat id for Telegram")
+    body = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    provider_id = models.CharField(max_length=100, blank=True)
+    last_error = models.TextField(blank=True)
+    # Makes queuing idempotent: reprocessing a payment does not send its receipt twice.
+    dedupe_key = models.CharField(max_length=128, null=True, blank=True, unique=True)
+    borrower = models.ForeignKey(Borrower, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Free-form context for the channel (e.g. buttons for a Telegram alert).
+    context = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="outbox_due")]
+
+    def __str__(self) -> str:
+        recipient = mask_phone(self.recipient) if self.channel == self.Channel.SMS else self.recipient
+        return f"{self.channel} to {recipient} ({self.status})"

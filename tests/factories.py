@@ -23,6 +23,12 @@ class OfficerFactory(factory.django.DjangoModelFactory):
     is_staff = True
     password = factory.PostGenerationMethodCall("set_password", "pass-word-123")
 
+    @classmethod
+    def _after_postgeneration(cls, instance, create, results=None):
+        # set_password ran after the insert; store the hash so session logins stay valid.
+        if create:
+            instance.save(update_fields=["password"])
+
 
 class AdminFactory(OfficerFactory):
     username = factory.Sequence(lambda n: f"admin{n}")
