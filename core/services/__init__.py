@@ -7,21 +7,26 @@ from core.services.borrowers import (
     borrower_credit_apply_to_loan,
     borrower_credit_use,
     borrower_phone_add,
+    repayment_receive,
 )
+from core.services.imports import ImportResult, loan_import_csv
 from core.services.loans import (
     PostingResult,
     loan_create,
     loan_next_number,
+    loan_number_counter_raise_to,
     loan_write_off,
     repayment_post,
     repayment_reverse,
 )
-from core.services.tokens import api_token_authenticate, api_token_create
+from core.services.tokens import api_token_authenticate, api_token_create, api_token_revoke
 
 __all__ = [
+    "ImportResult",
     "PostingResult",
     "api_token_authenticate",
     "api_token_create",
+    "api_token_revoke",
     "audit_record",
     "borrower_create",
     "borrower_credit_add",
@@ -29,8 +34,11 @@ __all__ = [
     "borrower_credit_use",
     "borrower_phone_add",
     "loan_create",
+    "loan_import_csv",
     "loan_next_number",
+    "loan_number_counter_raise_to",
     "loan_write_off",
     "repayment_post",
+    "repayment_receive",
     "repayment_reverse",
 ]

@@ -174,3 +174,29 @@ def borrower_credit_apply_to_loan(*, loan: Loan, amount: Decimal, actor: Actor, 
         return repayment_post(
             loan=locked, amount=amount, actor=actor, source="credit", reference=reference, reason=reason
         )
+
+
+def repayment_receive(
+    *, loan: Loan, amount: Decimal, actor: Actor, source: str, reference: str = "", reason: str = ""
+) -> tuple[PostingResult, CreditEntry | None]:
+    """Post money received for ``loan``; what the loan cannot take goes to its borrower's credit.
+
+    One transaction, borrower locked before the loan (the project's lock order). Returns the
+    posting result and the credit entry (``None`` when there was no excess). Raises what
+    ``repayment_post`` raises.
+    """
+    with transaction.atomic():
+        borrower = Borrower.objects.select_for_update().get(pk=loan.borrower_id)
+        result = repayment_post(
+            loan=loan, amount=amount, actor=actor, source=source, reference=reference, reason=reason
+        )
+        entry = None
+        if result.excess > 0:
+            entry = borrower_credit_add(
+                borrower=borrower,
+                amount=result.excess,
+                actor=actor,
+                reference=reference or result.loan.loan_number,
+                reason=reason or f"excess over {result.loan.loan_number}",
+            )
+    return result, entry

@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import secrets
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from core.models import ApiToken, User
@@ -35,3 +36,8 @@ def api_token_authenticate(token: str) -> User | None:
     if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=row.pk).update(last_used_at=now)
     return row.user
+
+
+def api_token_revoke(*, tokens: QuerySet[ApiToken]) -> int:
+    """Revoke every token in ``tokens`` not revoked yet; returns how many were revoked."""
+    return tokens.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
