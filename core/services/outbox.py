@@ -1,0 +1,180 @@
+"""The outbox: every message to a person is a row first, delivered by its channel afterwards.
+
+A service that has news records it with ``outbox_queue`` inside its own transaction; the Celery
+task is enqueued only when that transaction commits, and ``outbox_sweep`` re-enqueues anything a
+lost task left behind. Channels register a sender in ``settings.OUTBOX_SENDERS``
+(``{"sms": "ussd.senders.send_sms", ...}``): a callable that takes the message and returns the
+provider's message id, raising ``ExternalServiceError`` on failure.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from core.exceptions import ExternalServiceError
+from core.models import Borrower, OutboxMessage, User
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+STALE_SENDING = timedelta(minutes=5)
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(30 * 2 ** (attempts - 1), 1800))
+
+
+def outbox_queue(
+    *,
+    channel: str,
+    recipient: str,
+    body: str,
+    dedupe_key: str | None = None,
+    borrower: Borrower | None = None,
+    user: User | None = None,
+    context: dict | None = None,
+) -> OutboxMessage | None:
+    """Record a message for delivery and enqueue it once the surrounding transaction commits.
+
+    Returns the new row, or ``None`` when a message with the same ``dedupe_key`` was already queued.
+    """
+    try:
+        with transaction.atomic():
+            message = OutboxMessage.objects.create(
+                channel=channel,
+                recipient=recipient,
+                body=body,
+                dedupe_key=dedupe_key,
+                borrower=borrower,
+                user=user,
+                context=context or {},
+            )
+    except IntegrityError:
+        if dedupe_key and OutboxMessage.objects.filter(dedupe_key=dedupe_key).exists():
+            return None
+        raise
+    from core.tasks import outbox_deliver_task
+
+    outbox_deliver_task.delay_on_commit(message.pk)
+    return message
+
+
+def _claim(message_id: int) -> OutboxMessage | None:
+    now = timezone.now()
+    # The attempt is counted with the claim, so a worker that dies mid-send has still used one and
+    # a message that kills every worker stops after MAX_ATTEMPTS (see outbox_sweep).
+    claimed = OutboxMessage.objects.filter(
+        pk=message_id, status=OutboxMessage.Status.PENDING, next_attempt_at__lte=now
+    ).update(status=OutboxMessage.Status.SENDING, next_attempt_at=now, attempts=models.F("attempts") + 1)
+    return OutboxMessage.objects.get(pk=message_id) if claimed == 1 else None
+
+
+def outbox_deliver(*, message_id: int) -> OutboxMessage | None:
+    """Send one pending message through its channel's sender.
+
+    The claim is atomic, so two workers never send the same message. On a transient failure the
+    message goes back to ``pending`` with a later ``next_attempt_at``; after ``MAX_ATTEMPTS`` or a
+    permanent failure it is ``failed``. Returns the message, or ``None`` if it was not due (already
+    sent, being sent elsewhere, or waiting for its next attempt).
+    """
+    message = _claim(message_id)
+    if message is None:
+        return None
+    # getattr: without the setting every delivery would raise AttributeError and stay "sending".
+    senders = getattr(settings, "OUTBOX_SENDERS", {})
+    try:
+        if message.channel not in senders:
+            raise ExternalServiceError(
+                f"no sender for channel {message.channel!r} in settings.OUTBOX_SENDERS", permanent=True
+            )
+        sender = import_string(senders[message.channel])
+        message.provider_id = str(sender(message) or "")[:100]
+    except (ExternalServiceError, KeyError, ImportError) as exc:
+        permanent = not isinstance(exc, ExternalServiceError) or exc.permanent
+        message.last_error = str(getattr(exc, "detail", exc))[:2000]
+        if permanent or message.attempts >= MAX_ATTEMPTS:
+            message.status = OutboxMessage.Status.FAILED
+        else:
+            message.status = OutboxMessage.Status.PENDING
+            message.next_attempt_at = timezone.now() + _backoff(message.attempts)
+        logger.warning(
+            "outbox message %s via %s failed (attempt %s, %s): %s",
+            message.pk,
+            message.channel,
+            message.attempts,
+            message.status,
+            message.last_error,
+        )
+    else:
+        message.status = OutboxMessage.Status.SENT
+        message.sent_at = timezone.now()
+        message.last_error = ""
+        logger.info("outbox message %s sent via %s", message.pk, message.channel)
+    message.save(
+        update_fields=["status", "attempts", "provider_id", "last_error", "next_attempt_at", "sent_at"]
+    )
+    return message
+
+
+def outbox_sweep() -> int:
+    """Re-enqueue due pending messages and release ones stuck in ``sending`` (a worker died mid-send).
+    Returns how many were enqueued."""
+    from core.tasks import outbox_deliver_task
+
+    now = timezone.now()
+    stale = OutboxMessage.objects.filter(
+        status=OutboxMessage.Status.SENDING, next_attempt_at__lt=now - STALE_SENDING
+    )
+    stale.filter(attempts__gte=MAX_ATTEMPTS).update(
+        status=OutboxMessage.Status.FAILED, last_error="the worker sending it stopped on the last attempt"
+    )
+    stale.update(status=OutboxMessage.Status.PENDING)
+    due = list(
+        OutboxMessage.objects.filter(status=OutboxMessage.Status.PENDING, next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:500]
+    )
+    for message_id in due:
+        outbox_deliver_task.delay(message_id)
+    return len(due)
+
+
+def staff_to_alert(*, officer: User | None = None) -> list[User]:
+    """Who hears about a payment problem: the loan officer concerned (if any) and every active admin."""
+    admins = User.objects.filter(is_active=True).filter(
+        models.Q(role=User.Role.ADMIN) | models.Q(is_superuser=True)
+    )
+    people = {user.pk: user for user in admins}
+    if officer is not None and officer.is_active:
+        people.setdefault(officer.pk, officer)
+    return list(people.values())
+
+
+def outbox_queue_for_staff(
+    *, users: list[User], body: str, dedupe_key: str, context: dict | None = None
+) -> list[OutboxMessage]:
+    """Queue ``body`` for each staff member on the channels they can be reached on. Returns the rows
+    queued (none for a member with no channel: the staff pages still show the problem)."""
+    queued = []
+    for user in users:
+        for channel, recipient in staff_channels(user):
+            message = outbox_queue(
+                channel=channel,
+                recipient=recipient,
+                body=body,
+                dedupe_key=f"{dedupe_key}:{channel}:{user.pk}",
+                user=user,
+                context=context,
+            )
+            if message is not None:
+                queued.append(message)
+    return queued
+
+
+def staff_channels(user: User) -> list[tuple[str, str]]:
+    """``(channel, recipient)`` pairs a staff member is reached on: SMS to their phone when set."""
+    return [(OutboxMessage.Channel.SMS, user.phone)] if user.phone else []
