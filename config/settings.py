@@ -145,19 +145,40 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "Africa/Nairobi"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE = {
+    "sweep-received-payments": {"task": "payments.sweep_received", "schedule": 60.0},
+    "sweep-outbox": {"task": "core.outbox_sweep", "schedule": 60.0},
+}
+
+# Channels deliver what the engine records in the outbox (core.services.outbox).
+OUTBOX_SENDERS = {"sms": "ussd.senders.send_sms"}
+
+# Proxies whose X-Forwarded-For is believed (the load balancer in front of gunicorn).
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 
 # --- SMS ----------------------------------------------------------------------------------------
 SMS_BACKEND = env.str("SMS_BACKEND", default="console")
 AFRICASTALKING_USERNAME = env.str("AFRICASTALKING_USERNAME", default="")
 AFRICASTALKING_API_KEY = env.str("AFRICASTALKING_API_KEY", default="")
 AFRICASTALKING_SENDER_ID = env.str("AFRICASTALKING_SENDER_ID", default="")
+AFRICASTALKING_BASE_URL = env.str("AFRICASTALKING_BASE_URL", default="")
+SMS_HTTP_TIMEOUT = env.float("SMS_HTTP_TIMEOUT", default=10.0)
 if SMS_BACKEND not in ("console", "africastalking"):
     raise ImproperlyConfigured("SMS_BACKEND must be 'console' or 'africastalking'")
 if SMS_BACKEND == "africastalking" and not (AFRICASTALKING_USERNAME and AFRICASTALKING_API_KEY):
     raise ImproperlyConfigured(
         "SMS_BACKEND=africastalking needs AFRICASTALKING_USERNAME and AFRICASTALKING_API_KEY"
     )
+
+# --- M-Pesa (Daraja) ---------------------------------------------------------------------------
+MPESA_SANDBOX_URL = env.str("MPESA_SANDBOX_URL", default="https://sandbox.safaricom.co.ke")
+MPESA_PRODUCTION_URL = env.str("MPESA_PRODUCTION_URL", default="https://api.safaricom.co.ke")
+MPESA_EMULATOR_URL = env.str("MPESA_EMULATOR_URL", default="http://127.0.0.1:8000/daraja-emulator")
+MPESA_HTTP_TIMEOUT = env.float("MPESA_HTTP_TIMEOUT", default=10.0)
+# The local Daraja emulator answers at /daraja-emulator/; a development tool only.
+MPESA_EMULATOR_ENABLED = env.bool("MPESA_EMULATOR_ENABLED", default=DEBUG)
+if MPESA_EMULATOR_ENABLED and not DEBUG:
+    raise ImproperlyConfigured("MPESA_EMULATOR_ENABLED must not be on in production (DJANGO_DEBUG=false)")
 
 # --- Internationalisation -----------------------------------------------------------------------
 LANGUAGE_CODE = "en"
@@ -186,6 +207,8 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    # Load balancers probe the health check over plain HTTP from inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)

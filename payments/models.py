@@ -1,0 +1,308 @@
+"""M-Pesa C2B: configuration, every inbound callback as received, transactions and where their money went."""
+
+import secrets
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from core.crypto import EncryptedTextField
+from core.exceptions import NotFound
+from core.models import Borrower, CreditEntry, Loan, Repayment
+from core.money import MoneyField
+from core.phones import mask_phone
+from payments.clients.daraja import FORBIDDEN_URL_WORDS
+
+
+def new_callback_token() -> str:
+    """A random, URL-safe callback token. A random string can spell "exe" or "sql", and Daraja refuses
+    every URL that contains one of its forbidden words, so such tokens are drawn again."""
+    while True:
+        token = secrets.token_urlsafe(24)
+        if not any(word in token.lower() for word in FORBIDDEN_URL_WORDS):
+            return token
+
+
+class MpesaConfiguration(models.Model):
+    """One paybill or till: its Daraja credentials and how its callbacks are handled."""
+
+    class Environment(models.TextChoices):
+        LOCAL = "local", "Local emulator"
+        SANDBOX = "sandbox", "Daraja sandbox"
+        PRODUCTION = "production", "Production"
+
+    class ApiVersion(models.TextChoices):
+        V1 = "v1", "v1"
+        V2 = "v2", "v2"
+
+    class ResponseType(models.TextChoices):
+        COMPLETED = "Completed", "Completed (accept when validation is unreachable)"
+        CANCELLED = "Cancelled", "Cancelled (reject when validation is unreachable)"
+
+    class ValidationPolicy(models.TextChoices):
+        ACCEPT_ALL = "accept_all", "Accept every payment"
+        REJECT_UNKNOWN = "reject_unknown", "Reject payments that identify no borrower"
+
+    class IpPolicy(models.TextChoices):
+        OFF = "off", "Off"
+        LOG = "log", "Log and alert"
+        REFUSE = "refuse", "Refuse"
+
+    name = models.CharField(max_length=100, default="Main paybill")
+    environment = models.CharField(max_length=16, choices=Environment.choices, default=Environment.LOCAL)
+    is_active = models.BooleanField(default=True)
+    consumer_key = EncryptedTextField(blank=True)
+    consumer_secret = EncryptedTextField(blank=True)
+    business_short_code = models.CharField(max_length=12, unique=True)
+    base_url = models.URLField(
+        help_text="Public address of this system, e.g. https://pay.haven.example (callbacks are under it)"
+    )
+    api_version = models.CharField(max_length=2, choices=ApiVersion.choices, default=ApiVersion.V2)
+    response_type = models.CharField(
+        max_length=10, choices=ResponseType.choices, default=ResponseType.COMPLETED
+    )
+    callback_token = models.CharField(max_length=64, unique=True, default=new_callback_token)
+    validation_policy = models.CharField(
+        max_length=16, choices=ValidationPolicy.choices, default=ValidationPolicy.ACCEPT_ALL
+    )
+    amount_tolerance = MoneyField(
+        default=Decimal("10.00"), help_text="KES either side, for matching by amount"
+    )
+    allowed_ips = models.TextField(
+        blank=True, help_text="Safaricom's callback addresses, one per line or comma"
+    )
+    ip_policy = models.CharField(max_length=8, choices=IpPolicy.choices, default=IpPolicy.OFF)
+    last_registration_at = models.DateTimeField(null=True, blank=True)
+    last_registration_result = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "M-Pesa configuration"
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_tolerance__gte=0), name="mpesa_tolerance_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.business_short_code}, {self.environment})"
+
+    @classmethod
+    def get_active_config(cls, short_code: str | None = None) -> "MpesaConfiguration":
+        """The active configuration (for ``short_code`` when given). Raises ``NotFound`` if there is none."""
+        configs = cls.objects.filter(is_active=True).order_by("-updated_at")
+        if short_code is not None:
+            configs = configs.filter(business_short_code=short_code)
+        config = configs.first()
+        if config is None:
+            raise NotFound(
+                "no active M-Pesa configuration" + (f" for short code {short_code}" if short_code else "")
+            )
+        return config
+
+    @property
+    def allowed_ip_list(self) -> list[str]:
+        return [ip.strip() for ip in self.allowed_ips.replace(",", "\n").splitlines() if ip.strip()]
+
+    def callback_url(self, kind: str) -> str:
+        return f"{self.base_url.rstrip('/')}/payments/c2b/{self.callback_token}/{kind}/"
+
+    @property
+    def validation_url(self) -> str:
+        return self.callback_url("validation")
+
+    @property
+    def confirmation_url(self) -> str:
+        return self.callback_url("confirmation")
+
+
+class CallbackRequest(models.Model):
+    """An inbound Daraja callback exactly as it arrived, stored before anything else happens."""
+
+    class Kind(models.TextChoices):
+        VALIDATION = "validation", "Validation"
+        CONFIRMATION = "confirmation", "Confirmation"
+
+    class Outcome(models.TextChoices):
+        RECEIVED = "received", "Received"
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+        DUPLICATE = "duplicate", "Duplicate"
+        MALFORMED = "malformed", "Malformed"
+        REFUSED = "refused", "Refused (source address)"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    config = models.ForeignKey(MpesaConfiguration, on_delete=models.PROTECT, related_name="callbacks")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    headers = models.JSONField(default=dict)
+    body = models.TextField(blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RECEIVED)
+    result_code = models.CharField(max_length=16, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.outcome})"
+
+
+class MpesaTransactionQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "MpesaTransactionQuerySet":
+        if user.is_admin:
+            return self
+        return self.filter(Q(borrower__loan_officer=user) | Q(borrower__loans__loan_officer=user)).distinct()
+
+    def needing_attention(self) -> "MpesaTransactionQuerySet":
+        return self.filter(
+            status__in=[MpesaTransaction.Status.UNMATCHED, MpesaTransaction.Status.FAILED],
+            reviewed_at__isnull=True,
+        )
+
+
+class MpesaTransaction(models.Model):
+    """One C2B payment (a confirmation), keyed by M-Pesa's ``TransID``: the durable record of the money."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        UNMATCHED = "unmatched", "Unmatched"
+        FAILED = "failed", "Failed"
+        REVERSED = "reversed", "Reversed"
+
+    class MsisdnKind(models.TextChoices):
+        HASHED = "hashed", "Hashed (SHA-256)"
+        MASKED = "masked", "Masked"
+        PLAIN = "plain", "Plain"
+        MISSING = "missing", "Missing"
+
+    class IdentifiedBy(models.TextChoices):
+        BILL_REFERENCE = "bill_reference", "Loan number in account"
+        PAYER_REFERENCE = "payer_reference", "Phone or ID in account"
+        MSISDN = "msisdn", "Payer's phone"
+        MANUAL = "manual", "Staff"
+
+    class Strategy(models.TextChoices):
+        BILL_REFERENCE = "bill_reference", "Loan number in account"
+        SINGLE_LOAN = "single_loan", "Only active loan"
+        AMOUNT = "amount", "Amount matches outstanding"
+        OLDEST_DUE = "oldest_due", "Oldest due loan"
+        CREDIT = "credit", "No active loan: credit"
+        MANUAL = "manual", "Assigned by staff"
+
+    trans_id = models.CharField(max_length=32, unique=True)
+    transaction_type = models.CharField(max_length=32, blank=True)
+    trans_time = models.DateTimeField()
+    amount = MoneyField()
+    business_short_code = models.CharField(max_length=12)
+    bill_reference = models.CharField(max_length=64, blank=True)
+    bill_reference_normalized = models.CharField(max_length=64, blank=True, db_index=True)
+    invoice_number = models.CharField(max_length=64, blank=True)
+    org_account_balance = MoneyField(null=True, blank=True)
+    third_party_trans_id = models.CharField(max_length=64, blank=True)
+    msisdn = models.CharField(max_length=80, blank=True, help_text="as sent: a digest, masked, or plain")
+    msisdn_kind = models.CharField(max_length=8, choices=MsisdnKind.choices)
+    first_name = models.CharField(max_length=100, blank=True)
+    middle_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+
+    config = models.ForeignKey(MpesaConfiguration, on_delete=models.PROTECT, related_name="transactions")
+    callback = models.ForeignKey(
+        CallbackRequest, null=True, blank=True, on_delete=models.PROTECT, related_name="transactions"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED, db_index=True)
+    identified_by = models.CharField(max_length=16, choices=IdentifiedBy.choices, blank=True)
+    match_strategy = models.CharField(max_length=16, choices=Strategy.choices, blank=True)
+    borrower = models.ForeignKey(
+        Borrower, null=True, blank=True, on_delete=models.PROTECT, related_name="mpesa_transactions"
+    )
+    # When someone pays a loan that is not theirs, the borrower who paid (if we know them).
+    payer_borrower = models.ForeignKey(
+        Borrower, null=True, blank=True, on_delete=models.PROTECT, related_name="mpesa_payments_for_others"
+    )
+    notes = models.JSONField(default=list, blank=True, help_text="what the matcher tried and why, for people")
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    processing_ms = models.PositiveIntegerField(null=True, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    objects = MpesaTransactionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-trans_time", "-id"]
+        indexes = [
+            models.Index(fields=["status", "received_at"], name="mpesa_tx_status_received"),
+            models.Index(fields=["msisdn"], name="mpesa_tx_msisdn"),
+            models.Index(fields=["trans_time"], name="mpesa_tx_trans_time"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="mpesa_tx_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trans_id} {self.amount}"
+
+    @property
+    def payer_name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.middle_name, self.last_name) if part)
+
+    @property
+    def msisdn_display(self) -> str:
+        if self.msisdn_kind == self.MsisdnKind.PLAIN:
+            return mask_phone(self.msisdn)
+        if self.msisdn_kind == self.MsisdnKind.HASHED:
+            return f"sha256:{self.msisdn[:10]}..."
+        return self.msisdn
+
+    def process_payment(self) -> "MpesaTransaction":
+        """Process (or reprocess) this payment now; see ``payments.services.transaction_process``."""
+        from payments.services import transaction_process
+
+        return transaction_process(trans_id=self.trans_id)
+
+
+class Allocation(models.Model):
+    """Where part of a payment went: a loan (through a core Repayment) or the borrower's credit."""
+
+    class Target(models.TextChoices):
+        LOAN = "loan", "Loan"
+        CREDIT = "credit", "Credit balance"
+
+    transaction = models.ForeignKey(MpesaTransaction, on_delete=models.PROTECT, related_name="allocations")
+    target = models.CharField(max_length=8, choices=Target.choices)
+    loan = models.ForeignKey(
+        Loan, null=True, blank=True, on_delete=models.PROTECT, related_name="allocations"
+    )
+    borrower = models.ForeignKey(Borrower, on_delete=models.PROTECT, related_name="allocations")
+    amount = MoneyField()
+    repayment = models.OneToOneField(
+        Repayment, null=True, blank=True, on_delete=models.PROTECT, related_name="allocation"
+    )
+    credit_entry = models.OneToOneField(
+        CreditEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="allocation"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Set when staff move the payment elsewhere: the posting was reversed, the row kept for the record.
+    reversed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="allocation_amount_positive"),
+            models.CheckConstraint(
+                condition=(
+                    Q(target="loan", loan__isnull=False, repayment__isnull=False)
+                    | Q(target="credit", credit_entry__isnull=False)
+                ),
+                name="allocation_target_consistent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} to {self.loan or 'credit'}"

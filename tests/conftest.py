@@ -1,6 +1,7 @@
 import pytest
 from django.db import connection
 
+from config.celery import app as celery_app
 from core.actors import Actor
 from tests.factories import AdminFactory, OfficerFactory
 
@@ -15,6 +16,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def celery_runs_tasks_in_process():
+    # Tests run tasks in-process whatever the environment says (CI sets REDIS_URL, which would
+    # otherwise send them to a broker with no worker). Tests that need a real worker start one.
+    celery_app.conf.task_always_eager = True
+    yield
 
 
 @pytest.fixture

@@ -1,0 +1,30 @@
+"""HTTP helpers shared by every inbound channel."""
+
+import ipaddress
+
+from django.conf import settings
+from django.http import HttpRequest
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The caller's address. ``X-Forwarded-For`` is honoured only when the direct peer is one of
+    ``TRUSTED_PROXIES``; anyone else could write any address there. The rightmost address not
+    itself a trusted proxy is the client."""
+    remote = request.META.get("REMOTE_ADDR") or None
+    trusted = set(settings.TRUSTED_PROXIES)
+    if remote not in trusted:
+        return _valid(remote)
+    forwarded = [
+        part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()
+    ]
+    for address in reversed(forwarded):
+        if address not in trusted:
+            return _valid(address)
+    return _valid(remote)
+
+
+def _valid(address: str | None) -> str | None:
+    try:
+        return str(ipaddress.ip_address(address)) if address else None
+    except ValueError:
+        return None

@@ -1,0 +1,113 @@
+"""Texts the payments engine sends: borrower receipts (English and Kiswahili) and staff notes.
+
+Receipts must fit one SMS segment: 160 GSM-7 characters. Each builder tries its full wording first
+and falls back to shorter ones, so a long amount or loan number never spills into a second segment.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from core.money import format_money
+
+SMS_LIMIT = 160
+BRAND = "HAVEN GRAZURI"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptLine:
+    loan_number: str
+    outstanding_after: Decimal
+
+
+def _kes(amount: Decimal) -> str:
+    return f"KES {format_money(amount)}"
+
+
+def _fit(variants: list[str]) -> str:
+    for text in variants:
+        if len(text) <= SMS_LIMIT:
+            return text
+    return variants[-1][:SMS_LIMIT]
+
+
+def receipt_text(
+    *, language: str, amount: Decimal, trans_id: str, loans: list[ReceiptLine], credit: Decimal
+) -> str:
+    """The SMS a borrower gets when their payment is posted: amount, M-Pesa code, loan, new balance,
+    and how to reply when the loan is wrong. One segment, GSM-7 only."""
+    first = loans[0] if loans else None
+    more = f" +{len(loans) - 1}" if len(loans) > 1 else ""
+    if language == "sw":
+        head = f"{BRAND}: Tumepokea {_kes(amount)} ({trans_id})"
+        target = f" kwa {first.loan_number}{more}." if first else "."
+        balance = (
+            (
+                f" Salio {_kes(first.outstanding_after)}."
+                if first.outstanding_after > 0
+                else " Mkopo umelipwa kikamilifu. Asante!"
+            )
+            if first
+            else ""
+        )
+        extra = f" Akiba {_kes(credit)}." if credit > 0 else ""
+        fix_long, fix_short = (
+            f" Si mkopo sahihi? Jibu HAMISHA {trans_id} NAMBARI-YA-MKOPO",
+            " Kosa? Jibu HAMISHA",
+        )
+    else:
+        head = f"{BRAND}: {_kes(amount)} received ({trans_id})"
+        target = f" for {first.loan_number}{more}." if first else "."
+        balance = (
+            (
+                f" Balance {_kes(first.outstanding_after)}."
+                if first.outstanding_after > 0
+                else " Loan fully paid. Thank you!"
+            )
+            if first
+            else ""
+        )
+        extra = f" Credit {_kes(credit)}." if credit > 0 else ""
+        fix_long, fix_short = f" Wrong loan? Reply MOVE {trans_id} LOAN-NUMBER", " Wrong loan? Reply MOVE"
+    return _fit(
+        [
+            head + target + balance + extra + fix_long,
+            head + target + balance + extra + fix_short,
+            head + target + balance + fix_short,
+            head + target + balance,
+        ]
+    )
+
+
+def officer_note_text(
+    *,
+    borrower_name: str,
+    amount: Decimal,
+    trans_id: str,
+    loans: list[ReceiptLine],
+    credit: Decimal,
+    strategy: str,
+) -> str:
+    parts = [f"Payment {trans_id}: {_kes(amount)} from {borrower_name}"]
+    parts += [f"{line.loan_number} now {_kes(line.outstanding_after)}" for line in loans]
+    if credit > 0:
+        parts.append(f"{_kes(credit)} held as credit")
+    parts.append(f"matched by {strategy.replace('_', ' ')}")
+    return "; ".join(parts)
+
+
+def unmatched_alert_text(*, trans_id: str, amount: Decimal, bill_reference: str, payer_name: str) -> str:
+    return (
+        f"Unmatched payment {trans_id}: {_kes(amount)} from {payer_name or 'unknown payer'}, "
+        f"account {bill_reference!r}. Assign it to a loan or mark it reviewed."
+    )
+
+
+def failed_alert_text(*, trans_id: str, amount: Decimal, error: str) -> str:
+    return f"Payment {trans_id} ({_kes(amount)}) failed to post: {error[:300]}. Reprocess it once fixed."
+
+
+def credit_alert_text(*, trans_id: str, borrower_name: str, credit: Decimal) -> str:
+    return (
+        f"Overpayment {trans_id}: {_kes(credit)} held as credit for {borrower_name} "
+        "(no active loan left to take it). Refund or apply it."
+    )

@@ -1,0 +1,134 @@
+"""Parse a Daraja C2B callback body into typed facts. Pure: no database, no settings.
+
+The amount is read straight into ``Decimal`` (JSON numbers included, never through ``float``),
+``TransTime`` becomes an aware datetime in Nairobi time, and the MSISDN is classified as a SHA-256
+digest, a masked number or a plain number, because Daraja sends all three.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from core.exceptions import InvalidAmount, InvalidInput
+from core.money import to_money
+from core.phones import try_normalize_phone
+
+NAIROBI = ZoneInfo("Africa/Nairobi")
+_HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
+_TRANS_ID = re.compile(r"^[A-Za-z0-9]{6,32}$")
+_REFERENCE_NOISE = re.compile(r"[\s\-_./#:]+")
+
+
+class MalformedCallback(InvalidInput):
+    """The callback body is not a C2B payload we can read."""
+
+
+@dataclass(frozen=True, slots=True)
+class C2BPayload:
+    trans_id: str
+    transaction_type: str
+    trans_time: datetime
+    amount: Decimal
+    business_short_code: str
+    bill_reference: str
+    invoice_number: str
+    org_account_balance: Decimal | None
+    third_party_trans_id: str
+    msisdn: str
+    msisdn_kind: str  # hashed / masked / plain / missing
+    msisdn_e164: str | None  # only for a plain MSISDN
+    first_name: str
+    middle_name: str
+    last_name: str
+
+
+def classify_msisdn(raw: str) -> tuple[str, str | None]:
+    """``(kind, e164)``: ``hashed`` (a SHA-256 hex digest), ``masked`` (has ``*``), ``plain`` (a number we
+    can normalise, with its E.164 form), or ``missing``."""
+    text = (raw or "").strip()
+    if not text:
+        return "missing", None
+    if _HEX_DIGEST.match(text):
+        return "hashed", None
+    if "*" in text:
+        return "masked", None
+    e164 = try_normalize_phone(text)
+    return ("plain", e164) if e164 else ("masked", None)
+
+
+def normalize_bill_reference(raw: str) -> str:
+    """Upper case, with spaces, dashes and similar separators removed: ``"loan 123"`` -> ``"LOAN123"``."""
+    return _REFERENCE_NOISE.sub("", (raw or "").upper())
+
+
+def parse_trans_time(raw: str) -> datetime:
+    """``YYYYMMDDHHmmss`` in Nairobi time -> aware datetime. Raises ``MalformedCallback``."""
+    try:
+        naive = datetime.strptime(str(raw).strip(), "%Y%m%d%H%M%S")  # noqa: DTZ007 - zone attached below
+    except ValueError:
+        raise MalformedCallback(f"TransTime {raw!r} is not YYYYMMDDHHmmss") from None
+    return naive.replace(tzinfo=NAIROBI)
+
+
+def _text(payload: dict, key: str, limit: int = 100) -> str:
+    value = payload.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        raise MalformedCallback(f"{key} must be text")
+    return str(value).strip()[:limit]
+
+
+def parse_c2b_body(body: bytes | str) -> C2BPayload:
+    """Parse a validation or confirmation body. Raises ``MalformedCallback`` saying what is wrong."""
+    try:
+        payload = json.loads(body, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedCallback(f"body is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise MalformedCallback("body is not a JSON object")
+
+    trans_id = _text(payload, "TransID", 64)
+    if not trans_id:
+        raise MalformedCallback("TransID is missing")
+    if not _TRANS_ID.match(trans_id):
+        raise MalformedCallback(f"TransID {trans_id!r} is not an M-Pesa receipt number")
+    raw_amount = payload.get("TransAmount")
+    if raw_amount is None or raw_amount == "":
+        raise MalformedCallback("TransAmount is missing")
+    try:
+        amount = to_money(raw_amount)
+    except InvalidAmount as exc:
+        raise MalformedCallback(f"TransAmount: {exc.detail}") from None
+    short_code = _text(payload, "BusinessShortCode", 12)
+    if not short_code:
+        raise MalformedCallback("BusinessShortCode is missing")
+    if "TransTime" not in payload:
+        raise MalformedCallback("TransTime is missing")
+    balance_raw = payload.get("OrgAccountBalance")
+    try:
+        balance = to_money(balance_raw) if balance_raw not in (None, "") else None
+    except InvalidAmount:
+        balance = None  # informational only; never a reason to lose a payment
+    msisdn = _text(payload, "MSISDN", 80)
+    kind, e164 = classify_msisdn(msisdn)
+    return C2BPayload(
+        trans_id=trans_id.upper(),
+        transaction_type=_text(payload, "TransactionType", 32),
+        trans_time=parse_trans_time(payload["TransTime"]),
+        amount=amount,
+        business_short_code=short_code,
+        bill_reference=_text(payload, "BillRefNumber", 64),
+        invoice_number=_text(payload, "InvoiceNumber", 64),
+        org_account_balance=balance,
+        third_party_trans_id=_text(payload, "ThirdPartyTransID", 64),
+        msisdn=msisdn,
+        msisdn_kind=kind,
+        msisdn_e164=e164,
+        first_name=_text(payload, "FirstName"),
+        middle_name=_text(payload, "MiddleName"),
+        last_name=_text(payload, "LastName"),
+    )

@@ -1,0 +1,87 @@
+"""Reads for M-Pesa matching and the staff views.
+
+``DatabaseDirectory`` answers the matcher's questions with indexed lookups only (loan number,
+phone number, national ID, MSISDN digest, a borrower's loans), so the number of queries per payment
+does not grow with the portfolio.
+"""
+
+from collections.abc import Sequence
+
+from core.models import Borrower, BorrowerPhone, Loan
+from payments.matching import BorrowerCandidate, LoanCandidate
+
+_LOAN_FIELDS = ("id", "loan_number", "borrower_id", "status", "due_date", "outstanding_total")
+_MAX_MASKED_CANDIDATES = 50
+
+
+def _loan(row: dict) -> LoanCandidate:
+    return LoanCandidate(
+        id=row["id"],
+        loan_number=row["loan_number"],
+        borrower_id=row["borrower_id"],
+        status=row["status"],
+        due_date=row["due_date"],
+        outstanding=row["outstanding_total"],
+    )
+
+
+class DatabaseDirectory:
+    def loan_by_numbers(self, numbers: Sequence[str]) -> LoanCandidate | None:
+        rows = {
+            row["loan_number"]: row
+            for row in Loan.objects.with_outstanding().filter(loan_number__in=numbers).values(*_LOAN_FIELDS)
+        }
+        return next((_loan(rows[number]) for number in numbers if number in rows), None)
+
+    def borrower(self, borrower_id: int) -> BorrowerCandidate | None:
+        row = Borrower.objects.filter(pk=borrower_id).values_list("id", "full_name").first()
+        return BorrowerCandidate(*row) if row else None
+
+    def borrower_by_phone(self, e164: str) -> BorrowerCandidate | None:
+        row = (
+            BorrowerPhone.objects.filter(number=e164)
+            .values_list("borrower_id", "borrower__full_name")
+            .first()
+        )
+        return BorrowerCandidate(*row) if row else None
+
+    def borrower_by_national_id(self, national_id: str) -> BorrowerCandidate | None:
+        row = Borrower.objects.filter(national_id=national_id).values_list("id", "full_name").first()
+        return BorrowerCandidate(*row) if row else None
+
+    def borrower_by_msisdn_hash(self, digest: str) -> BorrowerCandidate | None:
+        row = (
+            BorrowerPhone.objects.filter(msisdn_hash=digest.lower())
+            .values_list("borrower_id", "borrower__full_name")
+            .first()
+        )
+        return BorrowerCandidate(*row) if row else None
+
+    def borrowers_by_masked_msisdn(self, prefix: str, suffix: str) -> list[BorrowerCandidate]:
+        rows = (
+            BorrowerPhone.objects.filter(number__startswith="+" + prefix, number__endswith=suffix)
+            .values_list("borrower_id", "borrower__full_name")
+            .distinct()[:_MAX_MASKED_CANDIDATES]
+        )
+        return [BorrowerCandidate(*row) for row in rows]
+
+    def active_loans(self, borrower_id: int) -> list[LoanCandidate]:
+        rows = (
+            Loan.objects.with_outstanding()
+            .filter(borrower_id=borrower_id, status=Loan.Status.ACTIVE)
+            .order_by("due_date", "id")
+            .values(*_LOAN_FIELDS)
+        )
+        return [_loan(row) for row in rows]
+
+
+def loans_to_fill(*, borrower_id: int, exclude_loan_id: int | None) -> list[Loan]:
+    """The borrower's other active loans, oldest due first, locked (lock order: by id) for posting excess."""
+    ids = list(
+        Loan.objects.filter(borrower_id=borrower_id, status=Loan.Status.ACTIVE)
+        .exclude(pk=exclude_loan_id)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    locked = list(Loan.objects.select_for_update().filter(pk__in=ids).order_by("id"))
+    return sorted(locked, key=lambda loan: (loan.due_date, loan.id))

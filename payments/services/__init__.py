@@ -1,0 +1,21 @@
+"""Every write of the M-Pesa engine. Import services from here."""
+
+from payments.services.actions import (
+    transaction_assign,
+    transaction_mark_reviewed,
+    transaction_reprocess,
+    transaction_reverse,
+)
+from payments.services.callbacks import InboundRequest, callback_receive
+from payments.services.processing import TransientProcessingError, transaction_process
+
+__all__ = [
+    "InboundRequest",
+    "TransientProcessingError",
+    "callback_receive",
+    "transaction_assign",
+    "transaction_mark_reviewed",
+    "transaction_process",
+    "transaction_reprocess",
+    "transaction_reverse",
+]

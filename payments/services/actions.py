@@ -1,0 +1,188 @@
+"""Staff actions on payments: reprocess, assign to a loan, mark reviewed, reverse.
+
+Used by the admin, the API, the staff pages and the Telegram bot alike; each checks the current
+state first, works under the same locks as processing, and is audited with who and why.
+"""
+
+from django.db import transaction
+from django.utils import timezone
+
+from core.actors import Actor
+from core.exceptions import InvalidInput, InvalidState, NotFound
+from core.models import Borrower, Loan
+from core.services import audit_record, borrower_credit_use, repayment_reverse
+from payments.models import Allocation, MpesaTransaction
+from payments.services.processing import allocate_payment, queue_payment_news, transaction_process
+
+REPROCESSABLE = (
+    MpesaTransaction.Status.RECEIVED,
+    MpesaTransaction.Status.FAILED,
+    MpesaTransaction.Status.UNMATCHED,
+)
+
+
+def _locked(trans_id: str) -> MpesaTransaction:
+    try:
+        return MpesaTransaction.objects.select_for_update().get(trans_id=trans_id)
+    except MpesaTransaction.DoesNotExist:
+        raise NotFound(f"no M-Pesa transaction {trans_id}") from None
+
+
+def _need_reason(reason: str, what: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput(f"{what} needs a reason")
+    return reason
+
+
+def _undo_allocations(*, tx: MpesaTransaction, actor: Actor, reason: str) -> list[Allocation]:
+    """Reverse every live allocation of ``tx`` exactly: postings are reversed, credit taken back."""
+    live = list(tx.allocations.filter(reversed_at__isnull=True).select_related("repayment"))
+    now = timezone.now()
+    for allocation in live:
+        if allocation.target == Allocation.Target.LOAN:
+            repayment_reverse(repayment=allocation.repayment, actor=actor, reason=reason)
+        else:
+            borrower = Borrower.objects.get(pk=allocation.borrower_id)
+            borrower_credit_use(
+                borrower=borrower, amount=allocation.amount, actor=actor, reference=tx.trans_id, reason=reason
+            )
+        allocation.reversed_at = now
+    Allocation.objects.bulk_update(live, ["reversed_at"])
+    return live
+
+
+def _lock_borrowers(*ids: int | None) -> None:
+    # Lock order: borrowers by id, before any loan.
+    wanted = sorted({pk for pk in ids if pk is not None})
+    list(Borrower.objects.select_for_update().filter(pk__in=wanted).order_by("id"))
+
+
+def transaction_reprocess(*, trans_id: str, actor: Actor, reason: str = "") -> MpesaTransaction:
+    """Run matching and posting again for a ``received``, ``failed`` or ``unmatched`` payment.
+
+    Returns the payment with its new status. Raises ``NotFound`` or ``InvalidState`` (a processed
+    payment is moved with ``transaction_assign``, not reprocessed)."""
+    with transaction.atomic():
+        tx = _locked(trans_id)
+        if tx.status not in REPROCESSABLE:
+            raise InvalidState(
+                f"{trans_id} is {tx.status}; only received, failed or unmatched payments are reprocessed"
+            )
+        previous = tx.status
+        tx.status = MpesaTransaction.Status.RECEIVED
+        tx.notes = [*tx.notes, f"reprocess requested by {actor.label}" + (f": {reason}" if reason else "")]
+        tx.save(update_fields=["status", "notes"])
+        audit_record(
+            action="mpesa.reprocessed",
+            actor=actor,
+            obj=tx,
+            amount=tx.amount,
+            reason=reason,
+            data={"trans_id": trans_id, "status_before": previous},
+        )
+    return transaction_process(trans_id=trans_id)
+
+
+def transaction_assign(
+    *, trans_id: str, loan_number: str, actor: Actor, reason: str = ""
+) -> MpesaTransaction:
+    """Put a payment on ``loan_number``: an unmatched or failed one, or one that went to the wrong loan
+    (its earlier postings are reversed exactly first). Excess goes to the borrower's other active loans,
+    then to credit, as in automatic processing.
+
+    Returns the processed payment. Raises ``NotFound`` (payment or loan), ``InvalidState`` (payment
+    reversed, loan not active, or earlier credit already spent)."""
+    reason = (reason or "").strip() or "assigned by staff"
+    with transaction.atomic():
+        tx = _locked(trans_id)
+        if tx.status == MpesaTransaction.Status.REVERSED:
+            raise InvalidState(f"{trans_id} was reversed; it cannot be assigned")
+        loan = Loan.objects.filter(loan_number=loan_number.strip()).first()
+        if loan is None:
+            raise NotFound(f"no loan numbered {loan_number}")
+        if loan.status != Loan.Status.ACTIVE:
+            raise InvalidState(f"{loan.loan_number} is {loan.get_status_display().lower()}, not active")
+        previous = {"status": tx.status, "borrower": tx.borrower_id, "strategy": tx.match_strategy}
+        _lock_borrowers(tx.borrower_id, loan.borrower_id)
+        undone = _undo_allocations(
+            tx=tx, actor=actor, reason=f"payment {trans_id} moved to {loan.loan_number}: {reason}"
+        )
+        posted = allocate_payment(tx=tx, borrower_id=loan.borrower_id, first_loan_id=loan.pk, actor=actor)
+        tx.borrower_id = loan.borrower_id
+        tx.identified_by = MpesaTransaction.IdentifiedBy.MANUAL
+        tx.match_strategy = MpesaTransaction.Strategy.MANUAL
+        tx.status = MpesaTransaction.Status.PROCESSED
+        tx.processed_at = timezone.now()
+        tx.reviewed_at, tx.reviewed_by = timezone.now(), actor.user
+        tx.last_error = ""
+        tx.notes = [*tx.notes, f"assigned to {loan.loan_number} by {actor.label}: {reason}"]
+        tx.save()
+        audit_record(
+            action="mpesa.assigned",
+            actor=actor,
+            loan=loan,
+            obj=tx,
+            amount=tx.amount,
+            reason=reason,
+            data={
+                "trans_id": trans_id,
+                "loan_number": loan.loan_number,
+                "before": previous,
+                "reversed_allocations": [a.pk for a in undone],
+            },
+        )
+        queue_payment_news(tx=tx, posted=posted)
+    return tx
+
+
+def transaction_mark_reviewed(*, trans_id: str, actor: Actor, note: str = "") -> MpesaTransaction:
+    """Record that staff looked at a payment (e.g. an unmatched one that will be refunded elsewhere).
+    Raises ``NotFound`` or ``InvalidState`` when it was already reviewed."""
+    with transaction.atomic():
+        tx = _locked(trans_id)
+        if tx.reviewed_at is not None:
+            raise InvalidState(f"{trans_id} was already reviewed")
+        tx.reviewed_at, tx.reviewed_by = timezone.now(), actor.user
+        tx.notes = [*tx.notes, f"reviewed by {actor.label}" + (f": {note.strip()}" if note.strip() else "")]
+        tx.save(update_fields=["reviewed_at", "reviewed_by", "notes"])
+        audit_record(
+            action="mpesa.reviewed",
+            actor=actor,
+            obj=tx,
+            amount=tx.amount,
+            reason=note,
+            data={"trans_id": trans_id},
+        )
+    return tx
+
+
+def transaction_reverse(*, trans_id: str, actor: Actor, reason: str) -> MpesaTransaction:
+    """Reverse a payment (Safaricom reversed it, or it was refunded): its postings are undone exactly,
+    its credit taken back, and it is marked ``reversed``. Raises ``InvalidInput`` without a reason,
+    ``NotFound``, or ``InvalidState`` (already reversed, or its credit already spent)."""
+    reason = _need_reason(reason, "a reversal")
+    with transaction.atomic():
+        tx = _locked(trans_id)
+        if tx.status == MpesaTransaction.Status.REVERSED:
+            raise InvalidState(f"{trans_id} is already reversed")
+        previous = tx.status
+        _lock_borrowers(tx.borrower_id)
+        undone = _undo_allocations(tx=tx, actor=actor, reason=f"payment {trans_id} reversed: {reason}")
+        tx.status = MpesaTransaction.Status.REVERSED
+        tx.reviewed_at, tx.reviewed_by = timezone.now(), actor.user
+        tx.notes = [*tx.notes, f"reversed by {actor.label}: {reason}"]
+        tx.save(update_fields=["status", "reviewed_at", "reviewed_by", "notes"])
+        audit_record(
+            action="mpesa.reversed",
+            actor=actor,
+            obj=tx,
+            amount=tx.amount,
+            reason=reason,
+            data={
+                "trans_id": trans_id,
+                "status_before": previous,
+                "reversed_allocations": [a.pk for a in undone],
+            },
+        )
+    return tx

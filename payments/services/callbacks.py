@@ -1,0 +1,229 @@
+"""Daraja C2B callbacks: store the request as it came, answer Safaricom, hand the payment to a worker.
+
+The hot path of a confirmation is two inserts (the raw request, the transaction) in one commit and
+a task enqueued after it; matching and posting happen in ``payments.tasks``. The transaction row
+is the durable record: if the enqueue is lost, the sweeper finds the row still ``received``.
+"""
+
+import hmac
+import logging
+from dataclasses import dataclass
+
+from django.db import DataError, IntegrityError, transaction
+from django.utils import timezone
+
+from core.services.outbox import outbox_queue_for_staff, staff_to_alert
+from payments.matching import IDENTIFIERS
+from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction
+from payments.parsing import C2BPayload, MalformedCallback, normalize_bill_reference, parse_c2b_body
+from payments.selectors import DatabaseDirectory
+from payments.services.processing import payment_facts
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+ACCEPTED = {"ResultCode": "0", "ResultDesc": "Accepted"}
+CONFIRMED = {"ResultCode": 0, "ResultDesc": "Success"}
+_HIDDEN_HEADERS = {"cookie", "authorization", "proxy-authorization"}
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackAnswer:
+    status: int
+    body: dict
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRequest:
+    kind: str
+    token: str
+    source_ip: str | None
+    headers: dict
+    body: bytes
+    declared_length: int | None = None  # Content-Length, when the body was not read for being too large
+
+
+def _reject(code: str, description: str) -> CallbackAnswer:
+    return CallbackAnswer(200, {"ResultCode": code, "ResultDesc": description})
+
+
+def config_for_token(token: str) -> MpesaConfiguration | None:
+    """The active configuration whose callback token is ``token`` (compared in constant time)."""
+    config = MpesaConfiguration.objects.filter(callback_token=token, is_active=True).first()
+    if config is None or not hmac.compare_digest(config.callback_token, token):
+        return None
+    return config
+
+
+def _store(config: MpesaConfiguration, inbound: InboundRequest, **fields) -> CallbackRequest:
+    headers = {k: v for k, v in inbound.headers.items() if k.lower() not in _HIDDEN_HEADERS}
+    return CallbackRequest.objects.create(
+        kind=inbound.kind,
+        config=config,
+        source_ip=inbound.source_ip,
+        headers=headers,
+        body=inbound.body.decode("utf-8", errors="backslashreplace"),
+        **fields,
+    )
+
+
+def _source_refused(config: MpesaConfiguration, inbound: InboundRequest) -> bool:
+    """Apply the source-address policy. Returns True when the request must be refused."""
+    if config.ip_policy == MpesaConfiguration.IpPolicy.OFF or inbound.source_ip in config.allowed_ip_list:
+        return False
+    logger.warning("mpesa %s callback from unlisted address %s", inbound.kind, inbound.source_ip)
+    outbox_queue_for_staff(
+        users=staff_to_alert(),
+        body=(
+            f"M-Pesa {inbound.kind} callback from an address not on the allowed list: {inbound.source_ip} "
+            f"({'refused' if config.ip_policy == MpesaConfiguration.IpPolicy.REFUSE else 'accepted, logged'})."
+        ),
+        dedupe_key=f"callback-ip:{inbound.source_ip}:{timezone.localdate().isoformat()}",
+        context={"kind": "callback_ip", "source_ip": inbound.source_ip},
+    )
+    return config.ip_policy == MpesaConfiguration.IpPolicy.REFUSE
+
+
+def callback_receive(*, inbound: InboundRequest) -> CallbackAnswer | None:
+    """Handle one validation or confirmation request. Returns the answer for Safaricom, or ``None`` when
+    the token is unknown (the caller answers 404 and nothing is stored)."""
+    config = config_for_token(inbound.token)
+    if config is None:
+        logger.warning("mpesa callback with an unknown token from %s", inbound.source_ip)
+        return None
+    if inbound.declared_length is not None:
+        error = f"body of {inbound.declared_length} bytes is over the {MAX_BODY_BYTES // 1024} KB limit"
+        _store(config, inbound, outcome=CallbackRequest.Outcome.MALFORMED, result_code="413", error=error)
+        return CallbackAnswer(413, {"ResultCode": "C2B00016", "ResultDesc": f"Rejected: {error}"})
+    with transaction.atomic():
+        if _source_refused(config, inbound):
+            _store(
+                config,
+                inbound,
+                outcome=CallbackRequest.Outcome.REFUSED,
+                result_code="403",
+                error="source address not allowed",
+            )
+            return CallbackAnswer(
+                403, {"ResultCode": "C2B00016", "ResultDesc": "Rejected: source address not allowed"}
+            )
+    if inbound.kind == CallbackRequest.Kind.VALIDATION:
+        return _validate(config, inbound)
+    return _confirm(config, inbound)
+
+
+def _parse(inbound: InboundRequest) -> tuple[C2BPayload | None, str]:
+    try:
+        return parse_c2b_body(inbound.body), ""
+    except MalformedCallback as exc:
+        return None, exc.detail
+    except Exception as exc:
+        # A payload that breaks the parser is still evidence: store it, say so, carry on.
+        logger.exception("mpesa %s callback broke the parser", inbound.kind)
+        return None, f"unreadable payload ({type(exc).__name__})"
+
+
+def _validate(config: MpesaConfiguration, inbound: InboundRequest) -> CallbackAnswer:
+    """Read-only and fast: no money moves here; confirmation is the source of truth."""
+    payload, error = _parse(inbound)
+    if payload is None:
+        answer = _reject("C2B00016", f"Rejected: {error}")
+    elif payload.business_short_code != config.business_short_code:
+        answer = _reject("C2B00015", "Rejected: invalid short code")
+    elif payload.amount <= 0:
+        answer = _reject("C2B00013", "Rejected: invalid amount")
+    elif (
+        config.validation_policy == MpesaConfiguration.ValidationPolicy.REJECT_UNKNOWN
+        and not _identifies_someone(payload)
+    ):
+        answer = _reject("C2B00012", "Rejected: invalid account number")
+    else:
+        answer = CallbackAnswer(200, dict(ACCEPTED))
+    accepted = answer.body["ResultCode"] == "0"
+    _store(
+        config,
+        inbound,
+        outcome=(
+            CallbackRequest.Outcome.ACCEPTED
+            if accepted
+            else (CallbackRequest.Outcome.MALFORMED if payload is None else CallbackRequest.Outcome.REJECTED)
+        ),
+        result_code=answer.body["ResultCode"],
+        error=error or ("" if accepted else answer.body["ResultDesc"]),
+    )
+    return answer
+
+
+def _identifies_someone(payload: C2BPayload) -> bool:
+    facts = payment_facts(payload)
+    directory = DatabaseDirectory()
+    return any(identify(facts, directory) is not None for identify in IDENTIFIERS)
+
+
+def _confirm(config: MpesaConfiguration, inbound: InboundRequest) -> CallbackAnswer:
+    payload, error = _parse(inbound)
+    if payload is not None and payload.amount <= 0:
+        payload, error = None, "TransAmount must be more than zero"
+    if payload is None:
+        _store(config, inbound, outcome=CallbackRequest.Outcome.MALFORMED, result_code="400", error=error)
+        logger.warning("mpesa confirmation malformed: %s", error)
+        _alert_malformed(error)
+        return CallbackAnswer(400, {"ResultCode": "C2B00016", "ResultDesc": f"Rejected: {error}"})
+
+    from payments.tasks import process_transaction_task
+
+    with transaction.atomic():
+        callback = _store(config, inbound, outcome=CallbackRequest.Outcome.ACCEPTED, result_code="0")
+        try:
+            with transaction.atomic():
+                MpesaTransaction.objects.create(
+                    trans_id=payload.trans_id,
+                    transaction_type=payload.transaction_type,
+                    trans_time=payload.trans_time,
+                    amount=payload.amount,
+                    business_short_code=payload.business_short_code,
+                    bill_reference=payload.bill_reference,
+                    bill_reference_normalized=normalize_bill_reference(payload.bill_reference),
+                    invoice_number=payload.invoice_number,
+                    org_account_balance=payload.org_account_balance,
+                    third_party_trans_id=payload.third_party_trans_id,
+                    msisdn=payload.msisdn,
+                    msisdn_kind=payload.msisdn_kind,
+                    first_name=payload.first_name,
+                    middle_name=payload.middle_name,
+                    last_name=payload.last_name,
+                    config=config,
+                    callback=callback,
+                )
+        except IntegrityError:
+            # The same TransID again (Safaricom re-delivered): acknowledge, create nothing.
+            callback.outcome = CallbackRequest.Outcome.DUPLICATE
+            callback.save(update_fields=["outcome"])
+            logger.info("mpesa confirmation %s is a duplicate", payload.trans_id)
+            return CallbackAnswer(200, dict(CONFIRMED))
+        except DataError as exc:
+            callback.outcome = CallbackRequest.Outcome.MALFORMED
+            callback.result_code, callback.error = "400", f"does not fit the transaction record: {exc}"
+            callback.save(update_fields=["outcome", "result_code", "error"])
+            return CallbackAnswer(
+                400, {"ResultCode": "C2B00016", "ResultDesc": "Rejected: malformed payload"}
+            )
+        if payload.business_short_code != config.business_short_code:
+            logger.warning(
+                "mpesa confirmation %s for short code %s on the %s configuration",
+                payload.trans_id,
+                payload.business_short_code,
+                config.business_short_code,
+            )
+        process_transaction_task.delay_on_commit(payload.trans_id)
+    logger.info("mpesa confirmation %s stored", payload.trans_id)
+    return CallbackAnswer(200, dict(CONFIRMED))
+
+
+def _alert_malformed(error: str) -> None:
+    outbox_queue_for_staff(
+        users=staff_to_alert(),
+        body=f"An M-Pesa confirmation could not be read and needs a look: {error[:200]}",
+        dedupe_key=f"malformed:{timezone.now().strftime('%Y%m%d%H')}",
+        context={"kind": "malformed"},
+    )

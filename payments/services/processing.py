@@ -1,0 +1,298 @@
+"""Processing a stored payment: match it, post it, record where the money went, queue the news.
+
+``transaction_process`` is safe to call any number of times, from any number of workers: the
+transaction row is locked first and a processed payment is never posted again. Lock order (as in
+``core.services.loans``): the transaction row, then borrower rows by id, then loan rows by id.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import InterfaceError, OperationalError, transaction
+from django.utils import timezone
+
+from core.actors import Actor
+from core.models import Borrower, Loan
+from core.money import ZERO
+from core.phones import try_normalize_phone
+from core.services import borrower_credit_add, repayment_post
+from core.services.outbox import outbox_queue, outbox_queue_for_staff, staff_to_alert
+from payments import messages
+from payments.matching import PaymentFacts, match_payment
+from payments.models import Allocation, MpesaTransaction
+from payments.parsing import C2BPayload
+from payments.selectors import DatabaseDirectory
+
+logger = logging.getLogger(__name__)
+
+ENGINE = Actor.system("mpesa-engine")
+MAX_ATTEMPTS = 5
+# Errors worth retrying: the database was briefly unavailable, a lock wait or deadlock was broken.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+
+
+class TransientProcessingError(Exception):
+    """Processing failed for a reason that retrying may fix; the payment stays ``received``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    allocations: list[Allocation]
+    credit: Decimal
+
+
+def payment_facts(source: "MpesaTransaction | C2BPayload") -> PaymentFacts:
+    """What the matcher needs from a stored transaction or a freshly parsed callback."""
+    plain = source.msisdn_kind == MpesaTransaction.MsisdnKind.PLAIN
+    return PaymentFacts(
+        amount=source.amount,
+        bill_reference=source.bill_reference,
+        msisdn=source.msisdn,
+        msisdn_kind=source.msisdn_kind,
+        msisdn_e164=try_normalize_phone(source.msisdn) if plain else None,
+        first_name=source.first_name,
+        middle_name=source.middle_name,
+        last_name=source.last_name,
+    )
+
+
+def allocate_payment(
+    *, tx: MpesaTransaction, borrower_id: int, first_loan_id: int | None, actor: Actor
+) -> Posted:
+    """Post ``tx.amount`` for a borrower: the chosen loan first, then the borrower's other active loans
+    (oldest due first), then whatever is left to their credit balance. Call inside a transaction
+    that holds the lock on ``tx``; takes the borrower and loan locks itself."""
+    Borrower.objects.select_for_update().get(pk=borrower_id)
+    active_ids = list(
+        Loan.objects.filter(borrower_id=borrower_id, status=Loan.Status.ACTIVE)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    locked = {
+        loan.pk: loan for loan in Loan.objects.select_for_update().filter(pk__in=active_ids).order_by("id")
+    }
+    ordered = sorted(locked.values(), key=lambda loan: (loan.pk != first_loan_id, loan.due_date, loan.pk))
+
+    remaining = tx.amount
+    allocations = []
+    for loan in ordered:
+        if remaining <= 0:
+            break
+        result = repayment_post(
+            loan=loan,
+            amount=remaining,
+            actor=actor,
+            source="mpesa",
+            reference=tx.trans_id,
+            posted_at=tx.trans_time,
+        )
+        if result.repayment is not None:
+            allocations.append(
+                Allocation(
+                    transaction=tx,
+                    target=Allocation.Target.LOAN,
+                    loan=result.loan,
+                    borrower_id=borrower_id,
+                    amount=result.applied,
+                    repayment=result.repayment,
+                )
+            )
+        remaining = result.excess
+    credit = ZERO
+    if remaining > 0:
+        borrower = Borrower.objects.get(pk=borrower_id)
+        entry = borrower_credit_add(
+            borrower=borrower,
+            amount=remaining,
+            actor=actor,
+            reference=tx.trans_id,
+            reason="overpayment: no active loan left to take it",
+        )
+        allocations.append(
+            Allocation(
+                transaction=tx,
+                target=Allocation.Target.CREDIT,
+                borrower_id=borrower_id,
+                amount=remaining,
+                credit_entry=entry,
+            )
+        )
+        credit = remaining
+    Allocation.objects.bulk_create(allocations)
+    return Posted(allocations=allocations, credit=credit)
+
+
+def queue_payment_news(*, tx: MpesaTransaction, posted: Posted) -> None:
+    """The borrower's SMS receipt, a note to the loan officer, and an alert when money went to credit.
+    Rows are written in the caller's transaction; delivery starts after it commits."""
+    borrower = (
+        Borrower.objects.select_related("loan_officer").prefetch_related("phones").get(pk=tx.borrower_id)
+    )
+    lines = [
+        messages.ReceiptLine(loan_number=a.loan.loan_number, outstanding_after=a.loan.outstanding)
+        for a in posted.allocations
+        if a.target == Allocation.Target.LOAN
+    ]
+    round_key = f"{tx.trans_id}:{posted.allocations[0].pk if posted.allocations else 0}"
+    phone = borrower.primary_phone
+    if phone is not None:
+        outbox_queue(
+            channel="sms",
+            recipient=phone.number,
+            body=messages.receipt_text(
+                language=borrower.preferred_language,
+                amount=tx.amount,
+                trans_id=tx.trans_id,
+                loans=lines,
+                credit=posted.credit,
+            ),
+            dedupe_key=f"receipt:{round_key}",
+            borrower=borrower,
+        )
+    officer = borrower.loan_officer
+    if officer is not None:
+        outbox_queue_for_staff(
+            users=[officer],
+            body=messages.officer_note_text(
+                borrower_name=borrower.full_name,
+                amount=tx.amount,
+                trans_id=tx.trans_id,
+                loans=lines,
+                credit=posted.credit,
+                strategy=tx.match_strategy,
+            ),
+            dedupe_key=f"officer-note:{round_key}",
+            context={"trans_id": tx.trans_id, "kind": "posted"},
+        )
+    if posted.credit > 0:
+        outbox_queue_for_staff(
+            users=staff_to_alert(officer=officer),
+            body=messages.credit_alert_text(
+                trans_id=tx.trans_id, borrower_name=borrower.full_name, credit=posted.credit
+            ),
+            dedupe_key=f"credit-alert:{round_key}",
+            context={"trans_id": tx.trans_id, "kind": "credit"},
+        )
+
+
+def _alert_unmatched(tx: MpesaTransaction) -> None:
+    outbox_queue_for_staff(
+        users=staff_to_alert(),
+        body=messages.unmatched_alert_text(
+            trans_id=tx.trans_id, amount=tx.amount, bill_reference=tx.bill_reference, payer_name=tx.payer_name
+        ),
+        dedupe_key=f"unmatched:{tx.trans_id}:{tx.attempts}",
+        context={"trans_id": tx.trans_id, "kind": "unmatched"},
+    )
+
+
+def _alert_failed(tx: MpesaTransaction) -> None:
+    officer = tx.borrower.loan_officer if tx.borrower_id else None
+    outbox_queue_for_staff(
+        users=staff_to_alert(officer=officer),
+        body=messages.failed_alert_text(trans_id=tx.trans_id, amount=tx.amount, error=tx.last_error),
+        dedupe_key=f"failed:{tx.trans_id}:{tx.attempts}",
+        context={"trans_id": tx.trans_id, "kind": "failed"},
+    )
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _process_locked(*, trans_id: str, started: float) -> MpesaTransaction:
+    tx = (
+        MpesaTransaction.objects.select_for_update(of=("self",))
+        .select_related("config")
+        .get(trans_id=trans_id)
+    )
+    if tx.status in (MpesaTransaction.Status.PROCESSED, MpesaTransaction.Status.REVERSED):
+        return tx  # already done: a duplicate delivery, a retried task or a second worker
+    tx.attempts += 1
+    result = match_payment(payment_facts(tx), DatabaseDirectory(), tx.config.amount_tolerance)
+    tx.notes = [*result.notes]
+    tx.identified_by = result.identified_by
+    tx.last_error = ""
+    tx.processed_at = timezone.now()
+    fields = ["status", "attempts", "notes", "identified_by", "match_strategy", "borrower", "payer_borrower"]
+    fields += ["last_error", "processed_at", "processing_ms"]
+    if not result.matched:
+        tx.status = MpesaTransaction.Status.UNMATCHED
+        tx.match_strategy, tx.borrower_id, tx.payer_borrower_id = "", None, None
+        tx.processing_ms = _elapsed_ms(started)
+        tx.save(update_fields=fields)
+        _alert_unmatched(tx)
+        logger.info("mpesa %s unmatched (%s ms)", tx.trans_id, tx.processing_ms)
+        return tx
+    tx.borrower_id = result.borrower_id
+    tx.payer_borrower_id = result.payer_borrower_id
+    tx.match_strategy = result.match_strategy
+    posted = allocate_payment(
+        tx=tx,
+        borrower_id=result.borrower_id,
+        first_loan_id=result.loan.id if result.loan else None,
+        actor=ENGINE,
+    )
+    tx.status = MpesaTransaction.Status.PROCESSED
+    tx.processing_ms = _elapsed_ms(started)
+    tx.save(update_fields=fields)
+    queue_payment_news(tx=tx, posted=posted)
+    logger.info(
+        "mpesa %s processed: borrower %s, %s via %s, %s allocation(s) (%s ms)",
+        tx.trans_id,
+        tx.borrower_id,
+        tx.identified_by,
+        tx.match_strategy,
+        len(posted.allocations),
+        tx.processing_ms,
+    )
+    return tx
+
+
+def _record_failure(*, trans_id: str, error: str, transient: bool) -> MpesaTransaction:
+    with transaction.atomic():
+        tx = (
+            MpesaTransaction.objects.select_for_update(of=("self",))
+            .select_related("borrower")
+            .get(trans_id=trans_id)
+        )
+        tx.attempts += 1
+        tx.last_error = error[:4000]
+        gives_up = not transient or tx.attempts >= MAX_ATTEMPTS
+        tx.status = MpesaTransaction.Status.FAILED if gives_up else MpesaTransaction.Status.RECEIVED
+        tx.notes = [*tx.notes, f"attempt {tx.attempts} failed: {error[:300]}"]
+        tx.save(update_fields=["attempts", "last_error", "status", "notes"])
+        if gives_up:
+            _alert_failed(tx)
+    return tx
+
+
+def transaction_process(*, trans_id: str) -> MpesaTransaction:
+    """Match and post the stored payment ``trans_id``; return it with its new status.
+
+    ``processed``: posted and allocated; ``unmatched``: nobody identified, staff alerted. A payment
+    already processed or reversed is returned untouched. On a transient database error the payment
+    stays ``received`` (the sweeper and the task's retries try again, up to ``MAX_ATTEMPTS``) and
+    ``TransientProcessingError`` is raised; any other error marks it ``failed`` with the error and
+    alerts staff. Raises ``MpesaTransaction.DoesNotExist`` for an unknown ``trans_id``.
+    """
+    started = time.monotonic()
+    try:
+        with transaction.atomic():
+            return _process_locked(trans_id=trans_id, started=started)
+    except TRANSIENT_ERRORS as exc:
+        tx = _record_failure(trans_id=trans_id, error=f"{type(exc).__name__}: {exc}", transient=True)
+        logger.warning(
+            "mpesa %s transient failure (attempt %s): %s", trans_id, tx.attempts, type(exc).__name__
+        )
+        if tx.status == MpesaTransaction.Status.FAILED:
+            return tx
+        raise TransientProcessingError(str(exc)) from exc
+    except MpesaTransaction.DoesNotExist:
+        raise
+    except Exception as exc:
+        # Anything else is a defect or a data problem: keep the payment, say what went wrong, alert.
+        logger.exception("mpesa %s failed to process", trans_id)
+        return _record_failure(trans_id=trans_id, error=f"{type(exc).__name__}: {exc}", transient=False)

@@ -1,0 +1,42 @@
+"""Daraja C2B callback endpoints. They parse the HTTP request and call one service."""
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from core.http import client_ip
+from payments.services import InboundRequest, callback_receive
+from payments.services.callbacks import MAX_BODY_BYTES
+
+
+def _read_body(request: HttpRequest) -> tuple[bytes, int | None]:
+    """The body, or ``(b"", length)`` when it is over the limit (it is then never read into memory)."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > MAX_BODY_BYTES:
+        return b"", declared
+    body = request.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        return b"", len(body)
+    return body, None
+
+
+@csrf_exempt
+@require_POST
+def c2b_callback(request: HttpRequest, token: str, kind: str) -> JsonResponse:
+    body, too_large = _read_body(request)
+    answer = callback_receive(
+        inbound=InboundRequest(
+            kind=kind,
+            token=token,
+            source_ip=client_ip(request),
+            headers=dict(request.headers),
+            body=body,
+            declared_length=too_large,
+        )
+    )
+    if answer is None:
+        return JsonResponse({"detail": "not found"}, status=404)
+    return JsonResponse(answer.body, status=answer.status)

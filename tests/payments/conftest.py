@@ -1,0 +1,42 @@
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from payments.models import MpesaConfiguration
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "daraja"
+
+
+def daraja_payload(name: str, **overrides) -> dict:
+    """A recorded Daraja payload with some fields replaced (amounts kept as the provider sends them)."""
+    payload = json.loads((FIXTURES / name).read_text(), parse_float=Decimal)
+    payload.update(overrides)
+    return payload
+
+
+@pytest.fixture
+def mpesa_config(db) -> MpesaConfiguration:
+    return MpesaConfiguration.objects.create(
+        name="Test paybill",
+        environment=MpesaConfiguration.Environment.LOCAL,
+        consumer_key="test-key",
+        consumer_secret="test-secret",
+        business_short_code="600984",
+        base_url="https://pay.haven.example",
+    )
+
+
+@pytest.fixture
+def post_callback(client, mpesa_config, django_capture_on_commit_callbacks):
+    """POST a payload (dict, or raw bytes) to the validation or confirmation URL; what the request
+    queued on commit (processing, notifications) runs as it would after a real commit."""
+
+    def post(kind: str, payload, *, token: str | None = None, **extra):
+        body = payload if isinstance(payload, bytes) else json.dumps(payload, default=str).encode()
+        url = f"/payments/c2b/{token or mpesa_config.callback_token}/{kind}/"
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(url, data=body, content_type="application/json", **extra)
+
+    return post

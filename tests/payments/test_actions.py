@@ -1,0 +1,165 @@
+"""Staff actions on payments: reprocess, assign (and re-assign), mark reviewed, reverse."""
+
+import datetime
+from decimal import Decimal as D
+
+import pytest
+from django.utils import timezone
+
+from core.actors import Actor
+from core.exceptions import InvalidInput, InvalidState, NotFound
+from core.models import AuditEvent, Loan, OutboxMessage, Repayment
+from payments.models import Allocation, MpesaTransaction
+from payments.services import (
+    transaction_assign,
+    transaction_mark_reviewed,
+    transaction_process,
+    transaction_reprocess,
+    transaction_reverse,
+)
+from tests.factories import BorrowerFactory, LoanFactory, OfficerFactory
+from tests.payments.test_processing import stored_payment
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff():
+    return OfficerFactory()
+
+
+@pytest.fixture
+def actor(staff):
+    return Actor.staff(staff)
+
+
+def make_loan(number, outstanding, *, borrower=None, due_in=10):
+    return LoanFactory(
+        loan_number=number,
+        borrower=borrower or BorrowerFactory(),
+        principal_disbursed=D(outstanding),
+        principal=D(outstanding),
+        due_date=timezone.localdate() + datetime.timedelta(days=due_in),
+    )
+
+
+def test_assign_an_unmatched_payment(mpesa_config, actor, staff):
+    target = make_loan("LOAN-000200", "5000")
+    tx = transaction_process(trans_id=stored_payment(mpesa_config, bill_reference="rent").trans_id)
+    assert tx.status == "unmatched"
+
+    tx = transaction_assign(
+        trans_id=tx.trans_id, loan_number="LOAN-000200", actor=actor, reason="called the borrower"
+    )
+
+    assert (tx.status, tx.identified_by, tx.match_strategy, tx.borrower) == (
+        "processed",
+        "manual",
+        "manual",
+        target.borrower,
+    )
+    assert tx.reviewed_by == staff
+    target.refresh_from_db()
+    assert target.outstanding == D("4000.00")
+    assert tx.notes[-1] == f"assigned to LOAN-000200 by {staff.username}: called the borrower"
+    event = AuditEvent.objects.get(action="mpesa.assigned")
+    assert (event.actor_user, event.reason, event.loan) == (staff, "called the borrower", target)
+    assert OutboxMessage.objects.filter(borrower=target.borrower).count() == 1  # the receipt
+
+
+def test_reassigning_reverses_the_earlier_posting_and_credit_exactly(mpesa_config, actor):
+    wrong_borrower = BorrowerFactory()
+    wrong = make_loan("LOAN-000300", "600", borrower=wrong_borrower)
+    right = make_loan("LOAN-000301", "5000")
+    tx = stored_payment(mpesa_config, bill_reference="LOAN-000300", amount=D("1000.00"))
+    transaction_process(trans_id=tx.trans_id)
+    wrong.refresh_from_db()
+    wrong_borrower.refresh_from_db()
+    assert (wrong.status, wrong_borrower.credit_balance) == ("paid", D("400.00"))
+
+    transaction_assign(trans_id=tx.trans_id, loan_number="LOAN-000301", actor=actor, reason="typo in account")
+
+    wrong.refresh_from_db()
+    wrong_borrower.refresh_from_db()
+    right.refresh_from_db()
+    assert (wrong.status, wrong.outstanding, wrong_borrower.credit_balance) == (
+        "active",
+        D("600.00"),
+        D("0.00"),
+    )
+    assert right.outstanding == D("4000.00")
+    live = Allocation.objects.filter(reversed_at__isnull=True)
+    assert [(a.loan, a.amount) for a in live] == [(right, D("1000.00"))]
+    assert Allocation.objects.filter(reversed_at__isnull=False).count() == 2
+    assert Repayment.objects.filter(kind="reversal", loan=wrong).count() == 1
+
+
+def test_assign_refuses_missing_and_inactive_loans_and_reversed_payments(mpesa_config, actor):
+    tx = transaction_process(trans_id=stored_payment(mpesa_config, bill_reference="rent").trans_id)
+    with pytest.raises(NotFound):
+        transaction_assign(trans_id=tx.trans_id, loan_number="LOAN-999999", actor=actor)
+    paid = make_loan("LOAN-000400", "100")
+    Loan.objects.filter(pk=paid.pk).update(status="paid", principal=0)
+    with pytest.raises(InvalidState, match="paid"):
+        transaction_assign(trans_id=tx.trans_id, loan_number="LOAN-000400", actor=actor)
+    with pytest.raises(NotFound):
+        transaction_assign(trans_id="NOPE000000", loan_number="LOAN-000400", actor=actor)
+    transaction_reverse(trans_id=tx.trans_id, actor=actor, reason="refunded by Safaricom")
+    make_loan("LOAN-000401", "100")
+    with pytest.raises(InvalidState, match="reversed"):
+        transaction_assign(trans_id=tx.trans_id, loan_number="LOAN-000401", actor=actor)
+
+
+def test_reassign_refused_when_the_credit_was_already_spent(mpesa_config, actor):
+    borrower = BorrowerFactory()
+    make_loan("LOAN-000500", "100", borrower=borrower)
+    tx = stored_payment(mpesa_config, bill_reference="LOAN-000500", amount=D("500"))
+    transaction_process(trans_id=tx.trans_id)
+    from core.services import borrower_credit_use
+
+    borrower_credit_use(borrower=borrower, amount=D("300"), actor=actor, reason="refund")
+    make_loan("LOAN-000501", "1000")
+    with pytest.raises(InvalidState, match="credit balance"):
+        transaction_assign(trans_id=tx.trans_id, loan_number="LOAN-000501", actor=actor)
+    assert Repayment.objects.filter(kind="reversal").count() == 0  # nothing half-done
+
+
+def test_reprocess_only_what_is_not_settled(mpesa_config, actor, staff):
+    tx = transaction_process(trans_id=stored_payment(mpesa_config, bill_reference="LOAN-000600").trans_id)
+    assert tx.status == "unmatched"
+    make_loan("LOAN-000600", "5000")
+    tx = transaction_reprocess(trans_id=tx.trans_id, actor=actor, reason="loan imported late")
+    assert (tx.status, tx.attempts) == ("processed", 2)
+    assert AuditEvent.objects.get(action="mpesa.reprocessed").data["status_before"] == "unmatched"
+    with pytest.raises(InvalidState, match="processed"):
+        transaction_reprocess(trans_id=tx.trans_id, actor=actor)
+
+
+def test_mark_reviewed_once(mpesa_config, actor, staff):
+    tx = transaction_process(trans_id=stored_payment(mpesa_config, bill_reference="rent").trans_id)
+    tx = transaction_mark_reviewed(trans_id=tx.trans_id, actor=actor, note="refunded at the branch")
+    assert tx.reviewed_by == staff and tx.reviewed_at is not None
+    assert not MpesaTransaction.objects.needing_attention().exists()
+    assert AuditEvent.objects.get(action="mpesa.reviewed").reason == "refunded at the branch"
+    with pytest.raises(InvalidState):
+        transaction_mark_reviewed(trans_id=tx.trans_id, actor=actor)
+
+
+def test_reverse_undoes_postings_and_needs_a_reason(mpesa_config, actor):
+    target = make_loan("LOAN-000700", "800")
+    tx = stored_payment(mpesa_config, bill_reference="LOAN-000700", amount=D("1000"))
+    transaction_process(trans_id=tx.trans_id)
+    with pytest.raises(InvalidInput):
+        transaction_reverse(trans_id=tx.trans_id, actor=actor, reason=" ")
+    tx = transaction_reverse(trans_id=tx.trans_id, actor=actor, reason="Safaricom reversal")
+    assert tx.status == "reversed"
+    target.refresh_from_db()
+    target.borrower.refresh_from_db()
+    assert (target.outstanding, target.status, target.borrower.credit_balance) == (
+        D("800.00"),
+        "active",
+        D("0.00"),
+    )
+    with pytest.raises(InvalidState):
+        transaction_reverse(trans_id=tx.trans_id, actor=actor, reason="again")
+    assert transaction_process(trans_id=tx.trans_id).status == "reversed"  # never posted again

@@ -1,0 +1,227 @@
+"""Daraja callbacks over HTTP: stored first, answered as Daraja expects, processed after commit."""
+
+import json
+from decimal import Decimal as D
+
+import pytest
+
+from core.models import Loan
+from core.phones import msisdn_hash
+from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction
+from tests.factories import BorrowerFactory, LoanFactory
+from tests.payments.conftest import FIXTURES, daraja_payload
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def loan():
+    borrower = BorrowerFactory(phones=["+254722000000"], full_name="Nicholas Kiprono")
+    return LoanFactory(
+        loan_number="LOAN-000123", borrower=borrower, principal_disbursed=D("5000"), principal=D("5000")
+    )
+
+
+def test_confirmation_is_stored_acknowledged_and_posted(post_callback, loan, monkeypatch):
+    from payments.tasks import process_transaction_task
+
+    enqueued = []
+    monkeypatch.setattr(process_transaction_task, "delay", lambda trans_id: enqueued.append(trans_id))
+    response = post_callback("confirmation", daraja_payload("confirmation_hashed.json"))
+
+    assert response.status_code == 200
+    assert response.json() == {"ResultCode": 0, "ResultDesc": "Success"}
+    assert enqueued == ["RKL51ZDR4F"]  # processing is a task, enqueued on commit
+    raw = CallbackRequest.objects.get()
+    assert (raw.kind, raw.outcome, raw.source_ip) == ("confirmation", "accepted", "127.0.0.1")
+    assert json.loads(raw.body)["TransID"] == "RKL51ZDR4F"
+    tx = MpesaTransaction.objects.get()
+    assert tx.callback == raw
+    assert (tx.trans_id, tx.amount, tx.msisdn_kind) == ("RKL51ZDR4F", D("1500.00"), "hashed")
+    assert tx.status == "received"
+    process_transaction_task(tx.trans_id)
+    tx.refresh_from_db()
+    assert tx.status == "processed"
+    assert (tx.identified_by, tx.match_strategy, tx.borrower) == (
+        "bill_reference",
+        "bill_reference",
+        loan.borrower,
+    )
+    assert tx.notes[0] == "bill reference 'LOAN-000123' matched LOAN-000123"
+    loan.refresh_from_db()
+    assert loan.outstanding == D("3500.00")
+
+
+def test_amount_as_a_json_number_is_read_exactly(post_callback, db):
+    body = (FIXTURES / "confirmation_plain_number_amount.json").read_bytes()
+    body = body.replace(b'"600638"', b'"600984"').replace(b"10,", b"10.10,")
+    response = post_callback("confirmation", body)
+    assert response.status_code == 200
+    assert MpesaTransaction.objects.get().amount == D("10.10")
+
+
+def test_the_same_trans_id_again_answers_success_and_creates_nothing(post_callback, loan):
+    payload = daraja_payload("confirmation_hashed.json")
+    first = post_callback("confirmation", payload)
+    second = post_callback("confirmation", payload)
+    assert first.json() == second.json() == {"ResultCode": 0, "ResultDesc": "Success"}
+    assert MpesaTransaction.objects.count() == 1
+    assert list(CallbackRequest.objects.order_by("id").values_list("outcome", flat=True)) == [
+        "accepted",
+        "duplicate",
+    ]
+    loan.refresh_from_db()
+    assert loan.outstanding == D("3500.00")  # posted once
+
+
+def test_wrong_token_is_404_and_nothing_is_stored(post_callback, caplog):
+    with caplog.at_level("WARNING"):
+        response = post_callback(
+            "confirmation", daraja_payload("confirmation_hashed.json"), token="guessed-token"
+        )
+    assert response.status_code == 404
+    assert not CallbackRequest.objects.exists() and not MpesaTransaction.objects.exists()
+    assert "unknown token from 127.0.0.1" in caplog.text
+
+
+def test_inactive_configuration_token_is_404(post_callback, mpesa_config):
+    MpesaConfiguration.objects.filter(pk=mpesa_config.pk).update(is_active=False)
+    assert post_callback("validation", daraja_payload("confirmation_hashed.json")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "body is not JSON"),
+        (b'{"TransID": "RKL51ZDR4F"}', "TransAmount is missing"),
+        (
+            json.dumps(
+                {**daraja_payload("confirmation_hashed.json"), "TransAmount": "0"}, default=str
+            ).encode(),
+            "more than zero",
+        ),
+    ],
+)
+def test_malformed_confirmation_is_400_and_kept_for_staff(post_callback, body, reason):
+    response = post_callback("confirmation", body)
+    assert response.status_code == 400
+    assert response.json()["ResultCode"] == "C2B00016"
+    assert reason in response.json()["ResultDesc"]
+    raw = CallbackRequest.objects.get()
+    assert raw.outcome == "malformed" and reason in raw.error
+    assert raw.body == body.decode()
+    assert not MpesaTransaction.objects.exists()
+
+
+def test_oversized_body_is_refused_without_being_read(post_callback):
+    body = b'{"pad": "' + b"x" * (65 * 1024) + b'"}'
+    response = post_callback("confirmation", body)
+    assert response.status_code == 413
+    raw = CallbackRequest.objects.get()
+    assert raw.outcome == "malformed" and "over the 64 KB limit" in raw.error
+    assert raw.body == ""
+
+
+def test_only_post_is_allowed(client, mpesa_config):
+    assert client.get(f"/payments/c2b/{mpesa_config.callback_token}/confirmation/").status_code == 405
+
+
+def test_validation_accepts_a_good_payment_and_posts_nothing(post_callback, loan):
+    response = post_callback("validation", daraja_payload("confirmation_hashed.json", OrgAccountBalance=""))
+    assert response.status_code == 200
+    assert response.json() == {"ResultCode": "0", "ResultDesc": "Accepted"}
+    assert not MpesaTransaction.objects.exists()
+    loan.refresh_from_db()
+    assert loan.outstanding == D("5000.00")
+    assert CallbackRequest.objects.get().outcome == "accepted"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        ({"BusinessShortCode": "999999"}, "C2B00015"),
+        ({"TransAmount": "0.00"}, "C2B00013"),
+        ({"TransAmount": "-5"}, "C2B00013"),
+        ({"TransAmount": "lots"}, "C2B00016"),
+    ],
+)
+def test_validation_rejections(post_callback, overrides, code):
+    response = post_callback("validation", daraja_payload("confirmation_hashed.json", **overrides))
+    assert response.status_code == 200
+    assert response.json()["ResultCode"] == code
+    assert CallbackRequest.objects.get().result_code == code
+
+
+def test_validation_reject_unknown_policy(post_callback, mpesa_config, loan):
+    mpesa_config.validation_policy = MpesaConfiguration.ValidationPolicy.REJECT_UNKNOWN
+    mpesa_config.save()
+    stranger = daraja_payload(
+        "confirmation_hashed.json", BillRefNumber="rent", MSISDN=msisdn_hash("+254799000111")
+    )
+    assert post_callback("validation", stranger).json() == {
+        "ResultCode": "C2B00012",
+        "ResultDesc": "Rejected: invalid account number",
+    }
+    by_phone = daraja_payload(
+        "confirmation_hashed.json", BillRefNumber="rent", MSISDN=msisdn_hash("+254722000000")
+    )
+    assert post_callback("validation", by_phone).json()["ResultCode"] == "0"
+    assert post_callback("validation", daraja_payload("confirmation_hashed.json")).json()["ResultCode"] == "0"
+
+
+def test_malformed_validation_says_why(post_callback):
+    response = post_callback("validation", b"[]")
+    assert response.json() == {"ResultCode": "C2B00016", "ResultDesc": "Rejected: body is not a JSON object"}
+
+
+def test_source_address_policy(post_callback, mpesa_config, loan):
+    mpesa_config.allowed_ips = "196.201.214.200, 196.201.214.206"
+    mpesa_config.ip_policy = MpesaConfiguration.IpPolicy.REFUSE
+    mpesa_config.save()
+    refused = post_callback("confirmation", daraja_payload("confirmation_hashed.json"))
+    assert refused.status_code == 403
+    assert CallbackRequest.objects.get().outcome == "refused"
+    assert not MpesaTransaction.objects.exists()
+
+    allowed = post_callback(
+        "confirmation", daraja_payload("confirmation_hashed.json"), REMOTE_ADDR="196.201.214.206"
+    )
+    assert allowed.status_code == 200
+
+    mpesa_config.ip_policy = MpesaConfiguration.IpPolicy.LOG
+    mpesa_config.save()
+    logged = post_callback("confirmation", daraja_payload("confirmation_hashed.json", TransID="RKL51ZDR5G"))
+    assert logged.status_code == 200
+    assert MpesaTransaction.objects.count() == 2
+
+
+def test_forwarded_for_is_believed_only_from_a_trusted_proxy(post_callback, settings):
+    settings.TRUSTED_PROXIES = ["10.0.0.5"]
+    payload = daraja_payload("confirmation_hashed.json")
+    post_callback(
+        "confirmation", payload, REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="6.6.6.6, 196.201.214.200"
+    )
+    post_callback("confirmation", payload, REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR="196.201.214.200")
+    assert list(CallbackRequest.objects.order_by("id").values_list("source_ip", flat=True)) == [
+        "196.201.214.200",
+        "10.9.9.9",
+    ]
+
+
+def test_secret_headers_are_not_stored(post_callback):
+    post_callback(
+        "confirmation",
+        daraja_payload("confirmation_hashed.json"),
+        HTTP_AUTHORIZATION="Bearer abc",
+        HTTP_X_REQUEST_ID="r-1",
+    )
+    headers = CallbackRequest.objects.get().headers
+    assert "Authorization" not in headers
+    assert headers["X-Request-Id"] == "r-1"
+
+
+def test_loan_untouched_when_unmatched(post_callback, loan):
+    post_callback("confirmation", daraja_payload("confirmation_masked.json", BusinessShortCode="600984"))
+    tx = MpesaTransaction.objects.get()
+    assert tx.status == "unmatched" and tx.borrower is None
+    assert Loan.objects.get().outstanding == D("5000.00")

@@ -1,0 +1,84 @@
+"""Concurrent deliveries on PostgreSQL: duplicates create nothing, distinct payments all post."""
+
+import json
+import threading
+from decimal import Decimal as D
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from core.models import Repayment
+from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction
+from tests.factories import BorrowerFactory, LoanFactory
+from tests.payments.conftest import daraja_payload
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def deliver_concurrently(config: MpesaConfiguration, payloads: list[dict]) -> list[int]:
+    barrier = threading.Barrier(len(payloads))
+    statuses: list[int] = []
+    url = f"/payments/c2b/{config.callback_token}/confirmation/"
+
+    def send(payload: dict) -> None:
+        try:
+            barrier.wait(timeout=10)
+            response = Client().post(url, data=json.dumps(payload), content_type="application/json")
+            statuses.append(response.status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(payload,)) for payload in payloads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return statuses
+
+
+@pytest.fixture
+def config():
+    return MpesaConfiguration.objects.create(
+        business_short_code="600984", base_url="https://pay.haven.example"
+    )
+
+
+def test_fifty_deliveries_of_one_trans_id_at_once_create_one_payment(config):
+    loan = LoanFactory(loan_number="LOAN-000123", principal_disbursed=D("5000"), principal=D("5000"))
+    payload = daraja_payload("confirmation_hashed.json")
+    payload["TransAmount"] = "1500.00"
+
+    statuses = deliver_concurrently(config, [payload] * 50)
+
+    assert statuses == [200] * 50
+    assert MpesaTransaction.objects.count() == 1
+    assert CallbackRequest.objects.filter(outcome="accepted").count() == 1
+    assert CallbackRequest.objects.filter(outcome="duplicate").count() == 49
+    loan.refresh_from_db()
+    assert loan.outstanding == D("3500.00")
+    assert Repayment.objects.count() == 1
+
+
+def test_twenty_distinct_payments_to_one_loan_at_once_leave_the_exact_balance(config):
+    borrower = BorrowerFactory(phones=["+254722000000"])
+    loan = LoanFactory(
+        loan_number="LOAN-000123",
+        borrower=borrower,
+        principal_disbursed=D("10000"),
+        principal=D("10000"),
+        interest=D("1234.56"),
+    )
+    payloads = []
+    for i in range(20):
+        payload = daraja_payload("confirmation_hashed.json", TransID=f"RKL5{i:06d}", TransAmount="333.33")
+        payloads.append(payload)
+
+    statuses = deliver_concurrently(config, payloads)
+
+    assert statuses == [200] * 20
+    assert set(MpesaTransaction.objects.values_list("status", flat=True)) == {"processed"}
+    loan.refresh_from_db()
+    assert loan.outstanding == D("11234.56") - 20 * D("333.33")
+    assert loan.interest == D("0.00")
+    assert Repayment.objects.filter(loan=loan).count() == 20

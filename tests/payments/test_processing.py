@@ -1,0 +1,327 @@
+"""Matching and posting stored payments: every strategy through the database, overpayment across
+loans into credit, notifications, failure and retry, and the sweeper."""
+
+import datetime
+from decimal import Decimal as D
+
+import pytest
+from django.db import OperationalError
+from django.utils import timezone
+
+from core.models import AuditEvent, CreditEntry, Loan, OutboxMessage, Repayment
+from core.phones import msisdn_hash
+from payments.models import Allocation, MpesaTransaction
+from payments.parsing import NAIROBI
+from payments.services import TransientProcessingError, transaction_process
+from payments.tasks import sweep_received_task
+from tests.factories import AdminFactory, BorrowerFactory, LoanFactory, OfficerFactory
+
+pytestmark = pytest.mark.django_db
+
+TODAY = timezone.localdate()
+
+
+def days(n: int) -> datetime.date:
+    return TODAY + datetime.timedelta(days=n)
+
+
+def stored_payment(config, **fields) -> MpesaTransaction:
+    defaults = {
+        "trans_id": "RKL51ZDR4F",
+        "transaction_type": "Pay Bill",
+        "trans_time": datetime.datetime(2026, 11, 20, 12, 13, 25, tzinfo=NAIROBI),
+        "amount": D("1000.00"),
+        "business_short_code": "600984",
+        "bill_reference": "",
+        "msisdn": "",
+        "msisdn_kind": "missing",
+        "first_name": "NICHOLAS",
+        "config": config,
+    }
+    return MpesaTransaction.objects.create(**{**defaults, **fields})
+
+
+@pytest.fixture
+def officer():
+    return OfficerFactory(phone="+254700111222")
+
+
+@pytest.fixture
+def borrower(officer):
+    return BorrowerFactory(
+        phones=["+254722000000"], full_name="Nicholas Kiprono", loan_officer=officer, preferred_language="sw"
+    )
+
+
+def loan(borrower, number, outstanding, due_in, **extra):
+    return LoanFactory(
+        borrower=borrower,
+        loan_number=number,
+        principal_disbursed=D(outstanding),
+        principal=D(outstanding),
+        due_date=days(due_in),
+        **extra,
+    )
+
+
+def test_bill_reference_posts_to_the_named_loan_and_queues_receipt_and_officer_note(
+    mpesa_config, borrower, officer
+):
+    older = loan(borrower, "LOAN-000001", "500", 1)
+    named = loan(borrower, "LOAN-000002", "3000", 20)
+    tx = stored_payment(mpesa_config, bill_reference="loan 2", amount=D("1200.00"))
+
+    tx = transaction_process(trans_id=tx.trans_id)
+
+    assert (tx.status, tx.identified_by, tx.match_strategy) == (
+        "processed",
+        "bill_reference",
+        "bill_reference",
+    )
+    assert tx.borrower == borrower and tx.attempts == 1 and tx.processing_ms is not None
+    named.refresh_from_db()
+    older.refresh_from_db()
+    assert (named.outstanding, older.outstanding) == (D("1800.00"), D("500.00"))
+    allocation = Allocation.objects.get()
+    assert (allocation.loan, allocation.amount, allocation.repayment.reference) == (
+        named,
+        D("1200.00"),
+        "RKL51ZDR4F",
+    )
+    assert allocation.repayment.posted_at == tx.trans_time
+    receipt = OutboxMessage.objects.get(recipient="+254722000000")
+    assert receipt.body == (
+        "HAVEN GRAZURI: Tumepokea KES 1,200.00 (RKL51ZDR4F) kwa LOAN-000002. Salio KES 1,800.00. "
+        "Si mkopo sahihi? Jibu HAMISHA RKL51ZDR4F NAMBARI-YA-MKOPO"
+    )
+    assert len(receipt.body) <= 160
+    note = OutboxMessage.objects.get(user=officer)
+    assert note.recipient == "+254700111222"
+    assert "LOAN-000002 now KES 1,800.00" in note.body and "matched by bill reference" in note.body
+    event = AuditEvent.objects.get(action="repayment.posted")
+    assert (event.actor_type, event.actor_label) == ("system", "mpesa-engine")
+
+
+def test_overpayment_fills_other_loans_oldest_due_first_then_credit(mpesa_config, borrower, officer):
+    admin = AdminFactory(phone="+254700999888")
+    first = loan(borrower, "LOAN-000010", "1000", 30)
+    due_soon = loan(borrower, "LOAN-000011", "300", 2)
+    due_later = loan(borrower, "LOAN-000012", "200", 9)
+    tx = stored_payment(mpesa_config, bill_reference="LOAN-000010", amount=D("1750.50"))
+
+    transaction_process(trans_id=tx.trans_id)
+
+    allocations = [(a.target, a.loan_id, a.amount) for a in Allocation.objects.order_by("id")]
+    assert allocations == [
+        ("loan", first.pk, D("1000.00")),
+        ("loan", due_soon.pk, D("300.00")),
+        ("loan", due_later.pk, D("200.00")),
+        ("credit", None, D("250.50")),
+    ]
+    assert set(Loan.objects.values_list("status", flat=True)) == {"paid"}
+    borrower.refresh_from_db()
+    assert borrower.credit_balance == D("250.50")
+    assert CreditEntry.objects.get().reference == "RKL51ZDR4F"
+    credit_alerts = OutboxMessage.objects.filter(context__kind="credit")
+    assert {m.user for m in credit_alerts} == {officer, admin}
+    receipt = OutboxMessage.objects.get(recipient="+254722000000")
+    assert "LOAN-000010 +2" in receipt.body and "Akiba KES 250.50" in receipt.body
+    assert len(receipt.body) <= 160
+
+
+def test_borrower_without_active_loans_gets_credit(mpesa_config, borrower):
+    loan(borrower, "LOAN-000020", "100", 3, status=Loan.Status.WRITTEN_OFF)
+    tx = stored_payment(
+        mpesa_config, msisdn=msisdn_hash("+254722000000"), msisdn_kind="hashed", amount=D("80")
+    )
+    tx = transaction_process(trans_id=tx.trans_id)
+    assert (tx.status, tx.identified_by, tx.match_strategy) == ("processed", "msisdn", "credit")
+    assert Allocation.objects.get().target == "credit"
+
+
+@pytest.mark.parametrize(
+    ("fields", "identified_by", "strategy", "expected_loan"),
+    [
+        ({"bill_reference": "0722 000 000"}, "payer_reference", "oldest_due", "LOAN-000031"),
+        ({"bill_reference": "ID 998877"}, "", "", None),
+        ({"bill_reference": "998877"}, "payer_reference", "oldest_due", "LOAN-000031"),
+        ({"msisdn": "254722000000", "msisdn_kind": "plain"}, "msisdn", "oldest_due", "LOAN-000031"),
+        (
+            {"msisdn": msisdn_hash("+254722000000"), "msisdn_kind": "hashed", "amount": D("2005")},
+            "msisdn",
+            "amount",
+            "LOAN-000030",
+        ),
+        (
+            {"msisdn": "2547 ***** 000", "msisdn_kind": "masked", "first_name": "KIPRONO"},
+            "msisdn",
+            "oldest_due",
+            "LOAN-000031",
+        ),
+        ({"msisdn": "2547 ***** 000", "msisdn_kind": "masked", "first_name": "JOHN"}, "", "", None),
+    ],
+)
+def test_each_identification_strategy_through_the_database(
+    mpesa_config, borrower, fields, identified_by, strategy, expected_loan
+):
+    borrower.national_id = "998877"
+    borrower.save()
+    loan(borrower, "LOAN-000030", "2000", 15)
+    loan(borrower, "LOAN-000031", "5000", 4)
+    tx = transaction_process(trans_id=stored_payment(mpesa_config, **fields).trans_id)
+    assert (tx.identified_by, tx.match_strategy) == (identified_by, strategy)
+    if expected_loan is None:
+        assert tx.status == "unmatched" and not Repayment.objects.exists()
+    else:
+        assert tx.status == "processed"
+        assert Allocation.objects.order_by("id").first().loan.loan_number == expected_loan
+
+
+def test_single_active_loan(mpesa_config, borrower):
+    only = loan(borrower, "LOAN-000040", "900", 5)
+    loan(borrower, "LOAN-000041", "100", 1, status=Loan.Status.WRITTEN_OFF)
+    tx = transaction_process(trans_id=stored_payment(mpesa_config, bill_reference="+254722000000").trans_id)
+    assert tx.match_strategy == "single_loan"
+    allocations = list(Allocation.objects.order_by("id").values_list("target", "loan", "amount"))
+    assert allocations == [("loan", only.pk, D("900.00")), ("credit", None, D("100.00"))]
+
+
+def test_unmatched_is_queued_for_staff_and_admins_alerted(mpesa_config):
+    admin = AdminFactory(phone="+254700999888")
+    OfficerFactory(phone="+254700111333")  # not alerted: no borrower, no officer concerned
+    tx = transaction_process(trans_id=stored_payment(mpesa_config, bill_reference="rent").trans_id)
+    assert tx.status == "unmatched" and tx.borrower is None
+    alert = OutboxMessage.objects.get()
+    assert (alert.user, alert.channel, alert.context) == (
+        admin,
+        "sms",
+        {"trans_id": tx.trans_id, "kind": "unmatched"},
+    )
+    assert "Unmatched payment RKL51ZDR4F: KES 1,000.00 from NICHOLAS, account 'rent'" in alert.body
+    assert MpesaTransaction.objects.needing_attention().get() == tx
+
+
+def test_processing_twice_posts_once(mpesa_config, borrower):
+    target = loan(borrower, "LOAN-000050", "5000", 5)
+    tx = stored_payment(mpesa_config, bill_reference="LOAN-000050")
+    transaction_process(trans_id=tx.trans_id)
+    again = transaction_process(trans_id=tx.trans_id)
+    assert again.attempts == 1
+    target.refresh_from_db()
+    assert target.outstanding == D("4000.00")
+    assert Repayment.objects.count() == 1
+    assert OutboxMessage.objects.filter(recipient="+254722000000").count() == 1
+
+
+def test_a_defect_marks_the_payment_failed_rolls_back_and_alerts(mpesa_config, borrower, monkeypatch):
+    AdminFactory(phone="+254700999888")
+    target = loan(borrower, "LOAN-000060", "5000", 5)
+    tx = stored_payment(mpesa_config, bill_reference="LOAN-000060")
+
+    def broken(**kwargs):
+        raise RuntimeError("ledger exploded")
+
+    monkeypatch.setattr("payments.services.processing.queue_payment_news", broken)
+    tx = transaction_process(trans_id=tx.trans_id)
+
+    assert tx.status == "failed" and tx.attempts == 1
+    assert tx.last_error == "RuntimeError: ledger exploded"
+    target.refresh_from_db()
+    assert target.outstanding == D("5000.00")  # the posting was rolled back with the failure
+    assert not Repayment.objects.exists() and not Allocation.objects.exists()
+    assert OutboxMessage.objects.filter(context__kind="failed").count() >= 1
+
+    monkeypatch.undo()
+    from core.actors import Actor
+    from payments.services import transaction_reprocess
+
+    tx = transaction_reprocess(trans_id=tx.trans_id, actor=Actor.system("tests"))
+    assert tx.status == "processed" and tx.attempts == 2
+
+
+def test_transient_errors_leave_the_payment_received_until_the_fifth_attempt(
+    mpesa_config, borrower, monkeypatch
+):
+    loan(borrower, "LOAN-000070", "5000", 5)
+    tx = stored_payment(mpesa_config, bill_reference="LOAN-000070")
+
+    def locked_out(*args, **kwargs):
+        raise OperationalError("could not obtain lock on row")
+
+    monkeypatch.setattr("payments.services.processing.match_payment", locked_out)
+    for attempt in range(1, 5):
+        with pytest.raises(TransientProcessingError):
+            transaction_process(trans_id=tx.trans_id)
+        tx.refresh_from_db()
+        assert (tx.status, tx.attempts) == ("received", attempt)
+    tx = transaction_process(trans_id=tx.trans_id)
+    assert (tx.status, tx.attempts) == ("failed", 5)
+    assert "could not obtain lock" in tx.last_error
+
+
+def test_task_retries_a_transient_error_then_succeeds(mpesa_config, borrower, monkeypatch):
+    from payments.matching import match_payment
+    from payments.tasks import process_transaction_task
+
+    loan(borrower, "LOAN-000080", "5000", 5)
+    tx = stored_payment(mpesa_config, bill_reference="LOAN-000080")
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("deadlock detected")
+        return match_payment(*args, **kwargs)
+
+    monkeypatch.setattr("payments.services.processing.match_payment", flaky)
+    process_transaction_task.apply(args=(tx.trans_id,))
+    tx.refresh_from_db()
+    assert (tx.status, tx.attempts, len(calls)) == ("processed", 3, 3)
+
+
+def test_sweeper_picks_up_payments_whose_task_was_lost(mpesa_config, borrower):
+    target = loan(borrower, "LOAN-000090", "5000", 5)
+    stale = stored_payment(mpesa_config, bill_reference="LOAN-000090")
+    fresh = stored_payment(mpesa_config, trans_id="RKL51ZDR9Z", bill_reference="LOAN-000090")
+    MpesaTransaction.objects.filter(pk=stale.pk).update(
+        received_at=timezone.now() - datetime.timedelta(minutes=5)
+    )
+
+    assert sweep_received_task() == 1
+
+    stale.refresh_from_db()
+    fresh.refresh_from_db()
+    assert (stale.status, fresh.status) == ("processed", "received")
+    target.refresh_from_db()
+    assert target.outstanding == D("4000.00")
+
+
+def test_a_worker_dying_mid_posting_loses_nothing(mpesa_config, borrower, monkeypatch):
+    """A worker killed mid-task: its transaction never commits, the payment stays received, and the
+    sweeper (or the broker's redelivery, acks_late) posts it exactly once later."""
+    target = loan(borrower, "LOAN-000095", "5000", 5)
+    tx = stored_payment(mpesa_config, bill_reference="LOAN-000095", amount=D("7000"))
+    calls = []
+    from core.services import borrower_credit_add as real_credit_add
+
+    def killed(**kwargs):
+        calls.append(1)
+        raise SystemExit("worker killed")  # not an Exception: nothing in the engine catches it
+
+    monkeypatch.setattr("payments.services.processing.borrower_credit_add", killed)
+    with pytest.raises(SystemExit):
+        transaction_process(trans_id=tx.trans_id)
+    tx.refresh_from_db()
+    target.refresh_from_db()
+    assert tx.status == "received" and target.outstanding == D("5000.00")
+    assert not Repayment.objects.exists()
+
+    monkeypatch.setattr("payments.services.processing.borrower_credit_add", real_credit_add)
+    MpesaTransaction.objects.filter(pk=tx.pk).update(
+        received_at=timezone.now() - datetime.timedelta(minutes=2)
+    )
+    sweep_received_task()
+    tx.refresh_from_db()
+    target.refresh_from_db()
+    assert tx.status == "processed" and target.status == "paid"
+    assert CreditEntry.objects.get().amount == D("2000.00")
