@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
@@ -14,3 +15,6 @@ urlpatterns = [
     path("ussd/", include("ussd.urls")),
     path("bots/", include("bots.urls")),
 ]
+
+if settings.MPESA_EMULATOR_ENABLED:
+    urlpatterns.append(path("daraja-emulator/", include("payments.emulator.urls")))

@@ -1,0 +1,336 @@
+"""The Daraja emulator: OAuth, C2B register URL (v1 and v2) and C2B simulate, answering like Daraja.
+
+Simulate does what M-Pesa does after a customer pays: it POSTs the payment to the validation URL
+registered for the short code and, unless validation rejects it, to the confirmation URL. Unlike Daraja
+it does this before answering, and answers with the outcome (and the new ``TransID``), so a caller can
+follow the payment. It calls back into the same server, so that server must handle concurrent requests
+(``runserver`` and the test live server do; a single sync gunicorn worker would wait for itself).
+"""
+
+import base64
+import binascii
+import functools
+import hashlib
+import json
+import logging
+import secrets
+import string
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+from django.conf import settings
+from django.core.cache import cache
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from core.exceptions import InvalidAmount
+from core.money import to_money
+from core.phones import mask_phone, msisdn_hash, try_normalize_phone
+from payments.clients.daraja import (
+    API_VERSIONS,
+    COMMAND_IDS,
+    INVALID_TOKEN,
+    MSISDN_FORMATS,
+    RESPONSE_TYPES,
+    callback_url_problem,
+)
+
+logger = logging.getLogger(__name__)
+
+NAIROBI = ZoneInfo("Africa/Nairobi")
+TOKEN_LIFETIME = 3599
+# M-Pesa gives the validation URL about 8 seconds before it applies the registered ResponseType.
+VALIDATION_TIMEOUT = 8.0
+CONFIRMATION_TIMEOUT = 8.0
+DEFAULT_NAMES = {"FirstName": "JOHN", "MiddleName": "", "LastName": "DOE"}
+_PREFIX = "daraja-emulator"
+_TRANS_ID_ALPHABET = string.ascii_uppercase + string.digits
+_TOKEN_ALPHABET = string.ascii_letters + string.digits
+
+
+def _emulator_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Mounted only when enabled; checked again so a stray include cannot expose it in production.
+        if not getattr(settings, "MPESA_EMULATOR_ENABLED", settings.DEBUG):
+            raise Http404("the Daraja emulator is disabled")
+        return view(request, *args, **kwargs)
+
+    # Daraja's callers send no CSRF token.
+    return csrf_exempt(wrapper)
+
+
+def _request_id() -> str:
+    return f"{1000 + secrets.randbelow(9000)}-{10_000_000 + secrets.randbelow(90_000_000)}-1"
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
+    return JsonResponse(
+        {"requestId": _request_id(), "errorCode": code, "errorMessage": message, **extra}, status=status
+    )
+
+
+def _bad_request(message: str) -> JsonResponse:
+    return _error(400, "400.002.02", f"Bad Request - {message}")
+
+
+def _json_body(request: HttpRequest) -> dict[str, Any] | None:
+    try:
+        body = json.loads(request.body or b"")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _valid_short_code(raw: object) -> str | None:
+    text = str(raw if raw is not None else "").strip()
+    return text if text.isdigit() and 5 <= len(text) <= 7 else None
+
+
+# --- Tokens ---------------------------------------------------------------------------------------
+
+
+def _consumer_id(consumer_key: str) -> str:
+    return hashlib.sha256(consumer_key.encode()).hexdigest()[:32]
+
+
+def _issue_token(consumer_key: str) -> str:
+    token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(28))
+    consumer = _consumer_id(consumer_key)
+    # Only the newest token of an app is valid, as at Daraja.
+    cache.set_many(
+        {f"{_PREFIX}:token:{token}": consumer, f"{_PREFIX}:current:{consumer}": token}, timeout=TOKEN_LIFETIME
+    )
+    return token
+
+
+def _token_is_valid(token: str) -> bool:
+    consumer = cache.get(f"{_PREFIX}:token:{token}")
+    return consumer is not None and cache.get(f"{_PREFIX}:current:{consumer}") == token
+
+
+def _bearer_refusal(request: HttpRequest) -> JsonResponse | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return _error(404, "404.001.04", "Invalid Authentication Header")
+    if not _token_is_valid(token.strip()):
+        return _error(404, INVALID_TOKEN, "Invalid Access Token")
+    return None
+
+
+def _basic_credentials(request: HttpRequest) -> tuple[str, str]:
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return "", ""
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return "", ""
+    key, _, secret = decoded.partition(":")
+    return key, secret
+
+
+@_emulator_view
+def oauth_generate(request: HttpRequest) -> HttpResponse:
+    if request.method != "GET":
+        return _error(405, "405.001.01", "Method Not Allowed")
+    if request.GET.get("grant_type") != "client_credentials":
+        return _error(400, "400.008.02", "Invalid grant type passed")
+    consumer_key, consumer_secret = _basic_credentials(request)
+    if not consumer_key or not consumer_secret:
+        return _error(400, "400.008.01", "Invalid Authentication passed")
+    token = _issue_token(consumer_key)
+    logger.info("daraja emulator: issued an access token (previous one of this app invalidated)")
+    return JsonResponse({"access_token": token, "expires_in": str(TOKEN_LIFETIME)})
+
+
+# --- Register URL ---------------------------------------------------------------------------------
+
+
+def _registration_key(short_code: str) -> str:
+    return f"{_PREFIX}:urls:{short_code}"
+
+
+@_emulator_view
+def register_url(request: HttpRequest, version: str) -> HttpResponse:
+    if version not in API_VERSIONS:
+        return _error(404, "404.002.01", "Resource not found")
+    if request.method != "POST":
+        return _error(405, "405.001.01", "Method Not Allowed")
+    if refusal := _bearer_refusal(request):
+        return refusal
+    body = _json_body(request)
+    if body is None:
+        return _bad_request("Invalid JSON")
+    short_code = _valid_short_code(body.get("ShortCode"))
+    if short_code is None:
+        return _bad_request("Invalid ShortCode")
+    response_type = body.get("ResponseType")
+    if response_type not in RESPONSE_TYPES:
+        return _bad_request("Invalid ResponseType")
+    urls = {}
+    for name in ("ConfirmationURL", "ValidationURL"):
+        url = body.get(name)
+        if not isinstance(url, str) or callback_url_problem(url, production=False):
+            return _bad_request(f"Invalid {name}")
+        urls[name] = url
+    cache.set(
+        _registration_key(short_code),
+        {
+            "response_type": response_type,
+            "confirmation_url": urls["ConfirmationURL"],
+            "validation_url": urls["ValidationURL"],
+            "version": version,
+        },
+        timeout=None,
+    )
+    logger.info("daraja emulator: URLs registered for %s (%s, %s)", short_code, version, response_type)
+    return JsonResponse(
+        {"OriginatorCoversationID": _request_id(), "ResponseCode": "0", "ResponseDescription": "Success"}
+    )
+
+
+# --- Simulate -------------------------------------------------------------------------------------
+
+
+def _new_trans_id() -> str:
+    return "SK" + "".join(secrets.choice(_TRANS_ID_ALPHABET) for _ in range(8))
+
+
+def _written_msisdn(e164: str, msisdn_format: str) -> str:
+    digits = e164.removeprefix("+")
+    if msisdn_format == "hashed":
+        return msisdn_hash(e164)
+    if msisdn_format == "masked":
+        return f"{digits[:4]} ***** {digits[-3:]}"
+    return digits
+
+
+def _amount(raw: object) -> Decimal | None:
+    if isinstance(raw, float):
+        raw = repr(raw)  # JSON numbers like 500.0; to_money refuses floats on principle
+    try:
+        amount = to_money(raw)
+    except InvalidAmount:
+        return None
+    return amount if amount > 0 and amount == amount.to_integral_value() else None
+
+
+def _ask_validation(url: str, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``("accepted" | "rejected" | "unreachable", answer)`` from the validation URL."""
+    try:
+        response = httpx.post(url, json=payload, timeout=VALIDATION_TIMEOUT)
+    except httpx.HTTPError as exc:
+        logger.info("daraja emulator: validation URL unreachable (%s)", type(exc).__name__)
+        return "unreachable", {}
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if not response.is_success or not isinstance(answer, dict) or "ResultCode" not in answer:
+        logger.info("daraja emulator: validation URL gave no usable answer (HTTP %s)", response.status_code)
+        return "unreachable", {}
+    return ("accepted" if str(answer["ResultCode"]).strip() == "0" else "rejected"), answer
+
+
+def _credit_balance(short_code: str, amount: Decimal) -> str:
+    key = f"{_PREFIX}:balance:{short_code}"
+    cache.add(key, 0, timeout=None)
+    cents = cache.incr(key, int(amount * 100))
+    return f"{Decimal(cents) / 100:.2f}"
+
+
+@_emulator_view
+def simulate(request: HttpRequest, version: str) -> HttpResponse:
+    if version not in API_VERSIONS:
+        return _error(404, "404.002.01", "Resource not found")
+    if request.method != "POST":
+        return _error(405, "405.001.01", "Method Not Allowed")
+    if refusal := _bearer_refusal(request):
+        return refusal
+    body = _json_body(request)
+    if body is None:
+        return _bad_request("Invalid JSON")
+    short_code = _valid_short_code(body.get("ShortCode"))
+    if short_code is None:
+        return _bad_request("Invalid ShortCode")
+    command_id = body.get("CommandID")
+    if command_id not in COMMAND_IDS:
+        return _bad_request("Invalid CommandID")
+    amount = _amount(body.get("Amount"))
+    if amount is None:
+        return _bad_request("Invalid Amount")
+    e164 = try_normalize_phone(str(body.get("Msisdn") or ""))
+    if e164 is None:
+        return _bad_request("Invalid Msisdn")
+    bill_reference = str(body.get("BillRefNumber") or "")
+    if len(bill_reference) > 20:
+        return _bad_request("Invalid BillRefNumber")
+    msisdn_format = body.get("MsisdnFormat") or "hashed"
+    if msisdn_format not in MSISDN_FORMATS:
+        return _bad_request("Invalid MsisdnFormat")
+    registration = cache.get(_registration_key(short_code))
+    if registration is None:
+        # Without Redis the registrations live in the server's memory and vanish when it restarts.
+        return _bad_request(
+            f"No URLs registered for ShortCode {short_code} (run setup_mpesa --register; without Redis the "
+            "emulator forgets registrations when the server restarts)"
+        )
+
+    trans_id = _new_trans_id()
+    payload = {
+        "TransactionType": "Pay Bill" if command_id == "CustomerPayBillOnline" else "Buy Goods",
+        "TransID": trans_id,
+        "TransTime": timezone.now().astimezone(NAIROBI).strftime("%Y%m%d%H%M%S"),
+        "TransAmount": f"{amount:.2f}",
+        "BusinessShortCode": short_code,
+        "BillRefNumber": bill_reference,
+        "InvoiceNumber": "",
+        "OrgAccountBalance": "",
+        "ThirdPartyTransID": "",
+        "MSISDN": _written_msisdn(e164, msisdn_format),
+        **{name: str(body.get(name, default)) for name, default in DEFAULT_NAMES.items()},
+    }
+    logger.info(
+        "daraja emulator: %s pays %s KES %s (TransID %s)", mask_phone(e164), short_code, amount, trans_id
+    )
+
+    outcome, answer = _ask_validation(registration["validation_url"], payload)
+    if outcome == "rejected":
+        code = str(answer["ResultCode"]).strip()
+        return _error(
+            400,
+            code,
+            f"The validation URL rejected the payment: {code} {answer.get('ResultDesc', '')}".strip(),
+            TransID=trans_id,
+        )
+    if outcome == "unreachable" and registration["response_type"] == "Cancelled":
+        return _error(
+            400,
+            "C2B00016",
+            "The validation URL gave no answer and the registered ResponseType is Cancelled, "
+            "so M-Pesa cancelled the payment",
+            TransID=trans_id,
+        )
+    if outcome == "accepted" and answer.get("ThirdPartyTransID"):
+        payload["ThirdPartyTransID"] = str(answer["ThirdPartyTransID"])
+
+    payload["OrgAccountBalance"] = _credit_balance(short_code, amount)
+    try:
+        response = httpx.post(registration["confirmation_url"], json=payload, timeout=CONFIRMATION_TIMEOUT)
+        logger.info("daraja emulator: confirmation of %s answered HTTP %s", trans_id, response.status_code)
+    except httpx.HTTPError as exc:
+        # As with M-Pesa, the money has moved even when the confirmation is lost.
+        logger.warning("daraja emulator: confirmation of %s not delivered (%s)", trans_id, type(exc).__name__)
+    return JsonResponse(
+        {
+            "OriginatorCoversationID": _request_id(),
+            "ResponseCode": "0",
+            "ResponseDescription": "Accept the service request successfully.",
+            "TransID": trans_id,
+        }
+    )
