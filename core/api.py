@@ -59,8 +59,17 @@ def register_error_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(ValidationError)
     def invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in error.get('loc', ()) if p not in ('query', 'body', 'path'))}: "
-            f"{error.get('msg', 'invalid')}"
-            for error in exc.errors
+            f"{_field_name(error.get('loc', ()))}: {error.get('msg', 'invalid')}" for error in exc.errors
         )
         return api.create_response(request, {"detail": f"invalid input: {problems}"}, status=422)
+
+
+def _field_name(location: tuple | list) -> str:
+    """``("body", "payload", "reason")`` -> ``"reason"``: drop where the value came from and ninja's
+    name for the body parameter, keep the field path a client recognises."""
+    parts = list(location)
+    if parts and parts[0] == "body":
+        parts = parts[2:]
+    elif parts and parts[0] in ("query", "path"):
+        parts = parts[1:]
+    return ".".join(str(part) for part in parts) or "request"
