@@ -205,7 +205,8 @@ def mpesa_simulate(
         raise InvalidAmount(f"M-Pesa amounts are whole shillings above zero, not {value}")
     own_client = client is None
     daraja = client or DarajaClient.for_config(config)
-    try:
+
+    def pay() -> dict[str, Any]:
         return daraja.simulate(
             config.business_short_code,
             value,
@@ -213,6 +214,20 @@ def mpesa_simulate(
             bill_reference,
             msisdn_format=msisdn_format,
         )
+
+    try:
+        try:
+            return pay()
+        except DarajaError as exc:
+            # The local emulator forgets registrations when the server restarts (no Redis): register
+            # this configuration's URLs again and pay once more, as a developer would by hand.
+            if (
+                config.environment != MpesaConfiguration.Environment.LOCAL
+                or "No URLs registered" not in exc.detail
+            ):
+                raise
+            mpesa_register_urls(config=config, client=daraja)
+            return pay()
     finally:
         if own_client:
             daraja.close()

@@ -358,3 +358,44 @@ def test_configure_replaces_a_callback_token_daraja_would_refuse(monkeypatch):
     )
 
     assert (updated.pk, created, updated.callback_token) == (config.pk, False, "clean-token-123")
+
+
+def test_simulate_c2b_end_to_end_registers_the_local_urls_and_posts_the_payment(emulator, live_server):
+    """The demo path over real HTTP: the client pays through the emulator, which calls this system's
+    own callback views; the payment is stored, matched and posted. Nothing was registered before:
+    the local environment registers its URLs on the way."""
+    from decimal import Decimal
+
+    from core.models import Loan
+    from payments.models import MpesaTransaction
+    from tests.factories import BorrowerFactory, LoanFactory
+
+    borrower = BorrowerFactory(phones=["+254712345678"])
+    LoanFactory(
+        loan_number="LOAN-000777",
+        borrower=borrower,
+        principal_disbursed=Decimal("2000"),
+        principal=Decimal("2000"),
+    )
+    config, _ = mpesa_configure(
+        environment="local",
+        consumer_key="k",
+        consumer_secret="s",
+        business_short_code=SHORT_CODE,
+        base_url=live_server.url,
+    )
+    assert config.last_registration_at is None
+
+    output = run("simulate_c2b", "--phone", "0712345678", "--amount", "750", "--reference", "loan 777")
+
+    tx = MpesaTransaction.objects.get()
+    assert f"TransID: {tx.trans_id}" in output
+    assert (tx.status, tx.match_strategy, tx.msisdn_kind, tx.amount) == (
+        "processed",
+        "bill_reference",
+        "hashed",
+        Decimal("750.00"),
+    )
+    assert Loan.objects.get(loan_number="LOAN-000777").outstanding == Decimal("1250.00")
+    config.refresh_from_db()
+    assert config.last_registration_result["ok"] is True
