@@ -67,21 +67,22 @@ def _store(config: MpesaConfiguration, inbound: InboundRequest, **fields) -> Cal
     )
 
 
-def _source_refused(config: MpesaConfiguration, inbound: InboundRequest) -> bool:
-    """Apply the source-address policy. Returns True when the request must be refused."""
-    if config.ip_policy == MpesaConfiguration.IpPolicy.OFF or inbound.source_ip in config.allowed_ip_list:
-        return False
+def _source_allowed(config: MpesaConfiguration, inbound: InboundRequest) -> bool:
+    return config.ip_policy == MpesaConfiguration.IpPolicy.OFF or inbound.source_ip in config.allowed_ip_list
+
+
+def _alert_unlisted_source(config: MpesaConfiguration, inbound: InboundRequest) -> None:
     logger.warning("mpesa %s callback from unlisted address %s", inbound.kind, inbound.source_ip)
+    refused = config.ip_policy == MpesaConfiguration.IpPolicy.REFUSE
     outbox_queue_for_staff(
         users=staff_to_alert(),
         body=(
             f"M-Pesa {inbound.kind} callback from an address not on the allowed list: {inbound.source_ip} "
-            f"({'refused' if config.ip_policy == MpesaConfiguration.IpPolicy.REFUSE else 'accepted, logged'})."
+            f"({'refused' if refused else 'accepted, logged'})."
         ),
         dedupe_key=f"callback-ip:{inbound.source_ip}:{timezone.localdate().isoformat()}",
         context={"kind": "callback_ip", "source_ip": inbound.source_ip},
     )
-    return config.ip_policy == MpesaConfiguration.IpPolicy.REFUSE
 
 
 def callback_receive(*, inbound: InboundRequest) -> CallbackAnswer | None:
@@ -95,18 +96,20 @@ def callback_receive(*, inbound: InboundRequest) -> CallbackAnswer | None:
         error = f"body of {inbound.declared_length} bytes is over the {MAX_BODY_BYTES // 1024} KB limit"
         _store(config, inbound, outcome=CallbackRequest.Outcome.MALFORMED, result_code="413", error=error)
         return CallbackAnswer(413, {"ResultCode": "C2B00016", "ResultDesc": f"Rejected: {error}"})
-    with transaction.atomic():
-        if _source_refused(config, inbound):
-            _store(
-                config,
-                inbound,
-                outcome=CallbackRequest.Outcome.REFUSED,
-                result_code="403",
-                error="source address not allowed",
-            )
-            return CallbackAnswer(
-                403, {"ResultCode": "C2B00016", "ResultDesc": "Rejected: source address not allowed"}
-            )
+    if not _source_allowed(config, inbound):
+        with transaction.atomic():
+            _alert_unlisted_source(config, inbound)
+            if config.ip_policy == MpesaConfiguration.IpPolicy.REFUSE:
+                _store(
+                    config,
+                    inbound,
+                    outcome=CallbackRequest.Outcome.REFUSED,
+                    result_code="403",
+                    error="source address not allowed",
+                )
+                return CallbackAnswer(
+                    403, {"ResultCode": "C2B00016", "ResultDesc": "Rejected: source address not allowed"}
+                )
     if inbound.kind == CallbackRequest.Kind.VALIDATION:
         return _validate(config, inbound)
     return _confirm(config, inbound)
