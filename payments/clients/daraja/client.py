@@ -1,36 +1,48 @@
-"""Safaricom Daraja (the M-Pesa API): OAuth, C2B URL registration and simulation, recovery queries.
-
-One class, ``DarajaClient``, and one error, ``DarajaError`` (``permanent`` says whether retrying the same
-call can help). The access token lives in Django's shared cache (Redis in production) because Daraja
-invalidates the previous token whenever a new one is issued: every process must use the same one.
-Logs carry operations, HTTP statuses and Daraja's codes; never the secret, the token or a full phone number.
-"""
+"""``DarajaClient``: one Daraja app at one base URL, with its shared access token."""
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 import httpx
 from django.conf import settings
 from django.core.cache import cache
 
-from core.exceptions import ExternalServiceError, InvalidAmount
-from core.money import to_money
 from core.phones import mask_phone
+from payments.clients.daraja.errors import (
+    PULL_NO_TRANSACTIONS,
+    PULL_OK,
+    DarajaError,
+    _code,
+    _error_for,
+    _is_invalid_token,
+    _is_product_mismatch,
+    _json,
+    _message,
+    _require_accepted,
+)
+from payments.clients.daraja.inputs import (
+    _TRANS_ID,
+    API_VERSIONS,
+    COMMAND_IDS,
+    MSISDN_FORMATS,
+    RESPONSE_TYPES,
+    _check_msisdn,
+    _check_short_code,
+    _nairobi_text,
+    _whole_shillings,
+)
+from payments.clients.daraja.urls import callback_url_problem
 
-logger = logging.getLogger(__name__)
-
-NAIROBI = ZoneInfo("Africa/Nairobi")
+# The package's name, as before the split, so log configuration and output keep naming it.
+logger = logging.getLogger("payments.clients.daraja")
 
 DEFAULT_SANDBOX_URL = "https://sandbox.safaricom.co.ke"
 DEFAULT_PRODUCTION_URL = "https://api.safaricom.co.ke"
@@ -40,61 +52,6 @@ DEFAULT_TIMEOUT = 10.0
 EMULATOR_MIN_TIMEOUT = 20.0
 
 LOCAL, SANDBOX, PRODUCTION = "local", "sandbox", "production"
-RESPONSE_TYPES = ("Completed", "Cancelled")
-API_VERSIONS = ("v1", "v2")
-COMMAND_IDS = ("CustomerPayBillOnline", "CustomerBuyGoodsOnline")
-MSISDN_FORMATS = ("hashed", "masked", "plain")
-
-# Daraja refuses callback URLs containing any of these, in any case.
-FORBIDDEN_URL_WORDS = ("m-pesa", "mpesa", "safaricom", "exec", "exe", "cmd", "sql", "query")
-# Public tunnel testers Daraja refuses in production.
-TUNNEL_HOST_SUFFIXES = (
-    "ngrok.io",
-    "ngrok.app",
-    "ngrok-free.app",
-    "ngrok-free.dev",
-    "trycloudflare.com",
-    "loca.lt",
-    "localtunnel.me",
-    "localhost.run",
-    "serveo.net",
-)
-
-INVALID_TOKEN = "404.001.03"  # noqa: S105 - an error code, not a secret
-PRODUCT_MISMATCH = "401.003.01"
-ALREADY_REGISTERED = "500.003.1001"
-SPIKE_ARREST = "500.003.02"
-PULL_OK = "1000"
-# Pull Transactions answers 1001 both for "no transactions" and for "not provisioned".
-PULL_NO_TRANSACTIONS = "1001"
-
-_SHORT_CODE = re.compile(r"^\d{5,7}$")
-_MSISDN = re.compile(r"^254\d{9}$")
-_TRANS_ID = re.compile(r"^[A-Za-z0-9]{6,32}$")
-
-
-class DarajaError(ExternalServiceError):
-    """Daraja refused, failed or could not be reached.
-
-    ``permanent``: retrying the same call cannot help. ``code``: Daraja's ``errorCode`` / ``ResponseCode``
-    when it gave one. ``http_status``: the HTTP status, if an answer arrived. ``unreachable``: no answer
-    at all (connection refused, DNS failure, timeout).
-    """
-
-    def __init__(
-        self,
-        detail: str = "",
-        *,
-        permanent: bool,
-        code: str | None = None,
-        http_status: int | None = None,
-        unreachable: bool = False,
-        **context: object,
-    ) -> None:
-        super().__init__(detail, permanent=permanent, **context)
-        self.code = code
-        self.http_status = http_status
-        self.unreachable = unreachable
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,39 +73,6 @@ class PullPage:
         return self.response_code == PULL_NO_TRANSACTIONS
 
 
-def callback_url_problem(url: str, *, production: bool) -> str | None:
-    """Why Daraja would refuse ``url`` as a callback URL, or ``None`` if it would accept it.
-
-    The message never repeats the URL: callback URLs carry the secret callback token.
-    """
-    parts = urlsplit(url or "")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "it is not an absolute http(s) URL"
-    lowered = url.lower()
-    found = next((word for word in FORBIDDEN_URL_WORDS if word in lowered), None)
-    if found:
-        return f"it contains {found!r}, and Daraja refuses callback URLs containing any of " + ", ".join(
-            FORBIDDEN_URL_WORDS
-        )
-    if production:
-        host = parts.hostname.lower()
-        if parts.scheme != "https":
-            return "production callback URLs must use HTTPS"
-        if host == "localhost" or _is_private_address(host):
-            return "production callback URLs must be reachable from the internet"
-        if any(host == suffix or host.endswith("." + suffix) for suffix in TUNNEL_HOST_SUFFIXES):
-            return "Daraja refuses tunnel services (ngrok and the like) in production"
-    return None
-
-
-def _is_private_address(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return not address.is_global
-
-
 def _environment_for(base_url: str) -> str:
     host = urlsplit(base_url).hostname
     if host == urlsplit(getattr(settings, "MPESA_PRODUCTION_URL", DEFAULT_PRODUCTION_URL)).hostname:
@@ -161,122 +85,6 @@ def _environment_for(base_url: str) -> str:
 def _token_ttl(expires_in: int) -> int:
     # Refresh about five minutes early so a token never expires between reading it and using it.
     return expires_in - 300 if expires_in > 600 else max(expires_in // 2, 1)
-
-
-def _json(response: httpx.Response) -> dict[str, Any] | None:
-    try:
-        data = response.json()
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _code(data: dict[str, Any] | None) -> str | None:
-    if not data:
-        return None
-    for key in ("errorCode", "ResponseCode", "ResponseStatus", "ResultCode"):
-        if data.get(key) not in (None, ""):
-            return str(data[key]).strip()
-    return None
-
-
-def _message(data: dict[str, Any] | None) -> str:
-    if not data:
-        return ""
-    for key in ("errorMessage", "ResponseDescription", "ResponseMessage", "ResultDesc"):
-        if data.get(key):
-            return str(data[key]).strip()
-    return ""
-
-
-def _is_product_mismatch(code: str | None, message: str) -> bool:
-    return code == PRODUCT_MISMATCH or "no apiproduct match" in message.lower()
-
-
-def _is_invalid_token(response: httpx.Response, data: dict[str, Any] | None) -> bool:
-    code = _code(data)
-    if code == INVALID_TOKEN:
-        return True
-    # Daraja also answers 401 for an app not subscribed to the product: that is not a token problem.
-    return response.status_code == 401 and not _is_product_mismatch(code, _message(data))
-
-
-def _error_for(response: httpx.Response, data: dict[str, Any] | None, operation: str) -> DarajaError:
-    status = response.status_code
-    code = _code(data)
-    message = _message(data) or response.reason_phrase or "no description"
-    if code == ALREADY_REGISTERED or "already registered" in message.lower():
-        return DarajaError(
-            f"M-Pesa already has callback URLs registered for this short code ({code or status}: {message}). "
-            "Production registration is one-time: change or delete the URLs in Daraja's self-service "
-            "portal (URL management), then register again.",
-            permanent=True,
-            code=code or ALREADY_REGISTERED,
-            http_status=status,
-        )
-    if code == SPIKE_ARREST:
-        return DarajaError(
-            f"Daraja is throttling this app ({code} {message}): wait before trying {operation} again",
-            permanent=False,
-            code=code,
-            http_status=status,
-        )
-    if _is_product_mismatch(code, message):
-        return DarajaError(
-            f"Daraja refused {operation} ({code or status}: {message}): the Daraja app is not subscribed "
-            "to this API product or version",
-            permanent=True,
-            code=code or PRODUCT_MISMATCH,
-            http_status=status,
-        )
-    permanent = not (status in (408, 429) or status >= 500)
-    return DarajaError(
-        f"Daraja refused {operation} (HTTP {status}, {code or 'no code'}: {message})",
-        permanent=permanent,
-        code=code,
-        http_status=status,
-    )
-
-
-def _require_accepted(answer: dict[str, Any], operation: str, *, ok: tuple[str, ...] = ("0",)) -> None:
-    code = _code(answer)
-    if code not in ok:
-        raise DarajaError(
-            f"Daraja did not accept {operation} ({code or 'no code'}: {_message(answer) or 'no description'})",
-            permanent=True,
-            code=code,
-            http_status=200,
-        )
-
-
-def _whole_shillings(amount: object) -> int:
-    try:
-        value = to_money(amount)
-    except InvalidAmount as exc:
-        raise DarajaError(exc.detail, permanent=True) from None
-    if value <= 0 or value != value.to_integral_value():
-        raise DarajaError(f"M-Pesa amounts are whole shillings above zero, not {value}", permanent=True)
-    return int(value)
-
-
-def _check_short_code(short_code: object) -> str:
-    text = str(short_code).strip()
-    if not _SHORT_CODE.match(text):
-        raise DarajaError(f"{text!r} is not an M-Pesa short code (5 to 7 digits)", permanent=True)
-    return text
-
-
-def _check_msisdn(msisdn: object) -> str:
-    text = str(msisdn).strip().removeprefix("+")
-    if not _MSISDN.match(text):
-        raise DarajaError(f"{mask_phone(text)!r} is not a phone number written 254XXXXXXXXX", permanent=True)
-    return text
-
-
-def _nairobi_text(moment: datetime, label: str) -> str:
-    if moment.tzinfo is None:
-        raise DarajaError(f"{label} must be an aware datetime", permanent=True)
-    return moment.astimezone(NAIROBI).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _flatten_rows(rows: object) -> list[dict[str, Any]]:

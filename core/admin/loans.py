@@ -1,0 +1,326 @@
+"""Admin for loans and repayments, with their money actions (repayment, credit, write-off, reversal)."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from core import services
+from core.actors import Actor
+from core.admin.mixins import (
+    PhoneSearchMixin,
+    PortfolioScopedMixin,
+    ReadOnlyAdminMixin,
+    ServiceErrorsAsMessagesMixin,
+    _adopt,
+    _money,
+    _single_object_action,
+    _staff_only,
+)
+from core.forms import ApplyCreditForm, LoanAddForm, ManualRepaymentForm, ReasonForm
+from core.models import Borrower, Loan, Repayment, User
+from core.money import format_money
+
+
+class DueFilter(admin.SimpleListFilter):
+    title = "due date"
+    parameter_name = "due"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin):
+        return [
+            ("overdue", "Overdue"),
+            ("today", "Due today"),
+            ("week", "Due in the next 7 days"),
+            ("later", "Due later"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        today = timezone.localdate()
+        week = today + timedelta(days=7)
+        match self.value():
+            case "overdue":
+                return queryset.filter(status=Loan.Status.ACTIVE, due_date__lt=today)
+            case "today":
+                return queryset.filter(due_date=today)
+            case "week":
+                return queryset.filter(due_date__gt=today, due_date__lte=week)
+            case "later":
+                return queryset.filter(due_date__gt=week)
+        return queryset
+
+
+class RepaymentInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Repayment
+    fk_name = "loan"
+    fields = (
+        "kind",
+        "amount",
+        "penalties",
+        "fees",
+        "interest",
+        "principal",
+        "reference",
+        "source",
+        "posted_at",
+    )
+    readonly_fields = fields
+    extra = 0
+    show_change_link = True
+
+
+def _loan_details(loan: Loan) -> list[tuple[str, object]]:
+    return [
+        ("Borrower", loan.borrower),
+        ("Status", loan.get_status_display()),
+        ("Due date", loan.due_date),
+        ("Outstanding", _money(loan.outstanding)),
+        (
+            "Penalties / fees / interest / principal",
+            " / ".join(
+                format_money(part) for part in (loan.penalties, loan.fees, loan.interest, loan.principal)
+            ),
+        ),
+        ("Borrower's credit", _money(loan.borrower.credit_balance)),
+    ]
+
+
+def _post_manual_repayment(loan: Loan, *, amount: Decimal, reference: str, reason: str, actor: Actor) -> str:
+    """Post to the loan; what the loan cannot take goes to the borrower's credit."""
+    result, credit = services.repayment_receive(
+        loan=loan, amount=amount, actor=actor, source="manual", reference=reference, reason=reason
+    )
+    parts = []
+    if result.applied > 0:
+        status = " (paid)" if result.loan.status == Loan.Status.PAID else ""
+        parts.append(
+            f"Posted {_money(result.applied)} to {loan}; outstanding now {_money(result.loan.outstanding)}{status}."
+        )
+    if credit is not None:
+        parts.append(
+            f"{_money(result.excess)} more than the loan owed went to {loan.borrower}'s credit "
+            f"(credit now {_money(credit.balance_after)})."
+        )
+    return " ".join(parts)
+
+
+@admin.register(Loan)
+class LoanAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioScopedMixin, admin.ModelAdmin):
+    add_form = LoanAddForm
+    list_display = ("loan_number", "borrower", "outstanding_display", "status", "due_date", "loan_officer")
+    list_filter = ("status", ("loan_officer", admin.RelatedOnlyFieldListFilter), DueFilter)
+    search_fields = ("loan_number", "borrower__full_name")
+    phone_search_field = "borrower_id"
+    autocomplete_fields = ("borrower",)
+    actions = ["post_manual_repayment", "apply_credit", "write_off"]
+    add_fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "borrower",
+                    "principal",
+                    "interest",
+                    "fees",
+                    "disbursed_on",
+                    "due_date",
+                    "loan_officer",
+                )
+            },
+        ),
+    )
+    fieldsets = (
+        (None, {"fields": ("loan_number", "borrower", "status", "loan_officer", "disbursed_on", "due_date")}),
+        (
+            "Outstanding (change it with the actions on the loan list)",
+            {"fields": ("outstanding_display", "penalties", "fees", "interest", "principal")},
+        ),
+        ("Record", {"fields": ("principal_disbursed", "paid_at", "created_at", "updated_at")}),
+    )
+    _money_fields = ("principal_disbursed", "penalties", "fees", "interest", "principal")
+
+    def limit_to_portfolio(self, queryset: QuerySet, user: User) -> QuerySet:
+        return queryset.visible_to(user)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).with_outstanding().select_related("borrower", "loan_officer")
+
+    @admin.display(description="outstanding", ordering="outstanding_total")
+    def outstanding_display(self, loan: Loan) -> str:
+        return format_money(loan.outstanding)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Loan | None = None):
+        return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
+
+    def get_form(self, request: HttpRequest, obj: Loan | None = None, **kwargs):
+        if obj is None:
+            kwargs["form"] = self.add_form
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Loan | None = None):
+        if obj is None:
+            return ()
+        readonly = [
+            "loan_number",
+            "borrower",
+            "status",
+            "disbursed_on",
+            "outstanding_display",
+            *self._money_fields,
+            "paid_at",
+            "created_at",
+            "updated_at",
+        ]
+        if not request.user.is_admin:
+            readonly.append("loan_officer")
+        return readonly
+
+    def get_inlines(self, request: HttpRequest, obj: Loan | None):
+        return [RepaymentInline] if obj is not None else []
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        return super().formfield_for_foreignkey(db_field, request, **_staff_only(db_field, kwargs))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Loan | None = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Loan, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        data = form.cleaned_data
+        created = services.loan_create(
+            borrower=data["borrower"],
+            principal=data["principal"],
+            interest=data["interest"],
+            fees=data["fees"],
+            disbursed_on=data["disbursed_on"],
+            due_date=data["due_date"],
+            loan_officer=data["loan_officer"],
+            actor=Actor.staff(request.user),
+        )
+        _adopt(obj, created)
+
+    @admin.action(description="Post a manual repayment", permissions=["change"])
+    def post_manual_repayment(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return _single_object_action(
+            self,
+            request,
+            queryset,
+            action="post_manual_repayment",
+            title="Post a manual repayment",
+            submit_label="Post repayment",
+            form_class=ManualRepaymentForm,
+            details=_loan_details,
+            perform=lambda loan, data: _post_manual_repayment(loan, **data, actor=Actor.staff(request.user)),
+        )
+
+    @admin.action(description="Apply credit", permissions=["change"])
+    def apply_credit(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        def perform(loan: Loan, data: dict) -> str:
+            result = services.borrower_credit_apply_to_loan(
+                loan=loan, amount=data["amount"], reason=data["reason"], actor=Actor.staff(request.user)
+            )
+            credit_left = Borrower.objects.values_list("credit_balance", flat=True).get(pk=loan.borrower_id)
+            return (
+                f"Applied {_money(result.applied)} of {loan.borrower}'s credit to {loan}; outstanding now "
+                f"{_money(result.loan.outstanding)}, credit left {_money(credit_left)}."
+            )
+
+        def initial(loan: Loan) -> dict:
+            usable = min(loan.borrower.credit_balance, loan.outstanding)
+            return {"amount": usable} if usable > 0 else {}
+
+        return _single_object_action(
+            self,
+            request,
+            queryset,
+            action="apply_credit",
+            title="Apply credit",
+            submit_label="Apply credit",
+            form_class=ApplyCreditForm,
+            details=_loan_details,
+            perform=perform,
+            initial=initial,
+        )
+
+    @admin.action(description="Write off", permissions=["change"])
+    def write_off(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        def perform(loan: Loan, data: dict) -> str:
+            loan = services.loan_write_off(loan=loan, reason=data["reason"], actor=Actor.staff(request.user))
+            return f"{loan} written off with {_money(loan.outstanding)} outstanding."
+
+        return _single_object_action(
+            self,
+            request,
+            queryset,
+            action="write_off",
+            title="Write off",
+            submit_label="Write off",
+            form_class=ReasonForm,
+            details=_loan_details,
+            perform=perform,
+        )
+
+
+@admin.register(Repayment)
+class RepaymentAdmin(ReadOnlyAdminMixin, PortfolioScopedMixin, admin.ModelAdmin):
+    list_display = ("id", "loan", "kind", "amount", "reference", "source", "posted_at", "is_reversed")
+    list_filter = ("kind", "source")
+    search_fields = ("reference", "loan__loan_number")
+    date_hierarchy = "posted_at"
+    actions = ["reverse_repayment"]
+
+    def limit_to_portfolio(self, queryset: QuerySet, user: User) -> QuerySet:
+        return queryset.filter(loan__in=Loan.objects.visible_to(user))
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # "reversal" (the reverse one-to-one) in the join lets is_reversed answer without a query per row.
+        return super().get_queryset(request).select_related("loan", "reversal")
+
+    @admin.display(boolean=True, description="reversed")
+    def is_reversed(self, repayment: Repayment) -> bool:
+        return repayment.is_reversed
+
+    def has_reverse_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("core.change_repayment")
+
+    @admin.action(description="Reverse", permissions=["reverse"])
+    def reverse_repayment(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        def perform(repayment: Repayment, data: dict) -> str:
+            reversal = services.repayment_reverse(
+                repayment=repayment, reason=data["reason"], actor=Actor.staff(request.user)
+            )
+            loan = reversal.loan
+            return (
+                f"Reversed {_money(repayment.amount)} on {loan}; outstanding now {_money(loan.outstanding)} "
+                f"({loan.get_status_display().lower()})."
+            )
+
+        def details(repayment: Repayment) -> list[tuple[str, object]]:
+            return [
+                ("Loan", repayment.loan),
+                ("Amount", _money(repayment.amount)),
+                (
+                    "Penalties / fees / interest / principal",
+                    " / ".join(format_money(part) for part in repayment.split.values()),
+                ),
+                ("Reference", repayment.reference),
+                ("Source", repayment.source),
+                ("Posted at", repayment.posted_at),
+            ]
+
+        return _single_object_action(
+            self,
+            request,
+            queryset,
+            action="reverse_repayment",
+            title="Reverse",
+            submit_label="Reverse repayment",
+            form_class=ReasonForm,
+            details=details,
+            perform=perform,
+        )

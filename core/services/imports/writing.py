@@ -1,0 +1,317 @@
+"""Writing a checked loan book: borrowers, phones, loans and their audit events, in bulk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from django.db import connection, models
+from django.utils import timezone
+from tqdm import tqdm
+
+from core.actors import Actor
+from core.models import AuditEvent, Borrower, BorrowerPhone, Language, Loan
+from core.money import ZERO
+from core.phones import msisdn_hash
+from core.services.imports.parsing import _PARTS, _BorrowerPlan, _Row
+from core.services.imports.reading import _BORROWER_COLUMNS, _LOAN_COLUMNS, _batches, _Book
+from core.services.loans import LOAN_NUMBER_PATTERN, loan_number_counter_raise_to
+
+_BATCH_SIZE = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    borrowers_created: int
+    borrowers_updated: int
+    loans_created: int
+    loans_updated: int
+    loans_unchanged: int
+    rows: int
+
+
+def _write(
+    *,
+    rows: list[_Row],
+    plans: dict[int | str, _BorrowerPlan],
+    borrower_key_of_phone: dict[str, int | str],
+    book: _Book,
+    actor: Actor,
+    data_rows: int,
+    show_progress: bool,
+) -> ImportResult:
+    now = timezone.now()
+    with tqdm(total=len(plans) + len(rows), desc="writing", unit=" rows", disable=not show_progress) as bar:
+        borrowers = _write_borrowers(plans=plans, book=book, now=now, bar=bar)
+        loans_created, loans_updated = _write_loans(
+            rows=rows,
+            borrowers=borrowers,
+            borrower_key_of_phone=borrower_key_of_phone,
+            book=book,
+            actor=actor,
+            now=now,
+            bar=bar,
+        )
+    numbered = [int(match[1]) for row in rows if (match := LOAN_NUMBER_PATTERN.match(row.loan_number))]
+    if numbered:
+        loan_number_counter_raise_to(max(numbered))
+    return ImportResult(
+        borrowers_created=borrowers.created,
+        borrowers_updated=borrowers.updated,
+        loans_created=loans_created,
+        loans_updated=loans_updated,
+        loans_unchanged=len(rows) - loans_created - loans_updated,
+        rows=data_rows,
+    )
+
+
+@dataclass(slots=True)
+class _WrittenBorrowers:
+    id_of: dict[int | str, int]  # borrower key -> the borrower's id
+    officer_of: dict[int | str, int | None]  # borrower key -> the borrower's loan officer, after the import
+    created: int
+    updated: int
+
+
+def _write_borrowers(
+    *, plans: dict[int | str, _BorrowerPlan], book: _Book, now: datetime, bar: tqdm
+) -> _WrittenBorrowers:
+    written = _WrittenBorrowers(id_of={}, officer_of={}, created=0, updated=0)
+    new_plans = [plan for plan in plans.values() if isinstance(plan.key, str)]
+    for batch in _batches(new_plans, _BATCH_SIZE):
+        created = Borrower.objects.bulk_create(
+            [
+                Borrower(
+                    full_name=plan.full_name,
+                    national_id=plan.national_id,
+                    preferred_language=plan.language or Language.ENGLISH,
+                    loan_officer_id=book.officer_ids[plan.officer] if plan.officer else None,
+                )
+                for plan in batch
+            ]
+        )
+        # save() is not called by bulk_create, so the digest BorrowerPhone.save() keeps is computed here.
+        BorrowerPhone.objects.bulk_create(
+            [
+                BorrowerPhone(
+                    borrower_id=borrower.pk,
+                    number=plan.key,
+                    msisdn_hash=msisdn_hash(plan.key),
+                    is_primary=True,
+                )
+                for plan, borrower in zip(batch, created, strict=True)
+            ]
+        )
+        for plan, borrower in zip(batch, created, strict=True):
+            written.id_of[plan.key] = borrower.pk
+            written.officer_of[plan.key] = borrower.loan_officer_id
+        written.created += len(batch)
+        bar.update(len(batch))
+
+    changed_states: list[dict[str, object]] = []
+    changed_fields: set[str] = set()
+    for plan in plans.values():
+        if isinstance(plan.key, str):
+            continue
+        current = dict(zip(_BORROWER_COLUMNS, book.borrowers[plan.key], strict=True))
+        wanted: dict[str, object] = {"full_name": plan.full_name}
+        if plan.national_id:
+            wanted["national_id"] = plan.national_id
+        if plan.language:
+            wanted["preferred_language"] = plan.language
+        if plan.officer:
+            wanted["loan_officer_id"] = book.officer_ids[plan.officer]
+        changes = {name: value for name, value in wanted.items() if current[name] != value}
+        written.id_of[plan.key] = plan.key
+        written.officer_of[plan.key] = wanted.get("loan_officer_id", current["loan_officer_id"])
+        if changes:
+            changed_states.append({**current, **changes})
+            changed_fields.update(changes)
+        bar.update(1)
+    _update_rows(Borrower, sorted(changed_fields), changed_states, now)
+    written.updated = len(changed_states)
+    return written
+
+
+def _write_loans(
+    *,
+    rows: list[_Row],
+    borrowers: _WrittenBorrowers,
+    borrower_key_of_phone: dict[str, int | str],
+    book: _Book,
+    actor: Actor,
+    now: datetime,
+    bar: tqdm,
+) -> tuple[int, int]:
+    """Create and update the loans a batch of rows at a time (with their audit events), so memory
+    stays flat however long the file is. Returns (created, updated)."""
+    created = updated = 0
+    for batch in _batches(rows, _BATCH_SIZE):
+        new_loans: list[Loan] = []
+        changed: list[tuple[str, dict[str, object], dict[str, tuple[object, object]]]] = []
+        changed_fields: set[str] = set()
+        for row in batch:
+            key = borrower_key_of_phone[row.phone]
+            officer_id = book.officer_ids[row.officer] if row.officer else None
+            existing = book.loans.get(row.loan_number)
+            if existing is None:
+                status = row.status or (Loan.Status.PAID if row.outstanding == 0 else Loan.Status.ACTIVE)
+                new_loans.append(
+                    Loan(
+                        loan_number=row.loan_number,
+                        borrower_id=borrowers.id_of[key],
+                        principal_disbursed=(
+                            row.principal if row.principal_disbursed is None else row.principal_disbursed
+                        ),
+                        penalties=row.penalties,
+                        fees=row.fees,
+                        interest=row.interest,
+                        principal=row.principal,
+                        disbursed_on=row.disbursed_on,
+                        due_date=row.due_date,
+                        status=status,
+                        loan_officer_id=officer_id or borrowers.officer_of[key],
+                        paid_at=now if status == Loan.Status.PAID else None,
+                    )
+                )
+                continue
+            current = dict(zip(_LOAN_COLUMNS, existing, strict=True))
+            wanted: dict[str, object] = {
+                "borrower_id": borrowers.id_of[key],
+                **{part: getattr(row, part) for part in _PARTS},
+                "due_date": row.due_date,
+                "status": row.status or _default_status(row, current["status"]),
+            }
+            # What the file leaves blank is left as it is.
+            if row.principal_disbursed is not None:
+                wanted["principal_disbursed"] = row.principal_disbursed
+            if row.disbursed_on is not None:
+                wanted["disbursed_on"] = row.disbursed_on
+            if officer_id is not None:
+                wanted["loan_officer_id"] = officer_id
+            if wanted["status"] != current["status"] and Loan.Status.PAID in (
+                wanted["status"],
+                current["status"],
+            ):
+                wanted["paid_at"] = now if wanted["status"] == Loan.Status.PAID else None
+            changes = {
+                name: (current[name], value) for name, value in wanted.items() if current[name] != value
+            }
+            if changes:
+                changed.append((row.loan_number, {**current, **wanted}, changes))
+                changed_fields.update(changes)
+
+        Loan.objects.bulk_create(new_loans)
+        _update_rows(Loan, sorted(changed_fields), [state for _, state, _ in changed], now)
+        events = [
+            _audit_event(actor, "loan.imported", loan.loan_number, vars(loan), now) for loan in new_loans
+        ]
+        events += [
+            _audit_event(actor, "loan.import_updated", loan_number, state, now, changes)
+            for loan_number, state, changes in changed
+        ]
+        AuditEvent.objects.bulk_create(events)
+        created += len(new_loans)
+        updated += len(changed)
+        bar.update(len(batch))
+    return created, updated
+
+
+def _default_status(row: _Row, current_status: str) -> str:
+    if current_status == Loan.Status.WRITTEN_OFF:
+        return Loan.Status.WRITTEN_OFF
+    return Loan.Status.PAID if row.outstanding == 0 else Loan.Status.ACTIVE
+
+
+def _update_rows(
+    model: type[models.Model], field_names: list[str], states: list[dict[str, object]], now: datetime
+) -> None:
+    """Write ``field_names`` (and ``updated_at = now``) of each state (a dict holding ``id``), a
+    batch of rows per statement.
+
+    Not ``bulk_update``: it builds a CASE WHEN expression per row and field, about half a
+    millisecond a row in Python, which made re-importing a changed 100,000-row book take minutes.
+    """
+    if not states:
+        return
+    meta = model._meta
+    pk = meta.pk
+    fields = [meta.get_field(name) for name in [*field_names, "updated_at"]]
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    params = [
+        [
+            pk.get_db_prep_save(state["id"], connection),
+            *(field.get_db_prep_save(state.get(field.attname, now), connection) for field in fields[:-1]),
+            fields[-1].get_db_prep_save(now, connection),
+        ]
+        for state in states
+    ]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # The casts give VALUES its column types (a column of NULLs would otherwise be text).
+            assignments = ", ".join(
+                f"{quote(field.column)} = v.{quote(field.column)}::{field.db_type(connection)}"
+                for field in fields
+            )
+            names = ", ".join(quote(field.column) for field in [pk, *fields])
+            for batch in _batches(params, _BATCH_SIZE):
+                values = ", ".join(["(" + ", ".join(["%s"] * len(batch[0])) + ")"] * len(batch))
+                # Only column and table names from the model's _meta are interpolated; values are parameters.
+                cursor.execute(
+                    f"UPDATE {table} SET {assignments} FROM (VALUES {values}) AS v({names}) "  # noqa: S608
+                    f"WHERE {table}.{quote(pk.column)} = v.{quote(pk.column)}",
+                    [value for row in batch for value in row],
+                )
+        else:
+            # SQLite runs executemany in-process: one prepared statement, no round trips.
+            assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+            cursor.executemany(
+                f"UPDATE {table} SET {assignments} WHERE {quote(pk.column)} = %s",  # noqa: S608
+                [[*row[1:], row[0]] for row in params],
+            )
+
+
+def _audit_event(
+    actor: Actor,
+    action: str,
+    loan_number: str,
+    state: dict[str, object],
+    now: datetime,
+    changes: dict[str, tuple[object, object]] | None = None,
+) -> AuditEvent:
+    # The fields audit_record writes, built here so that thousands go in one INSERT.
+    parts = {part: state[part] for part in _PARTS}
+    data: dict[str, object] = {
+        "loan_number": loan_number,
+        "principal_disbursed": _json_value(state["principal_disbursed"]),
+        **{part: _json_value(value) for part, value in parts.items()},
+        "status": state["status"],
+    }
+    if changes is not None:
+        data["changes"] = {
+            name: {"before": _json_value(before), "after": _json_value(after)}
+            for name, (before, after) in changes.items()
+        }
+    return AuditEvent(
+        created_at=now,
+        actor_type=actor.kind,
+        actor_user=actor.user,
+        actor_label=actor.label,
+        action=action,
+        borrower_id=state["borrower_id"],
+        loan_id=state["id"],
+        object_type=Loan._meta.model_name,
+        object_id=str(state["id"]),
+        amount=sum(parts.values(), ZERO),
+        data=data,
+    )
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, Decimal):
+        return f"{value:.2f}"
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return value
