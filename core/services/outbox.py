@@ -120,6 +120,27 @@ def outbox_deliver(*, message_id: int) -> OutboxMessage | None:
     return message
 
 
+def outbox_retry(*, message_ids: list[int]) -> list[int]:
+    """Put pending and failed messages among ``message_ids`` back in the queue, due now, and enqueue
+    their delivery once this commits. Returns the ids requeued; sent messages and ones being sent
+    are left alone. A message that had used all its attempts gets one more."""
+    from core.tasks import outbox_deliver_task
+
+    retryable = (OutboxMessage.Status.PENDING, OutboxMessage.Status.FAILED)
+    with transaction.atomic():
+        ids = list(
+            OutboxMessage.objects.select_for_update()
+            .filter(pk__in=message_ids, status__in=retryable)
+            .values_list("pk", flat=True)
+        )
+        OutboxMessage.objects.filter(pk__in=ids).update(
+            status=OutboxMessage.Status.PENDING, next_attempt_at=timezone.now()
+        )
+        for message_id in ids:
+            outbox_deliver_task.delay_on_commit(message_id)
+    return ids
+
+
 def outbox_sweep() -> int:
     """Re-enqueue due pending messages and release ones stuck in ``sending`` (a worker died mid-send).
     Returns how many were enqueued."""

@@ -231,3 +231,36 @@ def mpesa_simulate(
     finally:
         if own_client:
             daraja.close()
+
+
+def mpesa_configuration_save(
+    *,
+    config: MpesaConfiguration,
+    changed_fields: list[str],
+    actor: Actor,
+    consumer_key: str = "",
+    consumer_secret: str = "",
+) -> MpesaConfiguration:
+    """Save a configuration edited by staff. A credential given replaces the stored one; an empty one
+    keeps it. The audit event names the fields that changed, never the credentials themselves."""
+    created = config.pk is None
+    if consumer_key:
+        config.consumer_key = consumer_key
+    if consumer_secret:
+        config.consumer_secret = consumer_secret
+    with transaction.atomic():
+        config.save()
+        audit_record(
+            action="mpesa_configuration_created" if created else "mpesa_configuration_updated",
+            actor=actor,
+            obj=config,
+            data={
+                "changed": sorted(set(changed_fields)),
+                "credentials_changed": [
+                    name
+                    for name, value in (("consumer_key", consumer_key), ("consumer_secret", consumer_secret))
+                    if value
+                ],
+            },
+        )
+    return config

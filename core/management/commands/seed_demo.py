@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from core import services
@@ -22,14 +23,17 @@ from core.models import ApiToken, Borrower, Loan, User
 from core.services.loans import LOAN_NUMBER_PATTERN
 
 OFFICER_GROUP = "Loan officers"
+# (app label, codename): the lending core, and the payments an officer works on in the admin.
 OFFICER_PERMISSIONS = (
-    "view_borrower",
-    "change_borrower",
-    "view_loan",
-    "change_loan",
-    "view_repayment",
-    "view_creditentry",
-    "view_auditevent",
+    ("core", "view_borrower"),
+    ("core", "change_borrower"),
+    ("core", "view_loan"),
+    ("core", "change_loan"),
+    ("core", "view_repayment"),
+    ("core", "view_creditentry"),
+    ("core", "view_auditevent"),
+    ("payments", "view_mpesatransaction"),
+    ("payments", "change_mpesatransaction"),
 )
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "admin"  # noqa: S105 - a demo login, refused unless DEBUG is on
@@ -128,11 +132,12 @@ def officer_group_ensure() -> Group:
     """The "Loan officers" group with the model permissions an officer needs in the admin (the admin
     itself limits them to their own portfolio)."""
     group, _ = Group.objects.get_or_create(name=OFFICER_GROUP)
-    permissions = list(
-        Permission.objects.filter(content_type__app_label="core", codename__in=OFFICER_PERMISSIONS)
-    )
+    wanted = Q()
+    for app_label, codename in OFFICER_PERMISSIONS:
+        wanted |= Q(content_type__app_label=app_label, codename=codename)
+    permissions = list(Permission.objects.filter(wanted))
     if len(permissions) != len(OFFICER_PERMISSIONS):
-        raise CommandError("core permissions are missing: run `manage.py migrate` first")
+        raise CommandError("permissions are missing: run `manage.py migrate` first")
     group.permissions.set(permissions)
     return group
 

@@ -1,0 +1,337 @@
+"""M-Pesa payments: read-only records with what happened to them, and the staff actions that fix
+them (reprocess, assign to a loan, mark reviewed, reverse), each a service called with the member
+of staff as the actor. Officers see their own portfolio's payments only."""
+
+from django.contrib import admin, messages
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from core.actors import Actor
+from core.admin import ReadOnlyAdminMixin
+from core.exceptions import HavenError, InvalidAmount
+from core.models import AuditEvent, Loan
+from core.money import to_money
+from core.phones import mask_phone, try_normalize_phone
+from payments.admin.base import form_page, money, selected_one
+from payments.filters import transactions_filter
+from payments.forms import AssignToLoanForm, ReverseForm, ReviewNoteForm
+from payments.models import Allocation, CallbackRequest, MpesaTransaction
+from payments.services import (
+    TransientProcessingError,
+    transaction_assign,
+    transaction_mark_reviewed,
+    transaction_reprocess,
+    transaction_reverse,
+)
+
+
+class AllocationInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Allocation
+    fields = ("target", "loan_link", "amount", "credit_entry", "created_at", "reversed")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    # Allocations are part of their payment: whoever may view the payment sees them.
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.has_perm("payments.view_mpesatransaction") or request.user.has_perm(
+            "payments.change_mpesatransaction"
+        )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("loan")
+
+    @admin.display(description="loan")
+    def loan_link(self, allocation: Allocation) -> str:
+        if allocation.loan is None:
+            return "—"
+        # The inline has no request; the link shows for everyone and the loan page scopes itself.
+        url = reverse("admin:core_loan_change", args=[allocation.loan_id])
+        return format_html('<a href="{}">{}</a>', url, allocation.loan.loan_number)
+
+    @admin.display(boolean=True, description="reversed")
+    def reversed(self, allocation: Allocation) -> bool:
+        return allocation.reversed_at is not None
+
+
+@admin.register(MpesaTransaction)
+class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "trans_id",
+        "trans_time",
+        "amount",
+        "payer_phone",
+        "bill_reference",
+        "borrower",
+        "status",
+        "match_strategy",
+        "reviewed",
+    )
+    list_filter = (
+        "status",
+        "match_strategy",
+        "identified_by",
+        ("reviewed_at", admin.EmptyFieldListFilter),
+        "config",
+    )
+    date_hierarchy = "trans_time"
+    search_fields = ("trans_id", "bill_reference", "borrower__full_name")
+    list_select_related = ("borrower",)
+    inlines = [AllocationInline]
+    actions = ["reprocess", "assign_to_loan", "mark_reviewed", "reverse_payment"]
+    fieldsets = (
+        (
+            "Payment (as M-Pesa sent it)",
+            {
+                "fields": (
+                    "trans_id",
+                    "transaction_type",
+                    "trans_time",
+                    "amount",
+                    "business_short_code",
+                    "bill_reference",
+                    "invoice_number",
+                    "third_party_trans_id",
+                    "org_account_balance",
+                    "payer_phone",
+                    "msisdn_kind",
+                    "payer_name",
+                    "config",
+                    "callback_link",
+                )
+            },
+        ),
+        (
+            "Matching",
+            {
+                "fields": (
+                    "status",
+                    "identified_by",
+                    "match_strategy",
+                    "borrower",
+                    "payer_borrower",
+                    "notes_list",
+                    "reviewed_at",
+                    "reviewed_by",
+                )
+            },
+        ),
+        (
+            "Processing",
+            {"fields": ("attempts", "last_error", "received_at", "processed_at", "processing_ms")},
+        ),
+        ("Audit trail", {"fields": ("audit_trail",)}),
+    )
+    readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).visible_to(request.user)
+
+    # --- Display ----------------------------------------------------------------------------------
+
+    @admin.display(description="payer's phone", ordering="msisdn")
+    def payer_phone(self, tx: MpesaTransaction) -> str:
+        return tx.msisdn_display
+
+    @admin.display(boolean=True, description="reviewed", ordering="reviewed_at")
+    def reviewed(self, tx: MpesaTransaction) -> bool:
+        return tx.reviewed_at is not None
+
+    @admin.display(description="payer's name")
+    def payer_name(self, tx: MpesaTransaction) -> str:
+        return tx.payer_name
+
+    @admin.display(description="notes")
+    def notes_list(self, tx: MpesaTransaction) -> str:
+        if not tx.notes:
+            return "—"
+        return format_html("<ol>{}</ol>", format_html_join("", "<li>{}</li>", ((note,) for note in tx.notes)))
+
+    @admin.display(description="raw callback")
+    def callback_link(self, tx: MpesaTransaction) -> str:
+        if tx.callback is None:
+            return "—"
+        url = reverse("admin:payments_callbackrequest_change", args=[tx.callback_id])
+        return format_html('<a href="{}">{}</a>', url, tx.callback)
+
+    @admin.display(description="events")
+    def audit_trail(self, tx: MpesaTransaction) -> str:
+        events = AuditEvent.objects.filter(
+            Q(object_type=MpesaTransaction._meta.model_name, object_id=str(tx.pk))
+            | Q(action__startswith="repayment.", data__reference=tx.trans_id)
+            | Q(action__startswith="credit.", data__reference=tx.trans_id)
+        ).order_by("created_at", "id")
+        rows = [
+            (
+                f"{event.created_at:%Y-%m-%d %H:%M:%S}",
+                event.action,
+                mask_phone(event.actor_label)
+                if event.actor_type == AuditEvent.ActorType.BORROWER
+                else f"{event.get_actor_type_display()}: {event.actor_label}",
+                money(event.amount),
+                event.reason,
+            )
+            for event in events
+        ]
+        if not rows:
+            return "—"
+        return format_html(
+            "<table><thead><tr><th>when</th><th>what</th><th>who</th><th>amount</th><th>reason</th></tr>"
+            "</thead><tbody>{}</tbody></table>",
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+        )
+
+    def get_fieldsets(self, request: HttpRequest, obj: MpesaTransaction | None = None):
+        callbacks = self.admin_site._registry.get(CallbackRequest)
+        if callbacks is not None and callbacks.has_view_permission(request):
+            return self.fieldsets
+        # Raw payloads are for admins: no link to a page that would refuse the officer.
+        return [
+            (name, {**options, "fields": tuple(f for f in options["fields"] if f != "callback_link")})
+            for name, options in self.fieldsets
+        ]
+
+    # --- Search: the M-Pesa code, a phone number in any form, the account, an exact amount ---------
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if not term:
+            return results, may_have_duplicates
+        if try_normalize_phone(term):
+            # Plain and hashed MSISDNs, and the payments of the borrower who owns the number.
+            results |= transactions_filter(queryset, phone=term)
+            return results, may_have_duplicates
+        try:
+            amount = to_money(term)
+        except InvalidAmount:
+            return results, may_have_duplicates
+        if amount > 0:
+            results |= queryset.filter(amount=amount)
+        return results, may_have_duplicates
+
+    # --- Actions ----------------------------------------------------------------------------------
+
+    def has_process_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("payments.change_mpesatransaction")
+
+    def has_reverse_permission(self, request: HttpRequest) -> bool:
+        # Undoing money that arrived is an admin's decision.
+        return request.user.is_admin and self.has_process_permission(request)
+
+    @staticmethod
+    def _details(tx: MpesaTransaction) -> list[tuple[str, object]]:
+        return [
+            ("M-Pesa code", tx.trans_id),
+            ("Time", tx.trans_time),
+            ("Amount", money(tx.amount)),
+            ("Payer", f"{tx.payer_name} {tx.msisdn_display}".strip()),
+            ("Account", tx.bill_reference or "—"),
+            ("Status", tx.get_status_display()),
+            ("Borrower", tx.borrower or "—"),
+        ]
+
+    @admin.action(description="Reprocess", permissions=["process"])
+    def reprocess(self, request: HttpRequest, queryset: QuerySet) -> None:
+        actor = Actor.staff(request.user)
+        for trans_id in queryset.values_list("trans_id", flat=True):
+            try:
+                tx = transaction_reprocess(trans_id=trans_id, actor=actor)
+            except HavenError as exc:
+                self.message_user(request, f"{trans_id}: {exc.detail}", messages.ERROR)
+            except TransientProcessingError:
+                self.message_user(
+                    request,
+                    f"{trans_id}: the database was busy; it stays received and will be tried again.",
+                    messages.WARNING,
+                )
+            else:
+                level = (
+                    messages.SUCCESS if tx.status == MpesaTransaction.Status.PROCESSED else messages.WARNING
+                )
+                detail = f": {tx.last_error}" if tx.status == MpesaTransaction.Status.FAILED else ""
+                self.message_user(
+                    request, f"{trans_id} reprocessed: {tx.get_status_display()}{detail}.", level
+                )
+
+    @admin.action(description="Assign to a loan", permissions=["process"])
+    def assign_to_loan(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        tx = selected_one(self, request, queryset, "Assign to a loan")
+        if tx is None:
+            return None
+
+        def perform(data: dict) -> str:
+            done = transaction_assign(
+                trans_id=tx.trans_id,
+                loan_number=data["loan_number"],
+                actor=Actor.staff(request.user),
+                reason=data["reason"],
+            )
+            loan = Loan.objects.select_related("borrower").get(loan_number=data["loan_number"])
+            return (
+                f"{done.trans_id} ({money(done.amount)}) assigned to {loan} of {loan.borrower}; "
+                f"outstanding now {money(loan.outstanding)}."
+            )
+
+        return form_page(
+            self,
+            request,
+            tx,
+            action="assign_to_loan",
+            title="Assign to a loan",
+            submit_label="Assign",
+            form_class=AssignToLoanForm,
+            form_kwargs={"loans": Loan.objects.visible_to(request.user)},
+            details=self._details(tx),
+            perform=perform,
+        )
+
+    @admin.action(description="Mark reviewed", permissions=["process"])
+    def mark_reviewed(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        tx = selected_one(self, request, queryset, "Mark reviewed")
+        if tx is None:
+            return None
+
+        def perform(data: dict) -> str:
+            transaction_mark_reviewed(
+                trans_id=tx.trans_id, actor=Actor.staff(request.user), note=data["note"]
+            )
+            return f"{tx.trans_id} marked reviewed."
+
+        return form_page(
+            self,
+            request,
+            tx,
+            action="mark_reviewed",
+            title="Mark reviewed",
+            submit_label="Mark reviewed",
+            form_class=ReviewNoteForm,
+            details=self._details(tx),
+            perform=perform,
+        )
+
+    @admin.action(description="Reverse", permissions=["reverse"])
+    def reverse_payment(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        tx = selected_one(self, request, queryset, "Reverse")
+        if tx is None:
+            return None
+
+        def perform(data: dict) -> str:
+            done = transaction_reverse(
+                trans_id=tx.trans_id, actor=Actor.staff(request.user), reason=data["reason"]
+            )
+            return f"{done.trans_id} ({money(done.amount)}) reversed; its postings and credit were undone."
+
+        return form_page(
+            self,
+            request,
+            tx,
+            action="reverse_payment",
+            title="Reverse",
+            submit_label="Reverse payment",
+            form_class=ReverseForm,
+            details=self._details(tx),
+            perform=perform,
+        )

@@ -1,0 +1,179 @@
+"""Forms for the payments admin: the M-Pesa configuration and the pages of its actions.
+
+Each form checks what it can without writing (phone numbers through ``normalize_phone``, amounts
+through ``to_money``, loan numbers against the loans the member of staff may see); the service it
+feeds checks again under lock.
+"""
+
+from decimal import Decimal
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+
+from core.exceptions import InvalidPhoneNumber
+from core.forms import MoneyFormField, ReasonField
+from core.models import Loan
+from core.money import format_money
+from core.phones import normalize_phone
+from payments.clients.daraja import MSISDN_FORMATS, callback_url_problem
+from payments.models import MpesaConfiguration
+
+
+def _secret_input() -> forms.PasswordInput:
+    # render_value=False: a secret never travels back to the browser, not even after a form error.
+    # new-password: stops browsers filling in the member of staff's own saved admin password.
+    return forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password", "size": 40})
+
+
+class MpesaConfigurationForm(forms.ModelForm):
+    """A paybill's settings. The consumer key and secret are not model fields of this form: they are
+    typed into empty password inputs, and an empty input keeps what is stored."""
+
+    new_consumer_key = forms.CharField(
+        label="New consumer key",
+        required=False,
+        strip=True,
+        widget=_secret_input(),
+        help_text="Leave empty to keep the stored key.",
+    )
+    new_consumer_secret = forms.CharField(
+        label="New consumer secret",
+        required=False,
+        strip=True,
+        widget=_secret_input(),
+        help_text="Leave empty to keep the stored secret.",
+    )
+
+    # Typed without a scheme it is a public address: https (and the explicit scheme silences
+    # Django 5's warning about the default changing).
+    base_url = forms.URLField(
+        assume_scheme="https", help_text=MpesaConfiguration._meta.get_field("base_url").help_text
+    )
+
+    class Meta:
+        model = MpesaConfiguration
+        fields = [
+            "name",
+            "environment",
+            "is_active",
+            "business_short_code",
+            "base_url",
+            "api_version",
+            "response_type",
+            "validation_policy",
+            "amount_tolerance",
+            "allowed_ips",
+            "ip_policy",
+        ]
+
+    def clean_business_short_code(self) -> str:
+        short_code = self.cleaned_data["business_short_code"].strip()
+        if not (short_code.isdigit() and 5 <= len(short_code) <= 7):
+            raise ValidationError("an M-Pesa short code is 5 to 7 digits", code="invalid")
+        return short_code
+
+    def clean(self) -> dict:
+        data = super().clean()
+        adding = self.instance.pk is None
+        for name, label in (("new_consumer_key", "consumer key"), ("new_consumer_secret", "consumer secret")):
+            if adding and not data.get(name):
+                self.add_error(name, f"a new configuration needs its {label}")
+        base_url, environment = data.get("base_url"), data.get("environment")
+        if base_url and environment:
+            problem = callback_url_problem(
+                base_url, production=environment == MpesaConfiguration.Environment.PRODUCTION
+            )
+            if problem:
+                self.add_error("base_url", f"Daraja would refuse the callback URLs: {problem}")
+        return data
+
+
+class SimulatePaymentForm(forms.Form):
+    phone = forms.CharField(
+        max_length=32, help_text="The payer, any form: 0712345678, 254712345678, +254 712 345 678."
+    )
+    amount = MoneyFormField(positive=True, help_text="Whole shillings, as M-Pesa only moves those.")
+    bill_reference = forms.CharField(
+        label="Account number",
+        max_length=20,
+        required=False,
+        help_text="What the payer types as the account, e.g. a loan number or a phone number.",
+    )
+    msisdn_format = forms.ChoiceField(
+        label="MSISDN format",
+        choices=[(value, value) for value in MSISDN_FORMATS],
+        initial="hashed",
+        help_text="How the callbacks write the payer's number (Safaricom now sends it hashed).",
+    )
+
+    def clean_phone(self) -> str:
+        try:
+            return normalize_phone(self.cleaned_data["phone"])
+        except InvalidPhoneNumber as exc:
+            raise ValidationError(exc.detail, code="invalid_phone") from None
+
+    def clean_amount(self) -> Decimal:
+        amount = self.cleaned_data["amount"]
+        if amount != amount.to_integral_value():
+            raise ValidationError("M-Pesa amounts are whole shillings", code="invalid")
+        return amount
+
+
+class AssignToLoanForm(forms.Form):
+    """A loan number, checked against the loans the member of staff may see. The first valid submit
+    shows the loan (borrower, outstanding) and asks again; the second one assigns."""
+
+    loan_number = forms.CharField(max_length=32, help_text="e.g. LOAN-000123")
+    reason = ReasonField()
+    # Set by the confirmation page to the loan number it showed; a changed number is shown again.
+    confirmed_loan = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, loans: QuerySet, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.loans = loans
+        self.loan: Loan | None = None
+
+    def clean_loan_number(self) -> str:
+        number = self.cleaned_data["loan_number"].strip()
+        # Staff type numbers in any case. The same answer for a loan that does not exist and one in
+        # another portfolio.
+        loan = self.loans.select_related("borrower").filter(loan_number__iexact=number).order_by("id").first()
+        if loan is None:
+            raise ValidationError(f"no loan numbered {number}", code="not_found")
+        if loan.status != Loan.Status.ACTIVE:
+            raise ValidationError(
+                f"{loan.loan_number} is {loan.get_status_display().lower()}, not active", code="not_active"
+            )
+        self.loan = loan
+        return loan.loan_number
+
+    def needs_confirmation(self) -> bool:
+        return self.cleaned_data.get("confirmed_loan") != self.loan.loan_number
+
+    def confirming(self) -> "AssignToLoanForm":
+        """The same answers, marked as shown: submitting it again assigns."""
+        data = self.data.copy()
+        data["confirmed_loan"] = self.loan.loan_number
+        form = type(self)(data, loans=self.loans)
+        form.is_valid()
+        return form
+
+    def confirmation_details(self) -> list[tuple[str, object]]:
+        loan = self.loan
+        return [
+            ("Loan", loan.loan_number),
+            ("Borrower", loan.borrower),
+            ("Outstanding", f"KES {format_money(loan.outstanding)}"),
+            ("Due date", loan.due_date),
+        ]
+
+
+class ReviewNoteForm(forms.Form):
+    note = ReasonField(
+        label="Note", required=False, help_text="Optional; kept in the payment's notes and the audit trail."
+    )
+
+
+class ReverseForm(forms.Form):
+    reason = ReasonField(help_text="Why the payment is reversed; kept in the audit trail with your name.")
