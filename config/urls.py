@@ -12,6 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
     path("payments/", include("payments.urls")),
+    path("payments/", include("admin_ui.urls")),
     path("ussd/", include("ussd.urls")),
     path("bots/", include("bots.urls")),
 ]

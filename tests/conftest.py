@@ -26,6 +26,12 @@ def celery_runs_tasks_in_process():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # The factories set real passwords; PBKDF2 at full strength costs ~0.4 s per staff user.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def system_actor() -> Actor:
     return Actor.system("tests")

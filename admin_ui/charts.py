@@ -1,0 +1,186 @@
+"""The dashboard's chart, drawn on the server as inline SVG: daily amounts as bars, daily counts as a
+line with dots. No JavaScript: every bar and dot carries a ``<title>``, which browsers show on hover
+(and screen readers read), so the exact figures are one pointer away on any device.
+"""
+
+import datetime
+from decimal import Decimal
+
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from core.money import format_money
+
+# A narrow drawing with large text: on a phone it is shown at least 480 px wide (scrolling sideways
+# in its box), so the 13-unit labels stay about 10 px high.
+WIDTH, HEIGHT = 600, 280
+LEFT, RIGHT, TOP, BOTTOM = 56, 36, 32, 40
+PLOT_WIDTH = WIDTH - LEFT - RIGHT
+PLOT_HEIGHT = HEIGHT - TOP - BOTTOM
+BAR_COLOUR = "#5b9bd5"
+LINE_COLOUR = "#c0392b"
+X_LABEL_EVERY = 7
+
+
+def nice_ceiling(value: Decimal | int) -> Decimal:
+    """The smallest of 1, 2 or 5 times a power of ten that is at least ``value``: an axis maximum
+    people can read. ``1`` for zero or less, so an empty chart still has a scale."""
+    value = Decimal(value)
+    if value <= 0:
+        return Decimal(1)
+    base = Decimal(10) ** value.adjusted()
+    return next(base * step for step in (1, 2, 5, 10) if value <= base * step)
+
+
+def compact_amount(amount: Decimal) -> str:
+    """``250000`` -> ``"250k"``, ``1500000`` -> ``"1.5M"``: short enough for an axis label."""
+    for size, suffix in ((Decimal(1_000_000), "M"), (Decimal(1_000), "k")):
+        if amount >= size:
+            return f"{(amount / size).normalize():f}{suffix}"
+    return f"{amount.normalize():f}"
+
+
+def _px(value: float) -> str:
+    # Formatted here: format_html escapes its arguments into strings before applying format specs.
+    return f"{value:.1f}"
+
+
+def _day_label(day: datetime.date) -> str:
+    return f"{day.day} {day:%b}"
+
+
+def _describe(row: dict) -> str:
+    count = row["count"]
+    return (
+        f"{row['date']:%a %d %b %Y}: {count} payment{'' if count == 1 else 's'}, "
+        f"KES {format_money(row['amount'])}"
+    )
+
+
+def daily_volume_svg(daily: list[dict]) -> SafeString:
+    """An SVG of ``daily`` (``payment_stats()["daily"]``: ``{"date", "count", "amount"}`` oldest
+    first): a bar per day for the amount (left axis, KES) and a line with a dot per day for the
+    count (right axis). Scales stretch to the data; the SVG scales to its container's width."""
+    days = len(daily) or 1
+    slot = PLOT_WIDTH / days
+    top_amount = nice_ceiling(max((row["amount"] for row in daily), default=Decimal(0)))
+    top_count = nice_ceiling(max((row["count"] for row in daily), default=0))
+    baseline = TOP + PLOT_HEIGHT
+
+    def amount_y(amount: Decimal) -> float:
+        # Pixels, not money: a float is fine once the amount has been scaled.
+        return baseline - float(amount / top_amount) * PLOT_HEIGHT
+
+    def count_y(count: int) -> float:
+        return baseline - float(Decimal(count) / top_count) * PLOT_HEIGHT
+
+    grid = format_html_join(
+        "",
+        '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#ddd"/>'
+        '<text x="{}" y="{}" text-anchor="end" class="chart-axis">{}</text>',
+        (
+            (
+                LEFT,
+                _px(amount_y(level)),
+                WIDTH - RIGHT,
+                _px(amount_y(level)),
+                LEFT - 6,
+                _px(amount_y(level) + 4),
+                label,
+            )
+            for level, label in (
+                (Decimal(0), "0"),
+                (top_amount / 2, compact_amount(top_amount / 2)),
+                (top_amount, compact_amount(top_amount)),
+            )
+        ),
+    )
+    count_labels = format_html_join(
+        "",
+        '<text x="{}" y="{}" class="chart-axis">{}</text>',
+        ((WIDTH - RIGHT + 6, _px(count_y(level) + 4), level) for level in (0, int(top_count))),
+    )
+    bars = format_html_join(
+        "",
+        '<rect class="chart-bar" x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}</title></rect>',
+        (
+            (
+                _px(LEFT + index * slot + slot * 0.15),
+                _px(amount_y(row["amount"])),
+                _px(slot * 0.7),
+                _px(baseline - amount_y(row["amount"])),
+                BAR_COLOUR,
+                _describe(row),
+            )
+            for index, row in enumerate(daily)
+        ),
+    )
+    points = [(LEFT + index * slot + slot / 2, count_y(row["count"])) for index, row in enumerate(daily)]
+    line = format_html(
+        '<polyline class="chart-line" points="{}" fill="none" stroke="{}" stroke-width="2"/>',
+        " ".join(f"{x:.1f},{y:.1f}" for x, y in points),
+        LINE_COLOUR,
+    )
+    dots = format_html_join(
+        "",
+        '<circle class="chart-dot" cx="{}" cy="{}" r="3.5" fill="{}"><title>{}</title></circle>',
+        ((_px(x), _px(y), LINE_COLOUR, _describe(row)) for (x, y), row in zip(points, daily, strict=True)),
+    )
+    day_labels = format_html_join(
+        "",
+        '<text x="{}" y="{}" text-anchor="middle" class="chart-axis">{}</text>',
+        (
+            (_px(LEFT + index * slot + slot / 2), baseline + 16, _day_label(row["date"]))
+            for index, row in enumerate(daily)
+            # Counted back from the last day, so today always has its label.
+            if (len(daily) - 1 - index) % X_LABEL_EVERY == 0
+        ),
+    )
+    empty = (
+        format_html(
+            '<text x="{}" y="{}" text-anchor="middle" class="chart-empty">No payments in these days</text>',
+            LEFT + PLOT_WIDTH // 2,
+            TOP + PLOT_HEIGHT // 2,
+        )
+        if not any(row["count"] for row in daily)
+        else ""
+    )
+    legend = format_html(
+        '<rect x="{}" y="8" width="12" height="12" fill="{}"/>'
+        '<text x="{}" y="19" class="chart-axis">Amount (KES, left)</text>'
+        '<line x1="{}" y1="14" x2="{}" y2="14" stroke="{}" stroke-width="2"/>'
+        '<circle cx="{}" cy="14" r="3.5" fill="{}"/>'
+        '<text x="{}" y="19" class="chart-axis">Payments (count, right)</text>',
+        LEFT,
+        BAR_COLOUR,
+        LEFT + 16,
+        LEFT + 170,
+        LEFT + 190,
+        LINE_COLOUR,
+        LEFT + 180,
+        LINE_COLOUR,
+        LEFT + 196,
+    )
+    first, last = (daily[0]["date"], daily[-1]["date"]) if daily else (None, None)
+    title = f"Payments per day, {first} to {last}" if daily else "Payments per day"
+    return format_html(
+        '<svg class="chart" viewBox="0 0 {} {}" role="img" aria-labelledby="daily-chart-title" '
+        'xmlns="http://www.w3.org/2000/svg" font-size="13">'
+        '<title id="daily-chart-title">{}</title>{}{}{}{}{}{}{}{}'
+        '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#888"/></svg>',
+        WIDTH,
+        HEIGHT,
+        title,
+        legend,
+        grid,
+        count_labels,
+        bars,
+        line,
+        dots,
+        day_labels,
+        empty,
+        LEFT,
+        baseline,
+        WIDTH - RIGHT,
+        baseline,
+    )
