@@ -176,7 +176,8 @@ if SMS_BACKEND == "africastalking" and not (AFRICASTALKING_USERNAME and AFRICAST
 # --- M-Pesa (Daraja) ---------------------------------------------------------------------------
 MPESA_SANDBOX_URL = env.str("MPESA_SANDBOX_URL", default="https://sandbox.safaricom.co.ke")
 MPESA_PRODUCTION_URL = env.str("MPESA_PRODUCTION_URL", default="https://api.safaricom.co.ke")
-MPESA_EMULATOR_URL = env.str("MPESA_EMULATOR_URL", default="http://127.0.0.1:8000/daraja-emulator")
+# Empty: the emulator is reached at the local configuration's base URL + /daraja-emulator.
+MPESA_EMULATOR_URL = env.str("MPESA_EMULATOR_URL", default="")
 MPESA_HTTP_TIMEOUT = env.float("MPESA_HTTP_TIMEOUT", default=10.0)
 # The local Daraja emulator answers at /daraja-emulator/; a development tool only.
 MPESA_EMULATOR_ENABLED = env.bool("MPESA_EMULATOR_ENABLED", default=DEBUG)

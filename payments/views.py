@@ -1,5 +1,6 @@
 """Daraja C2B callback endpoints. They parse the HTTP request and call one service."""
 
+from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -24,6 +25,7 @@ def _read_body(request: HttpRequest) -> tuple[bytes, int | None]:
 
 
 @csrf_exempt
+@transaction.non_atomic_requests  # the service commits the raw request on its own, whatever ATOMIC_REQUESTS says
 @require_POST
 def c2b_callback(request: HttpRequest, token: str, kind: str) -> JsonResponse:
     body, too_large = _read_body(request)

@@ -615,3 +615,16 @@ def test_waits_for_the_token_another_process_is_fetching_instead_of_fetching_its
     other_process.join()
     assert token == "their-token"
     assert fake.requests == []
+
+
+@pytest.mark.django_db
+def test_local_client_finds_the_emulator_at_the_configurations_own_server(settings):
+    from payments.models import MpesaConfiguration
+
+    settings.MPESA_EMULATOR_URL = ""
+    config = MpesaConfiguration.objects.create(
+        business_short_code="600984", base_url="http://127.0.0.1:8123/"
+    )
+    assert DarajaClient.for_config(config).base_url == "http://127.0.0.1:8123/daraja-emulator"
+    settings.MPESA_EMULATOR_URL = "http://127.0.0.1:9000/daraja-emulator"
+    assert DarajaClient.for_config(config).base_url == "http://127.0.0.1:9000/daraja-emulator"

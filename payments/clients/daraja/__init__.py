@@ -7,7 +7,6 @@ Logs carry operations, HTTP statuses and Daraja's codes; never the secret, the t
 """
 
 from payments.clients.daraja.client import (
-    DEFAULT_EMULATOR_URL,
     DEFAULT_PRODUCTION_URL,
     DEFAULT_SANDBOX_URL,
     DEFAULT_TIMEOUT,
@@ -36,7 +35,6 @@ __all__ = [
     "ALREADY_REGISTERED",
     "API_VERSIONS",
     "COMMAND_IDS",
-    "DEFAULT_EMULATOR_URL",
     "DEFAULT_PRODUCTION_URL",
     "DEFAULT_SANDBOX_URL",
     "DEFAULT_TIMEOUT",

@@ -46,7 +46,6 @@ logger = logging.getLogger("payments.clients.daraja")
 
 DEFAULT_SANDBOX_URL = "https://sandbox.safaricom.co.ke"
 DEFAULT_PRODUCTION_URL = "https://api.safaricom.co.ke"
-DEFAULT_EMULATOR_URL = "http://127.0.0.1:8000/daraja-emulator"
 DEFAULT_TIMEOUT = 10.0
 # The emulator calls the validation and confirmation URLs (up to ~8 s each) before it answers a simulation.
 EMULATOR_MIN_TIMEOUT = 20.0
@@ -132,11 +131,16 @@ class DarajaClient:
     @classmethod
     def for_config(cls, config: Any, *, transport: httpx.BaseTransport | None = None) -> DarajaClient:
         """The client for an ``MpesaConfiguration``: its environment picks the base URL (``local`` is the
-        emulator at ``MPESA_EMULATOR_URL``), its decrypted credentials are read now, not at import."""
+        emulator at ``MPESA_EMULATOR_URL``, by default served by this system at the configuration's own
+        base URL), its decrypted credentials are read now, not at import."""
         timeout = float(getattr(settings, "MPESA_HTTP_TIMEOUT", DEFAULT_TIMEOUT))
         environment = config.environment
         if environment == LOCAL:
-            base_url = getattr(settings, "MPESA_EMULATOR_URL", DEFAULT_EMULATOR_URL)
+            # The emulator is part of this project, so it lives where the callbacks do unless told otherwise.
+            base_url = (
+                getattr(settings, "MPESA_EMULATOR_URL", "")
+                or f"{config.base_url.rstrip('/')}/daraja-emulator"
+            )
             timeout = max(timeout, EMULATOR_MIN_TIMEOUT)
         elif environment == SANDBOX:
             base_url = getattr(settings, "MPESA_SANDBOX_URL", DEFAULT_SANDBOX_URL)
