@@ -148,6 +148,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "Africa/Nairobi"
+# Celery closes the database connection around every task by default; reuse it instead (a fresh
+# PostgreSQL connection per payment costs more than processing the payment).
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
+# Drain tasks started per doorbell ring: the number of worker processes that may post payments side
+# by side (match it to the total worker concurrency when scaling out).
+PAYMENTS_DRAINERS = env.int("PAYMENTS_DRAINERS", default=2)
 CELERY_BEAT_SCHEDULE = {
     "sweep-received-payments": {"task": "payments.sweep_received", "schedule": 60.0},
     "sweep-outbox": {"task": "core.outbox_sweep", "schedule": 60.0},

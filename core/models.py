@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Right
 from django.utils import timezone
 
 from core.money import ZERO, MoneyField
@@ -82,6 +83,8 @@ class BorrowerPhone(models.Model):
 
     class Meta:
         ordering = ["-is_primary", "id"]
+        # M-Pesa's masked MSISDNs (2547 ***** 126) show only the last three digits: find candidates by them.
+        indexes = [models.Index(Right("number", 3), name="phone_last_three_digits")]
         constraints = [
             models.UniqueConstraint(
                 fields=["borrower"], condition=Q(is_primary=True), name="one_primary_phone_per_borrower"

@@ -75,7 +75,8 @@ def transactions_filter(
         queryset = queryset.filter(status=_as_status(status))
     if not _blank(trans_id):
         # Staff copy receipt numbers from SMS in any case; they are stored as M-Pesa sent them.
-        queryset = queryset.filter(trans_id__iexact=trans_id.strip())
+        # Stored upper-case (parsing does it); an exact match keeps the unique index usable.
+        queryset = queryset.filter(trans_id=trans_id.strip().upper())
     if not _blank(phone):
         e164 = normalize_phone(phone)
         owners = BorrowerPhone.objects.filter(number=e164).values("borrower_id")

@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from core.crypto import EncryptedTextField
 from core.exceptions import NotFound
@@ -197,7 +198,7 @@ class MpesaTransaction(models.Model):
     amount = MoneyField()
     business_short_code = models.CharField(max_length=12)
     bill_reference = models.CharField(max_length=64, blank=True)
-    bill_reference_normalized = models.CharField(max_length=64, blank=True, db_index=True)
+    bill_reference_normalized = models.CharField(max_length=64, blank=True)
     invoice_number = models.CharField(max_length=64, blank=True)
     org_account_balance = MoneyField(null=True, blank=True)
     third_party_trans_id = models.CharField(max_length=64, blank=True)
@@ -211,7 +212,7 @@ class MpesaTransaction(models.Model):
     callback = models.ForeignKey(
         CallbackRequest, null=True, blank=True, on_delete=models.PROTECT, related_name="transactions"
     )
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     identified_by = models.CharField(max_length=16, choices=IdentifiedBy.choices, blank=True)
     match_strategy = models.CharField(max_length=16, choices=Strategy.choices, blank=True)
     borrower = models.ForeignKey(
@@ -223,6 +224,8 @@ class MpesaTransaction(models.Model):
     )
     notes = models.JSONField(default=list, blank=True, help_text="what the matcher tried and why, for people")
     attempts = models.PositiveIntegerField(default=0)
+    # When a received payment may next be tried (later after a transient failure: backoff).
+    next_attempt_at = models.DateTimeField(default=timezone.now)
     last_error = models.TextField(blank=True)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     processed_at = models.DateTimeField(null=True, blank=True)
@@ -237,7 +240,8 @@ class MpesaTransaction(models.Model):
     class Meta:
         ordering = ["-trans_time", "-id"]
         indexes = [
-            models.Index(fields=["status", "received_at"], name="mpesa_tx_status_received"),
+            # The processing queue: received payments by when they are due.
+            models.Index(fields=["status", "next_attempt_at"], name="mpesa_tx_queue"),
             models.Index(fields=["msisdn"], name="mpesa_tx_msisdn"),
             models.Index(fields=["trans_time"], name="mpesa_tx_trans_time"),
         ]

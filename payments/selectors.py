@@ -7,11 +7,13 @@ does not grow with the portfolio.
 
 from collections.abc import Sequence
 
+from django.db.models.functions import Right
+
 from core.models import Borrower, BorrowerPhone, Loan
 from payments.matching import BorrowerCandidate, LoanCandidate
 
 _LOAN_FIELDS = ("id", "loan_number", "borrower_id", "status", "due_date", "outstanding_total")
-_MAX_MASKED_CANDIDATES = 50
+_MAX_MASKED_CANDIDATES = 5000
 
 
 def _loan(row: dict) -> LoanCandidate:
@@ -58,12 +60,18 @@ class DatabaseDirectory:
         return BorrowerCandidate(*row) if row else None
 
     def borrowers_by_masked_msisdn(self, prefix: str, suffix: str) -> list[BorrowerCandidate]:
+        # Indexed on the last three digits; the rest of the suffix and the prefix are checked here.
+        # Every candidate is returned (up to a sanity cap): the caller decides on the names of all.
         rows = (
-            BorrowerPhone.objects.filter(number__startswith="+" + prefix, number__endswith=suffix)
-            .values_list("borrower_id", "borrower__full_name")
-            .distinct()[:_MAX_MASKED_CANDIDATES]
+            BorrowerPhone.objects.annotate(last_three=Right("number", 3))
+            .filter(last_three=suffix[-3:], number__startswith="+" + prefix)
+            .order_by()
+            .values_list("borrower_id", "borrower__full_name", "number")[: _MAX_MASKED_CANDIDATES + 1]
         )
-        return [BorrowerCandidate(*row) for row in rows]
+        found = {row[0]: BorrowerCandidate(row[0], row[1]) for row in rows if row[2].endswith(suffix)}
+        if len(rows) > _MAX_MASKED_CANDIDATES:
+            return []  # too many numbers fit to trust a name match: leave it to staff
+        return list(found.values())
 
     def active_loans(self, borrower_id: int) -> list[LoanCandidate]:
         rows = (

@@ -1,46 +1,73 @@
-"""Celery tasks of the M-Pesa engine: take ids, call one service."""
+"""Celery tasks of the M-Pesa engine.
+
+Stored payments are a queue in the database (``status=received``, ordered by ``next_attempt_at``).
+Celery only rings a doorbell: after a confirmation commits, ``ring_doorbell`` enqueues drain tasks
+unless a ring is already pending, and each drain claims payments one by one with ``SKIP LOCKED``
+until none is due. A confirmation therefore costs one cache call, not a task publish, and any
+number of workers drain side by side. Nothing depends on a message arriving: the sweeper rings
+again for anything left due.
+"""
 
 import logging
 from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 
 from payments.models import MpesaTransaction
-from payments.services import TransientProcessingError, transaction_process
+from payments.services import TransientProcessingError, transaction_process_next
 
 logger = logging.getLogger(__name__)
 
-# A payment still "received" this long after arriving lost its task (worker killed, broker down).
+DOORBELL_KEY = "payments:doorbell"
+# A ring whose drain was lost (worker killed before it started) stops blocking new rings after this.
+DOORBELL_TTL = 10
+# Payments one drain task takes before handing over to a fresh task (keeps tasks short).
+DRAIN_BATCH = 200
+# A payment still due this long after arriving lost its ring: the sweeper rings again.
 STUCK_AFTER = timedelta(seconds=60)
-SWEEP_BATCH = 500
 
 
-@shared_task(
-    name="payments.process_transaction",
-    ignore_result=True,
-    autoretry_for=(TransientProcessingError,),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=4,
-)
-def process_transaction_task(trans_id: str) -> None:
-    transaction_process(trans_id=trans_id)
+def ring_doorbell(*, force: bool = False) -> bool:
+    """Enqueue ``PAYMENTS_DRAINERS`` drain tasks unless a ring is already pending. Returns whether it rang."""
+    if not cache.add(DOORBELL_KEY, 1, timeout=DOORBELL_TTL) and not force:
+        return False
+    for _ in range(settings.PAYMENTS_DRAINERS):
+        drain_received_task.delay()
+    return True
+
+
+@shared_task(name="payments.drain_received", ignore_result=True)
+def drain_received_task() -> int:
+    """Process due received payments until none is left (or a batch is done). Returns how many."""
+    # Re-arm first: a payment committed from now on rings again, one committed before is seen below.
+    cache.delete(DOORBELL_KEY)
+    for done in range(DRAIN_BATCH):
+        try:
+            tx = transaction_process_next()
+        except TransientProcessingError as exc:
+            # That payment waits for its backoff; come back for it then, and carry on with the rest.
+            delay = exc.retry_in.total_seconds() if exc.retry_in else 5
+            drain_received_task.apply_async(countdown=delay)
+            if exc.trans_id is None:
+                return done  # the queue itself was unreachable: stop, the delayed drain retries
+            continue
+        if tx is None:
+            return done
+    drain_received_task.delay()  # more may be waiting: continue in a fresh task
+    return DRAIN_BATCH
 
 
 @shared_task(name="payments.sweep_received", ignore_result=True)
 def sweep_received_task() -> int:
-    """Re-enqueue payments stored but never processed; returns how many."""
-    stuck = list(
-        MpesaTransaction.objects.filter(
-            status=MpesaTransaction.Status.RECEIVED, received_at__lt=timezone.now() - STUCK_AFTER
-        )
-        .order_by("received_at")
-        .values_list("trans_id", flat=True)[:SWEEP_BATCH]
-    )
-    for trans_id in stuck:
-        process_transaction_task.delay(trans_id)
+    """Ring for payments stored but still due a minute later (their ring was lost); returns how many."""
+    now = timezone.now()
+    stuck = MpesaTransaction.objects.filter(
+        status=MpesaTransaction.Status.RECEIVED, next_attempt_at__lte=now, received_at__lt=now - STUCK_AFTER
+    ).count()
     if stuck:
-        logger.warning("sweeper re-enqueued %s payment(s) stuck in received", len(stuck))
-    return len(stuck)
+        logger.warning("sweeper found %s payment(s) still waiting in received; ringing", stuck)
+        ring_doorbell(force=True)
+    return stuck

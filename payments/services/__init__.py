@@ -7,7 +7,11 @@ from payments.services.actions import (
     transaction_reverse,
 )
 from payments.services.callbacks import InboundRequest, callback_receive
-from payments.services.processing import TransientProcessingError, transaction_process
+from payments.services.processing import (
+    TransientProcessingError,
+    transaction_process,
+    transaction_process_next,
+)
 
 __all__ = [
     "InboundRequest",
@@ -16,6 +20,7 @@ __all__ = [
     "transaction_assign",
     "transaction_mark_reviewed",
     "transaction_process",
+    "transaction_process_next",
     "transaction_reprocess",
     "transaction_reverse",
 ]

@@ -7,6 +7,7 @@ is the durable record: if the enqueue is lost, the sweeper finds the row still `
 
 import hmac
 import logging
+import time
 from dataclasses import dataclass
 
 from django.db import DataError, IntegrityError, transaction
@@ -47,12 +48,35 @@ def _reject(code: str, description: str) -> CallbackAnswer:
     return CallbackAnswer(200, {"ResultCode": code, "ResultDesc": description})
 
 
+# Active configurations by callback token, per process, for a few seconds: looking the row up on
+# every callback was a quarter of a confirmation's cost. Deactivating a configuration or changing
+# its token therefore takes up to CONFIG_CACHE_SECONDS to reach every web process. Only tokens that
+# exist are kept, so guessing tokens cannot grow it.
+CONFIG_CACHE_SECONDS = 5.0
+_configs: dict[str, tuple[float, MpesaConfiguration]] = {}
+
+
 def config_for_token(token: str) -> MpesaConfiguration | None:
-    """The active configuration whose callback token is ``token`` (compared in constant time)."""
-    config = MpesaConfiguration.objects.filter(callback_token=token, is_active=True).first()
+    """The active configuration whose callback token is ``token`` (compared in constant time), without
+    its credentials (callbacks never need them, and decrypting costs time)."""
+    now = time.monotonic()
+    cached = _configs.get(token)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    config = (
+        MpesaConfiguration.objects.filter(callback_token=token, is_active=True)
+        .defer("consumer_key", "consumer_secret")
+        .first()
+    )
     if config is None or not hmac.compare_digest(config.callback_token, token):
+        _configs.pop(token, None)
         return None
+    _configs[token] = (now + CONFIG_CACHE_SECONDS, config)
     return config
+
+
+def config_cache_clear() -> None:
+    _configs.clear()
 
 
 def _store(config: MpesaConfiguration, inbound: InboundRequest, **fields) -> CallbackRequest:
@@ -173,7 +197,7 @@ def _confirm(config: MpesaConfiguration, inbound: InboundRequest) -> CallbackAns
         _alert_malformed(error)
         return CallbackAnswer(400, {"ResultCode": "C2B00016", "ResultDesc": f"Rejected: {error}"})
 
-    from payments.tasks import process_transaction_task
+    from payments.tasks import ring_doorbell
 
     with transaction.atomic():
         callback = _store(config, inbound, outcome=CallbackRequest.Outcome.ACCEPTED, result_code="0")
@@ -218,7 +242,7 @@ def _confirm(config: MpesaConfiguration, inbound: InboundRequest) -> CallbackAns
                 payload.business_short_code,
                 config.business_short_code,
             )
-        process_transaction_task.delay_on_commit(payload.trans_id)
+        transaction.on_commit(ring_doorbell)
     logger.info("mpesa confirmation %s stored", payload.trans_id)
     return CallbackAnswer(200, dict(CONFIRMED))
 

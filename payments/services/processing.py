@@ -7,7 +7,9 @@ transaction row is locked first and a processed payment is never posted again. L
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from django.db import InterfaceError, OperationalError, transaction
@@ -35,6 +37,13 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
 class TransientProcessingError(Exception):
     """Processing failed for a reason that retrying may fix; the payment stays ``received``."""
+
+    def __init__(
+        self, message: str, *, trans_id: str | None = None, retry_in: timedelta | None = None
+    ) -> None:
+        super().__init__(message)
+        self.trans_id = trans_id
+        self.retry_in = retry_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,17 +211,13 @@ def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def _process_locked(*, trans_id: str, started: float) -> MpesaTransaction:
-    tx = (
-        MpesaTransaction.objects.select_for_update(of=("self",))
-        .select_related("config")
-        .get(trans_id=trans_id)
-    )
+def _process(tx: MpesaTransaction, started: float) -> MpesaTransaction:
+    """Match and post ``tx``, whose row the caller has locked."""
     if tx.status in (MpesaTransaction.Status.PROCESSED, MpesaTransaction.Status.REVERSED):
         return tx  # already done: a duplicate delivery, a retried task or a second worker
     tx.attempts += 1
     result = match_payment(payment_facts(tx), DatabaseDirectory(), tx.config.amount_tolerance)
-    tx.notes = [*result.notes]
+    tx.notes = [*tx.notes, *result.notes]  # earlier attempts stay on the record
     tx.identified_by = result.identified_by
     tx.last_error = ""
     tx.processed_at = timezone.now()
@@ -251,6 +256,11 @@ def _process_locked(*, trans_id: str, started: float) -> MpesaTransaction:
     return tx
 
 
+def retry_delay(attempts: int) -> timedelta:
+    """Backoff after the ``attempts``-th transient failure: 5 s, 10 s, 20 s, 40 s."""
+    return timedelta(seconds=5 * 2 ** (attempts - 1))
+
+
 def _record_failure(*, trans_id: str, error: str, transient: bool) -> MpesaTransaction:
     with transaction.atomic():
         tx = (
@@ -262,37 +272,80 @@ def _record_failure(*, trans_id: str, error: str, transient: bool) -> MpesaTrans
         tx.last_error = error[:4000]
         gives_up = not transient or tx.attempts >= MAX_ATTEMPTS
         tx.status = MpesaTransaction.Status.FAILED if gives_up else MpesaTransaction.Status.RECEIVED
+        tx.next_attempt_at = timezone.now() + retry_delay(tx.attempts)
         tx.notes = [*tx.notes, f"attempt {tx.attempts} failed: {error[:300]}"]
-        tx.save(update_fields=["attempts", "last_error", "status", "notes"])
+        tx.save(update_fields=["attempts", "last_error", "status", "next_attempt_at", "notes"])
         if gives_up:
             _alert_failed(tx)
     return tx
 
 
-def transaction_process(*, trans_id: str) -> MpesaTransaction:
-    """Match and post the stored payment ``trans_id``; return it with its new status.
-
-    ``processed``: posted and allocated; ``unmatched``: nobody identified, staff alerted. A payment
-    already processed or reversed is returned untouched. On a transient database error the payment
-    stays ``received`` (the sweeper and the task's retries try again, up to ``MAX_ATTEMPTS``) and
-    ``TransientProcessingError`` is raised; any other error marks it ``failed`` with the error and
-    alerts staff. Raises ``MpesaTransaction.DoesNotExist`` for an unknown ``trans_id``.
-    """
+def _run(lock: Callable[[], MpesaTransaction | None]) -> MpesaTransaction | None:
+    """Lock a payment with ``lock`` and process it in one transaction; record a failure in another."""
     started = time.monotonic()
+    trans_id = None
     try:
         with transaction.atomic():
-            return _process_locked(trans_id=trans_id, started=started)
+            tx = lock()
+            if tx is None:
+                return None
+            trans_id = tx.trans_id
+            return _process(tx, started)
     except TRANSIENT_ERRORS as exc:
+        if trans_id is None:
+            raise TransientProcessingError(str(exc)) from exc
         tx = _record_failure(trans_id=trans_id, error=f"{type(exc).__name__}: {exc}", transient=True)
         logger.warning(
             "mpesa %s transient failure (attempt %s): %s", trans_id, tx.attempts, type(exc).__name__
         )
         if tx.status == MpesaTransaction.Status.FAILED:
             return tx
-        raise TransientProcessingError(str(exc)) from exc
+        raise TransientProcessingError(
+            str(exc), trans_id=trans_id, retry_in=retry_delay(tx.attempts)
+        ) from exc
     except MpesaTransaction.DoesNotExist:
         raise
     except Exception as exc:
+        if trans_id is None:
+            raise
         # Anything else is a defect or a data problem: keep the payment, say what went wrong, alert.
         logger.exception("mpesa %s failed to process", trans_id)
         return _record_failure(trans_id=trans_id, error=f"{type(exc).__name__}: {exc}", transient=False)
+
+
+def transaction_process(*, trans_id: str) -> MpesaTransaction:
+    """Match and post the stored payment ``trans_id`` now; return it with its new status.
+
+    ``processed``: posted and allocated; ``unmatched``: nobody identified, staff alerted. A payment
+    already processed or reversed is returned untouched. On a transient database error the payment
+    stays ``received`` with a later ``next_attempt_at`` (the queue tries again, up to
+    ``MAX_ATTEMPTS``) and ``TransientProcessingError`` is raised; any other error marks it ``failed``
+    with the error and alerts staff. Raises ``MpesaTransaction.DoesNotExist`` for an unknown ``trans_id``.
+    """
+    return _run(
+        lambda: (
+            MpesaTransaction.objects.select_for_update(of=("self",))
+            .select_related("config")
+            .get(trans_id=trans_id)
+        )
+    )
+
+
+def transaction_process_next() -> MpesaTransaction | None:
+    """Claim the oldest due ``received`` payment that no other worker holds, and process it.
+
+    ``SKIP LOCKED`` lets any number of workers drain the queue side by side without waiting on
+    each other. Returns the payment, or ``None`` when nothing is due. Raises
+    ``TransientProcessingError`` as ``transaction_process`` does.
+    """
+    return _run(
+        lambda: (
+            MpesaTransaction.objects.filter(
+                status=MpesaTransaction.Status.RECEIVED, next_attempt_at__lte=timezone.now()
+            )
+            .select_for_update(of=("self",), skip_locked=True)
+            .select_related("config")
+            .order_by("next_attempt_at", "id")
+            .first()
+        )
+    )

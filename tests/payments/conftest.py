@@ -16,6 +16,15 @@ def daraja_payload(name: str, **overrides) -> dict:
     return payload
 
 
+@pytest.fixture(autouse=True)
+def _fresh_config_cache():
+    from payments.services.callbacks import config_cache_clear
+
+    config_cache_clear()
+    yield
+    config_cache_clear()
+
+
 @pytest.fixture
 def mpesa_config(db) -> MpesaConfiguration:
     return MpesaConfiguration.objects.create(

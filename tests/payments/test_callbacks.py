@@ -8,6 +8,7 @@ import pytest
 from core.models import Loan
 from core.phones import msisdn_hash
 from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction
+from payments.services.callbacks import config_cache_clear
 from tests.factories import BorrowerFactory, LoanFactory
 from tests.payments.conftest import FIXTURES, daraja_payload
 
@@ -23,15 +24,15 @@ def loan():
 
 
 def test_confirmation_is_stored_acknowledged_and_posted(post_callback, loan, monkeypatch):
-    from payments.tasks import process_transaction_task
+    from payments.tasks import drain_received_task
 
     enqueued = []
-    monkeypatch.setattr(process_transaction_task, "delay", lambda trans_id: enqueued.append(trans_id))
+    monkeypatch.setattr(drain_received_task, "delay", lambda: enqueued.append("drain"))
     response = post_callback("confirmation", daraja_payload("confirmation_hashed.json"))
 
     assert response.status_code == 200
     assert response.json() == {"ResultCode": 0, "ResultDesc": "Success"}
-    assert enqueued == ["RKL51ZDR4F"]  # processing is a task, enqueued on commit
+    assert enqueued == ["drain", "drain"]  # the doorbell rang once the row was committed
     raw = CallbackRequest.objects.get()
     assert (raw.kind, raw.outcome, raw.source_ip) == ("confirmation", "accepted", "127.0.0.1")
     assert json.loads(raw.body)["TransID"] == "RKL51ZDR4F"
@@ -39,7 +40,7 @@ def test_confirmation_is_stored_acknowledged_and_posted(post_callback, loan, mon
     assert tx.callback == raw
     assert (tx.trans_id, tx.amount, tx.msisdn_kind) == ("RKL51ZDR4F", D("1500.00"), "hashed")
     assert tx.status == "received"
-    process_transaction_task(tx.trans_id)
+    drain_received_task()
     tx.refresh_from_db()
     assert tx.status == "processed"
     assert (tx.identified_by, tx.match_strategy, tx.borrower) == (
@@ -178,6 +179,7 @@ def test_source_address_policy(post_callback, mpesa_config, loan):
     mpesa_config.allowed_ips = "196.201.214.200, 196.201.214.206"
     mpesa_config.ip_policy = MpesaConfiguration.IpPolicy.REFUSE
     mpesa_config.save()
+    config_cache_clear()  # as if CONFIG_CACHE_SECONDS had passed
     refused = post_callback("confirmation", daraja_payload("confirmation_hashed.json"))
     assert refused.status_code == 403
     assert CallbackRequest.objects.get().outcome == "refused"
@@ -190,6 +192,7 @@ def test_source_address_policy(post_callback, mpesa_config, loan):
 
     mpesa_config.ip_policy = MpesaConfiguration.IpPolicy.LOG
     mpesa_config.save()
+    config_cache_clear()  # as if CONFIG_CACHE_SECONDS had passed
     logged = post_callback("confirmation", daraja_payload("confirmation_hashed.json", TransID="RKL51ZDR5G"))
     assert logged.status_code == 200
     assert MpesaTransaction.objects.count() == 2
@@ -225,3 +228,12 @@ def test_loan_untouched_when_unmatched(post_callback, loan):
     tx = MpesaTransaction.objects.get()
     assert tx.status == "unmatched" and tx.borrower is None
     assert Loan.objects.get().outstanding == D("5000.00")
+
+
+def test_configuration_changes_reach_callbacks_within_the_cache_time(post_callback, mpesa_config):
+    payload = daraja_payload("confirmation_hashed.json")
+    assert post_callback("validation", payload).status_code == 200
+    MpesaConfiguration.objects.filter(pk=mpesa_config.pk).update(is_active=False)
+    assert post_callback("validation", payload).status_code == 200  # still cached in this process
+    config_cache_clear()  # CONFIG_CACHE_SECONDS later
+    assert post_callback("validation", payload).status_code == 404

@@ -82,3 +82,38 @@ def test_twenty_distinct_payments_to_one_loan_at_once_leave_the_exact_balance(co
     assert loan.outstanding == D("11234.56") - 20 * D("333.33")
     assert loan.interest == D("0.00")
     assert Repayment.objects.filter(loan=loan).count() == 20
+
+
+def test_drains_running_side_by_side_post_every_payment_once(config):
+    """Four drain tasks at once (four worker processes): SKIP LOCKED hands each payment to one of them."""
+    from payments.models import Allocation
+    from payments.tasks import drain_received_task
+    from tests.payments.test_processing import stored_payment
+
+    borrower = BorrowerFactory(phones=["+254722000000"])
+    loan = LoanFactory(
+        loan_number="LOAN-000123", borrower=borrower, principal_disbursed=D("100000"), principal=D("100000")
+    )
+    for i in range(40):
+        stored_payment(config, trans_id=f"DRN{i:07d}", bill_reference="LOAN-000123", amount=D("100.00"))
+    barrier = threading.Barrier(4)
+    done: list[int] = []
+
+    def drain() -> None:
+        try:
+            barrier.wait(timeout=10)
+            done.append(drain_received_task())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=drain) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sum(done) == 40
+    assert set(MpesaTransaction.objects.values_list("status", flat=True)) == {"processed"}
+    assert Allocation.objects.count() == 40 and Repayment.objects.count() == 40
+    loan.refresh_from_db()
+    assert loan.outstanding == D("96000.00")

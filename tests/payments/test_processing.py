@@ -13,7 +13,7 @@ from core.phones import msisdn_hash
 from payments.models import Allocation, MpesaTransaction
 from payments.parsing import NAIROBI
 from payments.services import TransientProcessingError, transaction_process
-from payments.tasks import sweep_received_task
+from payments.tasks import drain_received_task, sweep_received_task
 from tests.factories import AdminFactory, BorrowerFactory, LoanFactory, OfficerFactory
 
 pytestmark = pytest.mark.django_db
@@ -259,41 +259,86 @@ def test_transient_errors_leave_the_payment_received_until_the_fifth_attempt(
     assert "could not obtain lock" in tx.last_error
 
 
-def test_task_retries_a_transient_error_then_succeeds(mpesa_config, borrower, monkeypatch):
+def test_drain_backs_off_a_transient_error_and_carries_on(mpesa_config, borrower, monkeypatch):
     from payments.matching import match_payment
-    from payments.tasks import process_transaction_task
 
     loan(borrower, "LOAN-000080", "5000", 5)
-    tx = stored_payment(mpesa_config, bill_reference="LOAN-000080")
-    calls = []
+    flaky_tx = stored_payment(mpesa_config, bill_reference="LOAN-000080")
+    other = stored_payment(mpesa_config, trans_id="RKL51ZDR8Y", bill_reference="LOAN-000080", amount=D("10"))
+    failures = []
 
-    def flaky(*args, **kwargs):
-        calls.append(1)
-        if len(calls) < 3:
+    def flaky(facts, *args, **kwargs):
+        if facts.amount == D("1000.00") and len(failures) < 2:
+            failures.append(1)
             raise OperationalError("deadlock detected")
-        return match_payment(*args, **kwargs)
+        return match_payment(facts, *args, **kwargs)
 
     monkeypatch.setattr("payments.services.processing.match_payment", flaky)
-    process_transaction_task.apply(args=(tx.trans_id,))
-    tx.refresh_from_db()
-    assert (tx.status, tx.attempts, len(calls)) == ("processed", 3, 3)
+
+    drain_received_task()
+    flaky_tx.refresh_from_db()
+    other.refresh_from_db()
+    assert other.status == "processed"  # one payment's trouble holds up no other
+    assert (flaky_tx.status, flaky_tx.attempts) == ("received", 1)
+    wait = (flaky_tx.next_attempt_at - timezone.now()).total_seconds()
+    assert 3 < wait <= 5  # backoff: 5 s after the first failure
+
+    for expected_attempts, expected_status in ((2, "received"), (3, "processed")):
+        MpesaTransaction.objects.filter(pk=flaky_tx.pk).update(next_attempt_at=timezone.now())
+        drain_received_task()
+        flaky_tx.refresh_from_db()
+        assert (flaky_tx.status, flaky_tx.attempts) == (expected_status, expected_attempts)
+    assert "deadlock detected" in " ".join(flaky_tx.notes)
 
 
-def test_sweeper_picks_up_payments_whose_task_was_lost(mpesa_config, borrower):
+def test_drain_takes_due_payments_only(mpesa_config, borrower):
+    loan(borrower, "LOAN-000085", "5000", 5)
+    due = stored_payment(mpesa_config, bill_reference="LOAN-000085")
+    later = stored_payment(
+        mpesa_config,
+        trans_id="RKL51ZDR7X",
+        bill_reference="LOAN-000085",
+        next_attempt_at=timezone.now() + datetime.timedelta(minutes=1),
+    )
+    assert drain_received_task() == 1
+    due.refresh_from_db()
+    later.refresh_from_db()
+    assert (due.status, later.status) == ("processed", "received")
+
+
+def test_sweeper_rings_for_payments_whose_ring_was_lost(mpesa_config, borrower, monkeypatch):
     target = loan(borrower, "LOAN-000090", "5000", 5)
-    stale = stored_payment(mpesa_config, bill_reference="LOAN-000090")
     fresh = stored_payment(mpesa_config, trans_id="RKL51ZDR9Z", bill_reference="LOAN-000090")
+    assert sweep_received_task() == 0  # a payment a few seconds old still has its ring coming
+    fresh.refresh_from_db()
+    assert fresh.status == "received"
+
+    stale = stored_payment(mpesa_config, bill_reference="LOAN-000090")
     MpesaTransaction.objects.filter(pk=stale.pk).update(
         received_at=timezone.now() - datetime.timedelta(minutes=5)
     )
-
     assert sweep_received_task() == 1
 
     stale.refresh_from_db()
     fresh.refresh_from_db()
-    assert (stale.status, fresh.status) == ("processed", "received")
+    assert (stale.status, fresh.status) == ("processed", "processed")
     target.refresh_from_db()
-    assert target.outstanding == D("4000.00")
+    assert target.outstanding == D("3000.00")
+
+
+def test_a_lost_ring_does_not_block_later_ones(mpesa_config, borrower):
+    from django.core.cache import cache
+
+    from payments.tasks import DOORBELL_KEY, DOORBELL_TTL, ring_doorbell
+
+    cache.set(DOORBELL_KEY, 1, timeout=DOORBELL_TTL)  # a ring whose drain never ran
+    assert ring_doorbell() is False
+    cache.delete(DOORBELL_KEY)  # what the TTL does after DOORBELL_TTL seconds
+    loan(borrower, "LOAN-000091", "5000", 5)
+    tx = stored_payment(mpesa_config, bill_reference="LOAN-000091")
+    assert ring_doorbell() is True
+    tx.refresh_from_db()
+    assert tx.status == "processed"
 
 
 def test_a_worker_dying_mid_posting_loses_nothing(mpesa_config, borrower, monkeypatch):
