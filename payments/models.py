@@ -133,7 +133,9 @@ class CallbackRequest(models.Model):
         REFUSED = "refused", "Refused (source address)"
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    config = models.ForeignKey(MpesaConfiguration, on_delete=models.PROTECT, related_name="callbacks")
+    config = models.ForeignKey(
+        MpesaConfiguration, on_delete=models.PROTECT, related_name="callbacks", db_index=False
+    )
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     source_ip = models.GenericIPAddressField(null=True, blank=True)
     headers = models.JSONField(default=dict)
@@ -208,9 +210,18 @@ class MpesaTransaction(models.Model):
     middle_name = models.CharField(max_length=100, blank=True)
     last_name = models.CharField(max_length=100, blank=True)
 
-    config = models.ForeignKey(MpesaConfiguration, on_delete=models.PROTECT, related_name="transactions")
+    # Every index here is paid on each confirmation's insert (the hot path): foreign keys that are
+    # never searched by (configuration, raw request, payer, reviewer) go without one.
+    config = models.ForeignKey(
+        MpesaConfiguration, on_delete=models.PROTECT, related_name="transactions", db_index=False
+    )
     callback = models.ForeignKey(
-        CallbackRequest, null=True, blank=True, on_delete=models.PROTECT, related_name="transactions"
+        CallbackRequest,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="transactions",
+        db_index=False,
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     identified_by = models.CharField(max_length=16, choices=IdentifiedBy.choices, blank=True)
@@ -220,19 +231,29 @@ class MpesaTransaction(models.Model):
     )
     # When someone pays a loan that is not theirs, the borrower who paid (if we know them).
     payer_borrower = models.ForeignKey(
-        Borrower, null=True, blank=True, on_delete=models.PROTECT, related_name="mpesa_payments_for_others"
+        Borrower,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="mpesa_payments_for_others",
+        db_index=False,
     )
     notes = models.JSONField(default=list, blank=True, help_text="what the matcher tried and why, for people")
     attempts = models.PositiveIntegerField(default=0)
     # When a received payment may next be tried (later after a transient failure: backoff).
     next_attempt_at = models.DateTimeField(default=timezone.now)
     last_error = models.TextField(blank=True)
-    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     processing_ms = models.PositiveIntegerField(null=True, blank=True)
     reviewed_at = models.DateTimeField(null=True, blank=True)
     reviewed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
 
     objects = MpesaTransactionQuerySet.as_manager()

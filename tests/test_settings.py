@@ -57,7 +57,7 @@ def test_database_and_redis_urls_switch_to_postgresql_and_redis():
         DATABASE_URL="postgres://postgres@127.0.0.1:5432/haven", REDIS_URL="redis://127.0.0.1:6379/0"
     )
     assert got["db"] == "django.db.backends.postgresql"
-    assert got["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert got["cache"] == "django_redis.cache.RedisCache"
     assert (got["broker"], got["eager"]) == ("redis://127.0.0.1:6379/0", False)
 
 
