@@ -1,0 +1,749 @@
+"""M-Pesa load benchmark: confirmations acknowledged and payments posted, against real servers.
+
+    .venv/bin/python bench/payments.py [--loans 100000] [--confirmations 3000] [--concurrency 32]
+                                       [--json FILE]
+    .venv/bin/python bench/payments.py --scale [--json FILE]
+
+Needs PostgreSQL and Redis; refuses to run (exit 2) without them. On the PostgreSQL server that
+DATABASE_URL names (default postgres://postgres@127.0.0.1:5432/postgres) it creates a throwaway
+database ``haven_bench_payments`` and drops it at the end, failure and Ctrl-C included. It uses the
+Redis database REDIS_URL names (default redis://127.0.0.1:6379/14) and FLUSHES it at the start and
+at the end: never point it at a Redis database that holds anything you want. No .env file is read,
+so a development .env cannot send the run to real Safaricom or SMS services.
+
+What runs: a portfolio built with set-based SQL (``bench/portfolio.py``: about 70% of borrowers
+with one loan, the rest two or three, each with a phone and its MSISDN digest, five loan officers
+and an admin with phones), gunicorn (``config.wsgi``, 4 sync workers, DEBUG off, the settings of
+``bench/settings.py``: the project's plus one bench-only URL), ONE Celery worker (concurrency 2) and
+the load generator (``bench/loadgen.py``) in its own process. Every process gets the same generated
+secrets, LOG_LEVEL=WARNING, SMS to the console, and DB_CONN_MAX_AGE=3600 (production: 60) so that no
+measurement pays for reconnecting. Payloads have the shape of
+``tests/fixtures/daraja/confirmation_hashed.json``: 50% name a loan loosely (``loan 123``), 30% have
+an empty account and the payer's hashed MSISDN, 10% give the borrower's phone as the account and
+10% come from unknown payers (they end ``unmatched``).
+
+Default run, every figure from the same run:
+  (a)  confirmations, closed loop: acknowledgements/s, latency p50/p99, errors;
+  (b)  end to end: payments posted/s from the first request until no stored payment of the load is
+       ``received`` (polled every 0.2 s), checking that every acknowledged TransID is stored and none
+       stays ``received``; processed/unmatched/failed; processing_ms from the rows; queries per
+       payment (``transaction_process`` of 50 fresh payments in this process, counted with
+       CaptureQueriesContext);
+  (a') (b') the same load again with the worker paused (SIGSTOP) while it arrives: the acks then have
+       the machine to themselves, and (b') is the backlog drained by the worker alone;
+  (c)  validation, open loop at 50 requests/s for 20 s: latency p50/p99 (target p99 < 50 ms);
+  (d)  the bare endpoint (``bench/bare.py``: one INSERT of the body) under the bodies and load of
+       (a): acks/s and the ratio confirmation acks/s / bare acks/s (target >= 0.7), also with (a').
+``--scale`` runs (a) and (b) on a 10,000-loan and then a 1,000,000-loan portfolio and prints p50 ack
+latency, mean processing_ms and queries per payment at both sizes, and their ratios (target <= 1.2).
+
+"CPU ms per ack/payment" splits the CPU the machine used during a phase: gunicorn, the worker,
+PostgreSQL backends of the bench database, Redis, the load generator, and ``other`` (the rest of the
+machine: other people's processes on a shared machine, and connections opened and closed during the
+phase, which /proc cannot show once they have exited).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Run as a script, Python puts bench/ first on sys.path, where this very file would shadow the
+# payments app: the project root takes its place.
+if sys.path and Path(sys.path[0]).resolve() == BASE_DIR / "bench":
+    sys.path[0] = str(BASE_DIR)
+
+from bench.harness import (  # noqa: E402
+    BENCH_DATABASE,
+    BIN,
+    Processes,
+    Refused,
+    bench_environment,
+    cpu_snapshot,
+    free_port,
+    postgres_drop,
+    postgres_recreate,
+    redis_flush,
+    require_services,
+)
+from bench.portfolio import SHORT_CODE, Payloads, portfolio_build  # noqa: E402
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
+SCALE_SIZES = (10_000, 1_000_000)
+E2E_TIMEOUT_S = 600
+POLL_S = 0.2
+QUERY_SAMPLE = 50
+STATUSES = ("received", "processed", "unmatched", "failed", "reversed")
+
+VALIDATION_P99_TARGET_MS = 50.0
+BARE_RATIO_TARGET = 0.7
+SCALE_RATIO_TARGET = 1.2
+BUILD_1M_TARGET_S = 120.0
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, *, server_url: str, redis_url: str, workdir: Path) -> None:
+        self.args = args
+        self.server_url = server_url
+        self.redis_url = redis_url
+        self.workdir = workdir
+        self.database_url = urlsplit(server_url)._replace(path=f"/{BENCH_DATABASE}").geturl()
+        self.env = bench_environment(self.database_url, redis_url)
+        self.processes = Processes(workdir, self.env)
+        self.payloads = Payloads(seed=20_250_601)
+        self.database_created = False
+        self.results: dict = {}
+        self.port = 0
+
+    # --- setup
+
+    def setup(self) -> None:
+        started = time.perf_counter()
+        postgres_recreate(self.server_url)
+        self.database_created = True
+        redis_flush(self.redis_url)
+        os.environ.update(self.env)
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+        from django.db import connection
+
+        from bench.bare import BARE_TABLE_DDL
+        from core.models import User
+        from payments.models import MpesaConfiguration
+
+        call_command("migrate", verbosity=0)
+        with connection.cursor() as cursor:
+            cursor.execute(BARE_TABLE_DDL)
+        # Officers and an admin with phones, so that payments queue the notes and alerts they would
+        # in production (each one an outbox row and a Celery task).
+        self.officer_ids = [
+            User.objects.create(
+                username=f"bench_officer{n}", role=User.Role.OFFICER, is_staff=True, phone=f"+25470000000{n}"
+            ).pk
+            for n in range(1, 6)
+        ]
+        User.objects.create(
+            username="bench_admin", role=User.Role.ADMIN, is_staff=True, phone="+254700000009"
+        )
+        self.port = free_port()
+        self.config = MpesaConfiguration.objects.create(
+            name="Bench paybill",
+            environment=MpesaConfiguration.Environment.LOCAL,
+            business_short_code=SHORT_CODE,
+            base_url=f"http://127.0.0.1:{self.port}",
+            consumer_key="bench",
+            consumer_secret=secrets.token_urlsafe(16),
+        )
+        self.results["setup_s"] = time.perf_counter() - started
+
+    def portfolio(self, loans: int) -> dict:
+        built = portfolio_build(loans=loans, officer_ids=self.officer_ids)
+        self.payloads.use_portfolio(loans=built["loans"], borrowers=built["borrowers"])
+        return built
+
+    def start_servers(self) -> None:
+        import httpx
+
+        from config.celery import app as celery_app
+
+        started = time.perf_counter()
+        gunicorn = [
+            str(BIN / "gunicorn"),
+            "config.wsgi",
+            "--workers",
+            "4",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+        ]
+        self.processes.start("gunicorn", [*gunicorn, "--timeout", "30", "--log-level", "warning"])
+        # The worker runs at a lower priority, as we advise for one machine (README, Production):
+        # Safaricom waits for acknowledgements; posting can trail them by seconds.
+        worker = [
+            "nice",
+            "-n",
+            "10",
+            str(BIN / "celery"),
+            "-A",
+            "config",
+            "worker",
+            "--concurrency",
+            "2",
+            "--loglevel",
+            "WARNING",
+        ]
+        self.processes.start(
+            "worker", [*worker, "--without-mingle", "--without-gossip", "--hostname", "bench-payments@%h"]
+        )
+        deadline = time.monotonic() + 60
+        healthy = False
+        while time.monotonic() < deadline and not healthy:
+            self._check_alive()
+            try:
+                healthy = httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        if not healthy:
+            raise RuntimeError(
+                "gunicorn did not answer /healthz in 60 s:\n" + self.processes.log_tail("gunicorn")
+            )
+        while not celery_app.control.ping(timeout=1.0):
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    "the Celery worker did not answer in 60 s:\n" + self.processes.log_tail("worker")
+                )
+        self.results["servers_s"] = time.perf_counter() - started
+
+    def _check_alive(self) -> None:
+        for name in ("gunicorn", "worker"):
+            process = self.processes.running.get(name)
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with {process.returncode}:\n{self.processes.log_tail(name)}"
+                )
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, kind: str) -> str:
+        if kind == "bare":
+            return f"{self.base_url}/bench/bare/"
+        return self.config.callback_url(kind)
+
+    # --- tools
+
+    def start_load(
+        self, name: str, url: str, bodies: list[str], *, rate: float | None = None
+    ) -> tuple[subprocess.Popen, Path]:
+        """Start the load generator in its own process; returns it and the file its result goes to."""
+        payloads = self.workdir / f"{name}-payloads.json"
+        out = self.workdir / f"{name}-result.json"
+        payloads.write_text(json.dumps(bodies), encoding="utf-8")
+        command = [sys.executable, str(BASE_DIR / "bench" / "loadgen.py"), "--url", url]
+        command += ["--payloads", str(payloads), "--out", str(out), "--timeout", "10"]
+        command += ["--concurrency", str(self.args.concurrency), "--client", self.args.client]
+        if rate is not None:
+            command += ["--rate", str(rate)]
+        return self.processes.start(f"loadgen-{name}", command), out
+
+    def finish_load(self, name: str, process: subprocess.Popen, out: Path) -> dict:
+        process.wait()
+        self.processes.running.pop(f"loadgen-{name}", None)
+        if process.returncode != 0 or not out.is_file():
+            raise RuntimeError(f"loadgen {name} failed:\n{self.processes.log_tail(f'loadgen-{name}')}")
+        return json.loads(out.read_text(encoding="utf-8"))
+
+    def load(self, name: str, url: str, bodies: list[str], *, rate: float | None = None) -> dict:
+        return self.finish_load(name, *self.start_load(name, url, bodies, rate=rate))
+
+    def cpu(self) -> Counter:
+        groups = {name: self.processes.running[name].pid for name in ("gunicorn", "worker")}
+        return cpu_snapshot(groups=groups) + Counter({"bench": time.process_time()})
+
+    def worker_signal(self, sig: signal.Signals) -> None:
+        os.killpg(self.processes.running["worker"].pid, sig)
+
+    def warm_up(self) -> None:
+        bodies, _, _ = self.payloads.batch(24)
+        for kind in ("validation", "confirmation", "bare"):
+            self.load(f"warmup-{kind}", self.url(kind), bodies)
+        self.wait_quiet()
+
+    def wait_quiet(self, timeout: float = 300) -> float:
+        """Wait until the worker has nothing left: no payment received, no message to deliver, an empty
+        queue. Returns the seconds waited."""
+        import redis
+
+        from core.models import OutboxMessage
+        from payments.models import MpesaTransaction
+
+        broker = redis.Redis.from_url(self.redis_url)
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            busy = (
+                broker.llen("celery")
+                or MpesaTransaction.objects.filter(status=MpesaTransaction.Status.RECEIVED).exists()
+                or OutboxMessage.objects.filter(
+                    status__in=[OutboxMessage.Status.PENDING, OutboxMessage.Status.SENDING]
+                ).exists()
+            )
+            if not busy:
+                return time.monotonic() - started
+            time.sleep(0.5)
+        print(f"warning: the worker was still busy after {timeout:.0f} s", file=sys.stderr)
+        return time.monotonic() - started
+
+    # --- measurements
+
+    def confirmations(self, label: str, *, worker_paused: bool = False) -> dict:
+        """(a) acknowledgements and (b) payments posted, from one load of confirmations.
+
+        End to end runs from the first request sent until no stored payment of this load is
+        ``received``. With ``worker_paused`` the worker is stopped (SIGSTOP) while the confirmations
+        arrive: the acknowledgements then have the machine to themselves, and (b) becomes the time to
+        drain the backlog, counted from the moment the worker resumes."""
+        from django.db import connection
+        from django.db.models import Max
+
+        from bench.loadgen import percentile
+        from payments.models import MpesaTransaction
+
+        bodies, trans_ids, mix = self.payloads.batch(self.args.confirmations)
+        baseline = MpesaTransaction.objects.aggregate(last=Max("id"))["last"] or 0
+        name = f"confirmations-{label}"
+        if worker_paused:
+            self.worker_signal(signal.SIGSTOP)
+        cpu_before = self.cpu()
+        process, out = self.start_load(name, self.url("confirmation"), bodies)
+        cpu_acks = None
+        clock_from = None  # when the worker resumed, for a paused run
+        polled_at = time.time()
+        deadline = polled_at + E2E_TIMEOUT_S
+        done_at = None
+        while polled_at < deadline:
+            time.sleep(POLL_S)
+            loadgen_done = process.poll() is not None
+            if loadgen_done and cpu_acks is None:
+                cpu_acks = self.cpu() - cpu_before
+                if worker_paused:
+                    self.worker_signal(signal.SIGCONT)
+                    clock_from = time.time()
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM payments_mpesatransaction WHERE id > %s AND status = 'received'",
+                    [baseline],
+                )
+                waiting = cursor.fetchone()[0]
+            polled_at = time.time()
+            # An acknowledgement is sent after the commit: once the generator is done, every stored row
+            # of this load is visible here.
+            if loadgen_done and waiting == 0:
+                done_at = polled_at
+                break
+        ack = self.finish_load(name, process, out)
+        cpu_end = self.cpu()
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT trans_id, status, processing_ms FROM payments_mpesatransaction WHERE id > %s",
+                [baseline],
+            )
+            rows = cursor.fetchall()
+        stored = {row[0] for row in rows}
+        statuses = Counter(row[1] for row in rows)
+        acknowledged = {trans_ids[index] for index in ack.pop("acknowledged_indexes")}
+        timings = sorted(row[2] for row in rows if row[2] is not None)
+        finished = sum(count for status, count in statuses.items() if status != "received")
+        seconds = (done_at or time.time()) - (clock_from or ack["first_sent_at"])
+        # A paused run's processing is the drain alone; otherwise it shares the machine with the acks.
+        cpu_processing = cpu_end - (cpu_before + (cpu_acks or Counter()) if worker_paused else cpu_before)
+        return {
+            "payload_mix": dict(mix),
+            "worker_paused": worker_paused,
+            "ack": ack,
+            "cpu_ms_per_ack": _cpu_per(
+                cpu_acks or Counter(), ack["acknowledged"], loadgen_cpu_s=ack["cpu_s"]
+            ),
+            "end_to_end": {
+                "completed": done_at is not None,
+                "seconds": seconds,
+                "after_last_ack_s": (done_at or time.time()) - ack["first_sent_at"] - ack["wall_s"],
+                "payments_per_s": finished / seconds if seconds > 0 else 0.0,
+                "stored": len(stored),
+                "acknowledged_distinct": len(acknowledged),
+                "lost": len(acknowledged - stored),
+                "stored_not_acknowledged": len(stored - acknowledged),
+                "statuses": {status: statuses.get(status, 0) for status in STATUSES},
+                "processing_ms_mean": sum(timings) / len(timings) if timings else None,
+                "processing_ms_p50": percentile(timings, 0.5),
+                "processing_ms_p99": percentile(timings, 0.99),
+                "cpu_ms_per_payment": _cpu_per(
+                    cpu_processing, finished, loadgen_cpu_s=0.0 if worker_paused else ack["cpu_s"]
+                ),
+            },
+        }
+
+    def queries_per_payment(self) -> dict:
+        """Process ``QUERY_SAMPLE`` freshly stored payments in this process and count their queries."""
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        from payments.models import MpesaTransaction
+        from payments.parsing import normalize_bill_reference, parse_c2b_body
+        from payments.services import transaction_process
+
+        bodies, trans_ids, _ = self.payloads.batch(QUERY_SAMPLE)
+        for body in bodies:
+            payload = parse_c2b_body(body)
+            # Stored directly, not through the callback, which would also hand them to the worker.
+            MpesaTransaction.objects.create(
+                trans_id=payload.trans_id,
+                transaction_type=payload.transaction_type,
+                trans_time=payload.trans_time,
+                amount=payload.amount,
+                business_short_code=payload.business_short_code,
+                bill_reference=payload.bill_reference,
+                bill_reference_normalized=normalize_bill_reference(payload.bill_reference),
+                invoice_number=payload.invoice_number,
+                org_account_balance=payload.org_account_balance,
+                third_party_trans_id=payload.third_party_trans_id,
+                msisdn=payload.msisdn,
+                msisdn_kind=payload.msisdn_kind,
+                first_name=payload.first_name,
+                config=self.config,
+            )
+        counts, statuses = [], Counter()
+        started = time.perf_counter()
+        for trans_id in trans_ids:
+            with CaptureQueriesContext(connection) as captured:
+                tx = transaction_process(trans_id=trans_id)
+            counts.append(len(captured.captured_queries))
+            statuses[tx.status] += 1
+        return {
+            "payments": len(counts),
+            "mean": sum(counts) / len(counts),
+            "min": min(counts),
+            "max": max(counts),
+            "ms_per_payment": (time.perf_counter() - started) * 1000 / len(counts),
+            "statuses": dict(statuses),
+        }
+
+    def validation(self) -> dict:
+        count = round(self.args.validation_rate * self.args.validation_seconds)
+        bodies, _, _ = self.payloads.batch(count)
+        result = self.load("validation", self.url("validation"), bodies, rate=self.args.validation_rate)
+        result.pop("acknowledged_indexes")
+        return result
+
+    def bare(self, bodies: list[str]) -> dict:
+        cpu_before = self.cpu()
+        result = self.load("bare", self.url("bare"), bodies)
+        used = self.cpu() - cpu_before
+        result["cpu_ms_per_ack"] = _cpu_per(used, result["acknowledged"], loadgen_cpu_s=result["cpu_s"])
+        result.pop("acknowledged_indexes")
+        return result
+
+    # --- the two runs
+
+    def run_default(self) -> None:
+        self.results["portfolio"] = self.portfolio(self.args.loans)
+        self.start_servers()
+        self.warm_up()
+        self.results["confirmations"] = self.confirmations("default")
+        # The bare endpoint gets the very bodies the confirmations had.
+        bare_bodies = json.loads((self.workdir / "confirmations-default-payloads.json").read_text())
+        self.wait_quiet()
+        self.results["confirmations_worker_paused"] = self.confirmations("paused", worker_paused=True)
+        self.wait_quiet()
+        self.results["queries_per_payment"] = self.queries_per_payment()
+        self.wait_quiet()
+        self.results["validation"] = self.validation()
+        self.wait_quiet()
+        self.results["bare"] = self.bare(bare_bodies)
+        bare_rate = self.results["bare"]["acks_per_s"] or float("nan")
+        self.results["bare_ratio"] = self.results["confirmations"]["ack"]["acks_per_s"] / bare_rate
+        self.results["bare_ratio_worker_paused"] = (
+            self.results["confirmations_worker_paused"]["ack"]["acks_per_s"] / bare_rate
+        )
+
+    def run_scale(self) -> None:
+        self.results["scale"] = {}
+        for index, loans in enumerate(self.args.scale_sizes):
+            built = self.portfolio(loans)
+            if index == 0:
+                self.start_servers()
+                self.warm_up()
+            measured = self.confirmations(f"scale-{loans}")
+            measured["portfolio"] = built
+            self.wait_quiet()
+            measured["queries_per_payment"] = self.queries_per_payment()
+            self.wait_quiet()
+            self.results["scale"][str(loans)] = measured
+
+    def teardown(self) -> None:
+        self.processes.stop_all()
+        if "django" in sys.modules:
+            from django.db import connections
+
+            connections.close_all()
+        if self.database_created:
+            postgres_drop(self.server_url)
+        redis_flush(self.redis_url)
+
+
+def _cpu_per(used: Counter, count: int, *, loadgen_cpu_s: float = 0.0) -> dict[str, float]:
+    """CPU milliseconds per item (acknowledgement, payment) by role. ``other`` is what the rest of the
+    machine used meanwhile: other people's processes on a shared machine show up there."""
+    roles = Counter({role: seconds for role, seconds in used.items() if role != "machine"})
+    roles["loadgen"] = loadgen_cpu_s
+    if "machine" in used:
+        roles["other"] = max(0.0, used["machine"] - sum(roles.values()))
+    per = {role: seconds * 1000 / max(count, 1) for role, seconds in roles.items() if seconds > 0}
+    return dict(sorted(per.items(), key=lambda item: -item[1]))
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+Row = tuple[str, str, str, str]
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f} ms"
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def _cpu(per: dict[str, float]) -> str:
+    return ", ".join(f"{role} {ms:.1f}" for role, ms in per.items() if ms >= 0.05)
+
+
+def _ack_rows(prefix: str, load: dict, suffix: str = "") -> list[Row]:
+    latency = load["latency_ms"]
+    rows = [
+        (f"{prefix} acks/s{suffix}", f"{load['acks_per_s']:,.1f}", "", ""),
+        (f"{prefix} latency p50 / p99{suffix}", f"{_ms(latency['p50'])} / {_ms(latency['p99'])}", "", ""),
+        (
+            f"{prefix} errors{suffix}",
+            f"{load['errors']} {load['error_kinds'] or ''}".strip(),
+            "0",
+            _verdict(load["errors"] == 0),
+        ),
+    ]
+    if "cpu_ms_per_ack" in load:
+        rows.append((f"{prefix} CPU ms per ack{suffix}", _cpu(load["cpu_ms_per_ack"]), "", ""))
+    return rows
+
+
+def _confirmation_rows(measured: dict, suffix: str = "", *, paused: bool = False) -> list[Row]:
+    ack, e2e = dict(measured["ack"], cpu_ms_per_ack=measured["cpu_ms_per_ack"]), measured["end_to_end"]
+    statuses = e2e["statuses"]
+    nothing_lost = e2e["lost"] == 0 and statuses["received"] == 0 and e2e["completed"]
+    a, b = ("(a')", "(b')") if paused else ("(a)", "(b)")
+    what = "confirmation, worker paused" if paused else "confirmation"
+    posted = "backlog drained, payments/s" if paused else "payments posted/s, end to end"
+    return [
+        *_ack_rows(f"{a} {what}", ack, suffix),
+        (f"{b} {posted}{suffix}", f"{e2e['payments_per_s']:,.1f} ({e2e['seconds']:.1f} s)", "", ""),
+        (
+            f"{b} processed / unmatched / failed{suffix}",
+            f"{statuses['processed']} / {statuses['unmatched']} / {statuses['failed']}",
+            "",
+            "",
+        ),
+        (
+            f"{b} acknowledged = stored, none received{suffix}",
+            f"{e2e['acknowledged_distinct']} = {e2e['stored']}, lost {e2e['lost']}, "
+            f"received {statuses['received']}",
+            "lost 0",
+            _verdict(nothing_lost),
+        ),
+        (f"{b} CPU ms per payment{suffix}", _cpu(e2e["cpu_ms_per_payment"]), "", ""),
+        (
+            f"{b} processing_ms mean / p99{suffix}",
+            f"{_ms(e2e['processing_ms_mean'])} / {_ms(e2e['processing_ms_p99'])}",
+            "",
+            "",
+        ),
+    ]
+
+
+def _default_rows(results: dict) -> list[Row]:
+    queries = results["queries_per_payment"]
+    validation = results["validation"]
+    p99 = validation["latency_ms"]["p99"]
+    rate = results["arguments"]["validation_rate"]
+    return [
+        *_confirmation_rows(results["confirmations"]),
+        (
+            "(b) queries per payment (mean, min-max)",
+            f"{queries['mean']:.1f} ({queries['min']}-{queries['max']})",
+            "",
+            "",
+        ),
+        *_confirmation_rows(results["confirmations_worker_paused"], paused=True),
+        (f"(c) validation p50 at {rate:g} req/s", _ms(validation["latency_ms"]["p50"]), "", ""),
+        (
+            f"(c) validation p99 at {rate:g} req/s",
+            _ms(p99),
+            f"< {VALIDATION_P99_TARGET_MS:.0f} ms",
+            _verdict(p99 is not None and p99 < VALIDATION_P99_TARGET_MS),
+        ),
+        ("(c) validation errors", str(validation["errors"]), "0", _verdict(validation["errors"] == 0)),
+        *_ack_rows("(d) bare", results["bare"]),
+        (
+            "(d) confirmation acks/s / bare acks/s",
+            f"{results['bare_ratio']:.2f}",
+            f">= {BARE_RATIO_TARGET}",
+            _verdict(results["bare_ratio"] >= BARE_RATIO_TARGET),
+        ),
+        ("(d') the same, worker paused", f"{results['bare_ratio_worker_paused']:.2f}", "", ""),
+    ]
+
+
+def _scale_rows(results: dict) -> list[Row]:
+    rows: list[Row] = []
+    sizes = list(results["scale"])
+    for size in sizes:
+        measured = results["scale"][size]
+        built = measured["portfolio"]
+        suffix = f" @{int(size):,}"
+        large = int(size) >= 1_000_000
+        rows.append(
+            (
+                f"portfolio build{suffix}",
+                f"{built['seconds']:.1f} s ({built['borrowers']:,} borrowers)",
+                f"< {BUILD_1M_TARGET_S:.0f} s" if large else "",
+                _verdict(built["seconds"] < BUILD_1M_TARGET_S) if large else "",
+            )
+        )
+        rows += _confirmation_rows(measured, suffix)
+        queries = measured["queries_per_payment"]
+        rows.append(
+            (
+                f"(e) queries per payment{suffix}",
+                f"{queries['mean']:.1f} ({queries['min']}-{queries['max']})",
+                "",
+                "",
+            )
+        )
+    small, large = results["scale"][sizes[0]], results["scale"][sizes[-1]]
+    label = f"{int(sizes[-1]):,}/{int(sizes[0]):,}"
+    ratios = {
+        "p50 ack latency": (large["ack"]["latency_ms"]["p50"], small["ack"]["latency_ms"]["p50"]),
+        "mean processing_ms": (
+            large["end_to_end"]["processing_ms_mean"],
+            small["end_to_end"]["processing_ms_mean"],
+        ),
+        "queries per payment": (large["queries_per_payment"]["mean"], small["queries_per_payment"]["mean"]),
+    }
+    results["scale_ratios"] = {}
+    for name, (big, little) in ratios.items():
+        ratio = big / little if big is not None and little else None
+        results["scale_ratios"][name] = ratio
+        shown = "-" if ratio is None else f"{ratio:.2f} ({big:,.1f} vs {little:,.1f})"
+        ok = ratio is not None and ratio <= SCALE_RATIO_TARGET
+        rows.append((f"(e) {name}, {label}", shown, f"<= {SCALE_RATIO_TARGET}", _verdict(ok)))
+    return rows
+
+
+def print_report(results: dict) -> None:
+    arguments = results["arguments"]
+    print()
+    if "portfolio" in results:
+        built = results["portfolio"]
+        print(
+            f"portfolio: {built['loans']:,} loans, {built['borrowers']:,} borrowers, built in "
+            f"{built['seconds']:.1f} s"
+        )
+    print(
+        f"load: {arguments['confirmations']:,} confirmations per measurement, {arguments['concurrency']} "
+        f"concurrent senders ({arguments['client']} client, own process), 10 s timeout"
+    )
+    print(
+        f"machine: {os.cpu_count()} CPU(s), Python {platform.python_version()}; gunicorn 4 sync workers, "
+        "1 Celery worker (concurrency 2), PostgreSQL and Redis on the same machine"
+    )
+    rows = _scale_rows(results) if "scale" in results else _default_rows(results)
+    header: Row = ("metric", "result", "target", "")
+    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(4)]
+    for row in [header, tuple("-" * width for width in widths), *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    print(
+        f"\ntotal {results['total_s']:.0f} s (setup {results['setup_s']:.0f} s, "
+        f"servers {results['servers_s']:.0f} s)"
+    )
+
+
+# --- entry point ----------------------------------------------------------------------------------
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--loans", type=int, default=100_000, help="portfolio size of the default run")
+    parser.add_argument("--confirmations", type=int, default=3_000, help="confirmations per measurement")
+    parser.add_argument("--concurrency", type=int, default=32, help="load generator senders")
+    parser.add_argument("--validation-rate", type=float, default=50.0, help="requests/s for (c)")
+    parser.add_argument("--validation-seconds", type=float, default=20.0, help="duration of (c)")
+    parser.add_argument("--scale", action="store_true", help="run (a)+(b) at 10,000 and 1,000,000 loans")
+    parser.add_argument(
+        "--scale-sizes",
+        type=lambda text: tuple(int(part) for part in text.split(",")),
+        default=SCALE_SIZES,
+        help="portfolio sizes for --scale, comma separated (default 10000,1000000)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="load generator HTTP client (bench/loadgen.py)",
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE as JSON")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    server_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    try:
+        require_services(server_url, redis_url)
+    except Refused as exc:
+        print(f"bench/payments.py: {exc}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _interrupted)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="haven-bench-payments-") as workdir:
+        bench = Bench(args, server_url=server_url, redis_url=redis_url, workdir=Path(workdir))
+        try:
+            bench.setup()
+            if args.scale:
+                bench.run_scale()
+            else:
+                bench.run_default()
+        except KeyboardInterrupt:
+            print("\ninterrupted: stopping the servers and dropping the database", file=sys.stderr)
+            return 130
+        finally:
+            # A second Ctrl-C must not leave servers or the database behind.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            bench.teardown()
+    results = bench.results
+    results["total_s"] = time.perf_counter() - started
+    results["arguments"] = {key: value for key, value in vars(args).items() if key != "json"}
+    print_report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
+        print(f"figures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
