@@ -45,5 +45,6 @@ worker: install ## Start a Celery worker (needs REDIS_URL)
 beat: install ## Start Celery beat, the periodic scheduler (needs REDIS_URL)
 	$(BIN)/celery -A config beat --loglevel INFO
 
-bench: install ## Benchmarks: 100,000-row loan import (on DATABASE_URL if set, else SQLite)
+bench: install ## Benchmarks: M-Pesa load (needs PostgreSQL + Redis; flushes Redis db 14), loan import
+	$(BIN)/python bench/payments.py
 	$(BIN)/python bench/import_loans.py
