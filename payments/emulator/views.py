@@ -151,12 +151,10 @@ def oauth_generate(request: HttpRequest) -> HttpResponse:
 # --- Register URL ---------------------------------------------------------------------------------
 
 
-def _registration_key(short_code: str) -> str:
-    return f"{_PREFIX}:urls:{short_code}"
-
-
-@_emulator_view
-def register_url(request: HttpRequest, version: str) -> HttpResponse:
+def _checked_call(request: HttpRequest, version: str) -> tuple[dict[str, Any], str] | HttpResponse:
+    """What every authenticated Daraja C2B call checks first, answered as Daraja does: the API
+    version, POST, the bearer token, a JSON body and its ShortCode. Returns ``(body, short_code)``
+    or the error response."""
     if version not in API_VERSIONS:
         return _error(404, "404.002.01", "Resource not found")
     if request.method != "POST":
@@ -169,6 +167,19 @@ def register_url(request: HttpRequest, version: str) -> HttpResponse:
     short_code = _valid_short_code(body.get("ShortCode"))
     if short_code is None:
         return _bad_request("Invalid ShortCode")
+    return body, short_code
+
+
+def _registration_key(short_code: str) -> str:
+    return f"{_PREFIX}:urls:{short_code}"
+
+
+@_emulator_view
+def register_url(request: HttpRequest, version: str) -> HttpResponse:
+    checked = _checked_call(request, version)
+    if isinstance(checked, HttpResponse):
+        return checked
+    body, short_code = checked
     response_type = body.get("ResponseType")
     if response_type not in RESPONSE_TYPES:
         return _bad_request("Invalid ResponseType")
@@ -246,18 +257,10 @@ def _credit_balance(short_code: str, amount: Decimal) -> str:
 
 @_emulator_view
 def simulate(request: HttpRequest, version: str) -> HttpResponse:
-    if version not in API_VERSIONS:
-        return _error(404, "404.002.01", "Resource not found")
-    if request.method != "POST":
-        return _error(405, "405.001.01", "Method Not Allowed")
-    if refusal := _bearer_refusal(request):
-        return refusal
-    body = _json_body(request)
-    if body is None:
-        return _bad_request("Invalid JSON")
-    short_code = _valid_short_code(body.get("ShortCode"))
-    if short_code is None:
-        return _bad_request("Invalid ShortCode")
+    checked = _checked_call(request, version)
+    if isinstance(checked, HttpResponse):
+        return checked
+    body, short_code = checked
     command_id = body.get("CommandID")
     if command_id not in COMMAND_IDS:
         return _bad_request("Invalid CommandID")
