@@ -1,18 +1,30 @@
-"""Celery tasks of the core: take ids, call one service."""
+"""Celery tasks of the core: the outbox's drain and sweeper."""
 
 from celery import shared_task
 from django.utils import timezone
 
-from core.services.outbox import outbox_deliver, outbox_sweep
+from core import doorbell
+from core.models import OutboxMessage
+from core.services.outbox import OUTBOX_DOORBELL, outbox_deliver_next, outbox_sweep
+
+# Messages one drain task sends before handing over to a fresh task (keeps tasks short).
+DRAIN_BATCH = 200
 
 
-@shared_task(name="core.outbox_deliver", ignore_result=True)
-def outbox_deliver_task(message_id: int) -> None:
-    message = outbox_deliver(message_id=message_id)
-    if message is not None and message.status == message.Status.PENDING:
-        # Retry later; the sweeper also picks it up if this countdown is lost.
-        delay = (message.next_attempt_at - timezone.now()).total_seconds()
-        outbox_deliver_task.apply_async((message_id,), countdown=max(1, int(delay)))
+@shared_task(name="core.outbox_drain", ignore_result=True)
+def outbox_drain_task() -> int:
+    """Send due messages until none is left (or a batch is done). Returns how many were tried."""
+    doorbell.rearm(OUTBOX_DOORBELL)
+    for tried in range(DRAIN_BATCH):
+        message = outbox_deliver_next()
+        if message is None:
+            return tried
+        if message.status == OutboxMessage.Status.PENDING:
+            # A transient failure: come back when its backoff is over (the sweeper would, too).
+            wait = (message.next_attempt_at - timezone.now()).total_seconds()
+            outbox_drain_task.apply_async(countdown=max(1, int(wait)))
+    outbox_drain_task.delay()
+    return DRAIN_BATCH
 
 
 @shared_task(name="core.outbox_sweep", ignore_result=True)

@@ -1,11 +1,10 @@
 """Celery tasks of the M-Pesa engine.
 
 Stored payments are a queue in the database (``status=received``, ordered by ``next_attempt_at``).
-Celery only rings a doorbell: after a confirmation commits, ``ring_doorbell`` enqueues drain tasks
-unless a ring is already pending, and each drain claims payments one by one with ``SKIP LOCKED``
-until none is due. A confirmation therefore costs one cache call, not a task publish, and any
-number of workers drain side by side. Nothing depends on a message arriving: the sweeper rings
-again for anything left due.
+After a confirmation commits it rings a doorbell (``core.doorbell``); each drain task claims
+payments one by one with ``SKIP LOCKED`` until none is due. A confirmation therefore costs one cache
+call, not a task publish, and any number of workers drain side by side. Nothing depends on a
+message arriving: the sweeper rings again for anything left due.
 """
 
 import logging
@@ -13,17 +12,15 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.core.cache import cache
 from django.utils import timezone
 
+from core import doorbell
 from payments.models import MpesaTransaction
 from payments.services import TransientProcessingError, transaction_process_next
 
 logger = logging.getLogger(__name__)
 
 DOORBELL_KEY = "payments:doorbell"
-# A ring whose drain was lost (worker killed before it started) stops blocking new rings after this.
-DOORBELL_TTL = 10
 # Payments one drain task takes before handing over to a fresh task (keeps tasks short).
 DRAIN_BATCH = 200
 # A payment still due this long after arriving lost its ring: the sweeper rings again.
@@ -32,18 +29,13 @@ STUCK_AFTER = timedelta(seconds=60)
 
 def ring_doorbell(*, force: bool = False) -> bool:
     """Enqueue ``PAYMENTS_DRAINERS`` drain tasks unless a ring is already pending. Returns whether it rang."""
-    if not cache.add(DOORBELL_KEY, 1, timeout=DOORBELL_TTL) and not force:
-        return False
-    for _ in range(settings.PAYMENTS_DRAINERS):
-        drain_received_task.delay()
-    return True
+    return doorbell.ring(DOORBELL_KEY, drain_received_task, copies=settings.PAYMENTS_DRAINERS, force=force)
 
 
 @shared_task(name="payments.drain_received", ignore_result=True)
 def drain_received_task() -> int:
     """Process due received payments until none is left (or a batch is done). Returns how many."""
-    # Re-arm first: a payment committed from now on rings again, one committed before is seen below.
-    cache.delete(DOORBELL_KEY)
+    doorbell.rearm(DOORBELL_KEY)
     for done in range(DRAIN_BATCH):
         try:
             tx = transaction_process_next()

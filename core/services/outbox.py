@@ -1,8 +1,11 @@
 """The outbox: every message to a person is a row first, delivered by its channel afterwards.
 
-A service that has news records it with ``outbox_queue`` inside its own transaction; the Celery
-task is enqueued only when that transaction commits, and ``outbox_sweep`` re-enqueues anything a
-lost task left behind. Channels register a sender in ``settings.OUTBOX_SENDERS``
+A service that has news records it with ``outbox_queue`` inside its own transaction; when that
+transaction commits it rings the outbox's doorbell (``core.doorbell``), and drain tasks send due
+messages one by one, claimed with ``SKIP LOCKED`` so several workers can send side by side.
+``outbox_sweep`` rings again for anything a lost task left behind. The network call to the
+provider happens outside any database transaction. Channels register a sender in
+``settings.OUTBOX_SENDERS``
 (``{"sms": "ussd.senders.send_sms", ...}``): a callable that takes the message and returns the
 provider's message id, raising ``ExternalServiceError`` on failure.
 """
@@ -15,6 +18,7 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from core import doorbell
 from core.exceptions import ExternalServiceError
 from core.models import Borrower, OutboxMessage, User
 
@@ -22,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 STALE_SENDING = timedelta(minutes=5)
+OUTBOX_DOORBELL = "outbox:doorbell"
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -57,33 +62,57 @@ def outbox_queue(
         if dedupe_key and OutboxMessage.objects.filter(dedupe_key=dedupe_key).exists():
             return None
         raise
-    from core.tasks import outbox_deliver_task
-
-    outbox_deliver_task.delay_on_commit(message.pk)
+    transaction.on_commit(outbox_ring)
     return message
 
 
-def _claim(message_id: int) -> OutboxMessage | None:
-    now = timezone.now()
+def outbox_ring(*, force: bool = False) -> bool:
+    """Wake the outbox's drain task (unless a ring is already pending). Returns whether it rang."""
+    from core.tasks import outbox_drain_task
+
+    return doorbell.ring(OUTBOX_DOORBELL, outbox_drain_task, force=force)
+
+
+def _due() -> models.QuerySet:
+    return OutboxMessage.objects.filter(
+        status=OutboxMessage.Status.PENDING, next_attempt_at__lte=timezone.now()
+    )
+
+
+def _claim(queryset: models.QuerySet) -> OutboxMessage | None:
     # The attempt is counted with the claim, so a worker that dies mid-send has still used one and
     # a message that kills every worker stops after MAX_ATTEMPTS (see outbox_sweep).
-    claimed = OutboxMessage.objects.filter(
-        pk=message_id, status=OutboxMessage.Status.PENDING, next_attempt_at__lte=now
-    ).update(status=OutboxMessage.Status.SENDING, next_attempt_at=now, attempts=models.F("attempts") + 1)
-    return OutboxMessage.objects.get(pk=message_id) if claimed == 1 else None
+    with transaction.atomic():
+        message = queryset.select_for_update(skip_locked=True).order_by("next_attempt_at", "id").first()
+        if message is None:
+            return None
+        message.status = OutboxMessage.Status.SENDING
+        message.attempts += 1
+        message.next_attempt_at = timezone.now()
+        message.save(update_fields=["status", "attempts", "next_attempt_at"])
+    return message
+
+
+def outbox_deliver_next() -> OutboxMessage | None:
+    """Claim the next due message no other worker holds and send it. Returns it (``sent``,
+    ``failed``, or back to ``pending`` with a later attempt), or ``None`` when nothing is due."""
+    message = _claim(_due())
+    return _send(message) if message is not None else None
 
 
 def outbox_deliver(*, message_id: int) -> OutboxMessage | None:
-    """Send one pending message through its channel's sender.
+    """Send one given message now, if it is pending and due. Returns it, or ``None`` if it was not
+    due (already sent, being sent elsewhere, or waiting for its next attempt)."""
+    message = _claim(_due().filter(pk=message_id))
+    return _send(message) if message is not None else None
 
-    The claim is atomic, so two workers never send the same message. On a transient failure the
-    message goes back to ``pending`` with a later ``next_attempt_at``; after ``MAX_ATTEMPTS`` or a
-    permanent failure it is ``failed``. Returns the message, or ``None`` if it was not due (already
-    sent, being sent elsewhere, or waiting for its next attempt).
+
+def _send(message: OutboxMessage) -> OutboxMessage:
+    """Hand a claimed message to its channel's sender and record the outcome.
+
+    On a transient failure the message goes back to ``pending`` with a later ``next_attempt_at``;
+    after ``MAX_ATTEMPTS`` or a permanent failure it is ``failed``.
     """
-    message = _claim(message_id)
-    if message is None:
-        return None
     # getattr: without the setting every delivery would raise AttributeError and stay "sending".
     senders = getattr(settings, "OUTBOX_SENDERS", {})
     try:
@@ -124,7 +153,6 @@ def outbox_retry(*, message_ids: list[int]) -> list[int]:
     """Put pending and failed messages among ``message_ids`` back in the queue, due now, and enqueue
     their delivery once this commits. Returns the ids requeued; sent messages and ones being sent
     are left alone. A message that had used all its attempts gets one more."""
-    from core.tasks import outbox_deliver_task
 
     retryable = (OutboxMessage.Status.PENDING, OutboxMessage.Status.FAILED)
     with transaction.atomic():
@@ -136,16 +164,14 @@ def outbox_retry(*, message_ids: list[int]) -> list[int]:
         OutboxMessage.objects.filter(pk__in=ids).update(
             status=OutboxMessage.Status.PENDING, next_attempt_at=timezone.now()
         )
-        for message_id in ids:
-            outbox_deliver_task.delay_on_commit(message_id)
+        if ids:
+            transaction.on_commit(lambda: outbox_ring(force=True))
     return ids
 
 
 def outbox_sweep() -> int:
-    """Re-enqueue due pending messages and release ones stuck in ``sending`` (a worker died mid-send).
-    Returns how many were enqueued."""
-    from core.tasks import outbox_deliver_task
-
+    """Release messages stuck in ``sending`` (a worker died mid-send) and ring for due pending ones.
+    Returns how many are due."""
     now = timezone.now()
     stale = OutboxMessage.objects.filter(
         status=OutboxMessage.Status.SENDING, next_attempt_at__lt=now - STALE_SENDING
@@ -154,14 +180,10 @@ def outbox_sweep() -> int:
         status=OutboxMessage.Status.FAILED, last_error="the worker sending it stopped on the last attempt"
     )
     stale.update(status=OutboxMessage.Status.PENDING)
-    due = list(
-        OutboxMessage.objects.filter(status=OutboxMessage.Status.PENDING, next_attempt_at__lte=now)
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:500]
-    )
-    for message_id in due:
-        outbox_deliver_task.delay(message_id)
-    return len(due)
+    due = _due().count()
+    if due:
+        outbox_ring(force=True)
+    return due
 
 
 def staff_to_alert(*, officer: User | None = None) -> list[User]:

@@ -96,3 +96,17 @@ def test_a_posting_reversed_twice_at_once_is_reversed_once():
     assert sorted(outcomes) == ["refused"] * 7 + ["reversed"]
     loan.refresh_from_db()
     assert loan.outstanding == D("1000.00")
+
+
+def test_outbox_drains_side_by_side_send_each_message_once(settings):
+    from core.models import OutboxMessage
+    from core.tasks import outbox_drain_task
+
+    settings.SMS_BACKEND = "console"
+    OutboxMessage.objects.bulk_create(
+        OutboxMessage(channel="sms", recipient="+254722000000", body=f"message {i}") for i in range(30)
+    )
+    sent: list[int] = []
+    assert run_in_threads(3, lambda i: sent.append(outbox_drain_task())) == []
+    assert sum(sent) == 30
+    assert set(OutboxMessage.objects.values_list("status", "attempts")) == {("sent", 1)}
