@@ -40,7 +40,10 @@ class BorrowerQuerySet(models.QuerySet):
         if user.is_admin:
             return self
         # An officer's portfolio: borrowers assigned to them, and borrowers of loans assigned to them.
-        return self.filter(Q(loan_officer=user) | Q(loans__loan_officer=user)).distinct()
+        # A subquery, not a join: a join repeats a borrower once per loan, and sums over it double.
+        return self.filter(
+            Q(loan_officer=user) | Q(pk__in=Loan.objects.filter(loan_officer=user).values("borrower_id"))
+        )
 
 
 class Borrower(models.Model):

@@ -26,14 +26,21 @@ def normalize_phone(raw: str) -> str:
     try:
         number = phonenumbers.parse(text, "KE")
     except phonenumbers.NumberParseException:
-        raise InvalidPhoneNumber(f"{mask_phone(raw)!r} is not a phone number") from None
+        raise InvalidPhoneNumber(f"{_for_message(raw)!r} is not a phone number") from None
     if (
         number.country_code != 254
         or not phonenumbers.is_valid_number(number)
         or phonenumbers.number_type(number) not in _MOBILE_TYPES
     ):
-        raise InvalidPhoneNumber(f"{mask_phone(raw)!r} is not a Kenyan mobile number")
+        raise InvalidPhoneNumber(f"{_for_message(raw)!r} is not a Kenyan mobile number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _for_message(raw: str) -> str:
+    # Input without digits cannot leak a number: show it (shortened) so the person sees what they typed.
+    if not any(ch.isdigit() for ch in raw):
+        return raw.strip()[:20]
+    return mask_phone(raw)
 
 
 def try_normalize_phone(raw: str) -> str | None:

@@ -155,7 +155,12 @@ class MpesaTransactionQuerySet(models.QuerySet):
     def visible_to(self, user) -> "MpesaTransactionQuerySet":
         if user.is_admin:
             return self
-        return self.filter(Q(borrower__loan_officer=user) | Q(borrower__loans__loan_officer=user)).distinct()
+        # A subquery, not a join through loans: a join repeats a payment once per loan of its borrower,
+        # and every count or sum over the result would be multiplied.
+        return self.filter(
+            Q(borrower__loan_officer=user)
+            | Q(borrower_id__in=Loan.objects.filter(loan_officer=user).values("borrower_id"))
+        )
 
     def needing_attention(self) -> "MpesaTransactionQuerySet":
         return self.filter(

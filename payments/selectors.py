@@ -7,10 +7,12 @@ does not grow with the portfolio.
 
 from collections.abc import Sequence
 
+from django.db.models import Q, QuerySet
 from django.db.models.functions import Right
 
-from core.models import Borrower, BorrowerPhone, Loan
+from core.models import AuditEvent, Borrower, BorrowerPhone, Loan
 from payments.matching import BorrowerCandidate, LoanCandidate
+from payments.models import MpesaTransaction
 
 _LOAN_FIELDS = ("id", "loan_number", "borrower_id", "status", "due_date", "outstanding_total")
 _MAX_MASKED_CANDIDATES = 5000
@@ -93,3 +95,17 @@ def loans_to_fill(*, borrower_id: int, exclude_loan_id: int | None) -> list[Loan
     )
     locked = list(Loan.objects.select_for_update().filter(pk__in=ids).order_by("id"))
     return sorted(locked, key=lambda loan: (loan.due_date, loan.id))
+
+
+def transaction_audit_events(tx: MpesaTransaction) -> QuerySet[AuditEvent]:
+    """Everything the audit trail holds about a payment, oldest first: actions on the payment itself,
+    and the postings, reversals and credit movements made with its M-Pesa code as reference."""
+    return (
+        AuditEvent.objects.filter(
+            Q(object_type=MpesaTransaction._meta.model_name, object_id=str(tx.pk))
+            | Q(action__startswith="repayment.", data__reference=tx.trans_id)
+            | Q(action__startswith="credit.", data__reference=tx.trans_id)
+        )
+        .select_related("loan", "actor_user")
+        .order_by("created_at", "id")
+    )

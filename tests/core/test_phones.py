@@ -72,3 +72,8 @@ def test_mask_of_odd_input_reveals_little():
     assert mask_phone("") == ""
     assert mask_phone("12345") == "*****"
     assert mask_phone("+2547123456789012") == "2547*********012"
+
+
+def test_error_for_text_without_digits_shows_what_was_typed():
+    with pytest.raises(InvalidPhoneNumber, match="'abc' is not a phone number"):
+        normalize_phone("abc")

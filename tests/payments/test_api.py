@@ -144,7 +144,7 @@ def test_phone_filter_does_not_repeat_a_payment_matched_both_ways(mpesa_config, 
     [
         ("12345", "'*****' is not a Kenyan mobile number"),
         ("0202123456", "'2542*****456' is not a Kenyan mobile number"),
-        ("phone", "'' is not a phone number"),
+        ("phone", "'phone' is not a phone number"),
     ],
 )
 def test_bad_phone_is_422_with_the_reason(admin_api, payers, phone, detail):

@@ -197,3 +197,23 @@ def test_officer_stats_cover_their_portfolio_only(known_payments, officer):
 def test_a_fixed_number_of_queries(known_payments, django_assert_max_num_queries):
     with django_assert_max_num_queries(2):
         payment_stats(queryset=MpesaTransaction.objects.all(), now=NOW)
+
+
+def test_officer_stats_count_each_payment_once_when_the_borrower_has_several_loans(mpesa_config):
+    """A portfolio reached through loans must not repeat a payment once per loan in the sums."""
+    officer = OfficerFactory()
+    borrower = BorrowerFactory(loan_officer=officer)
+    for number in ("LOAN-000801", "LOAN-000802", "LOAN-000803"):
+        LoanFactory(loan_number=number, borrower=borrower, loan_officer=officer)
+    tx = stored_payment(
+        mpesa_config,
+        bill_reference="LOAN-000801",
+        amount=D("250.00"),
+        trans_time=datetime.datetime.now(tz=NAIROBI) - datetime.timedelta(minutes=5),
+    )
+    transaction_process(trans_id=tx.trans_id)
+
+    visible = MpesaTransaction.objects.visible_to(officer)
+    assert visible.count() == 1
+    stats = payment_stats(queryset=visible)
+    assert stats["periods"]["today"]["received"] == {"count": 1, "amount": D("250.00")}
