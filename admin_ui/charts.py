@@ -1,6 +1,10 @@
 """The dashboard's chart, drawn on the server as inline SVG: daily amounts as bars, daily counts as a
 line with dots. No JavaScript: every bar and dot carries a ``<title>``, which browsers show on hover
 (and screen readers read), so the exact figures are one pointer away on any device.
+
+The SVG scales to its box's width (``viewBox``), so nothing scrolls sideways and both axes stay on
+screen; the stylesheet sets the labels' size per screen width so they stay readable on a phone. The
+legend is HTML beside it (``daily_volume_legend``), where it can wrap.
 """
 
 import datetime
@@ -11,10 +15,10 @@ from django.utils.safestring import SafeString
 
 from core.money import format_money
 
-# A narrow drawing with large text: on a phone it is shown at least 480 px wide (scrolling sideways
-# in its box), so the 13-unit labels stay about 10 px high.
+# On a 360 px phone the drawing is shown about 320 px wide (half size), so the stylesheet gives the
+# labels up to 20 units there: the margins leave room for labels that large.
 WIDTH, HEIGHT = 600, 280
-LEFT, RIGHT, TOP, BOTTOM = 56, 36, 32, 40
+LEFT, RIGHT, TOP, BOTTOM = 64, 48, 16, 32
 PLOT_WIDTH = WIDTH - LEFT - RIGHT
 PLOT_HEIGHT = HEIGHT - TOP - BOTTOM
 BAR_COLOUR = "#5b9bd5"
@@ -77,7 +81,7 @@ def daily_volume_svg(daily: list[dict]) -> SafeString:
     grid = format_html_join(
         "",
         '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#ddd"/>'
-        '<text x="{}" y="{}" text-anchor="end" class="chart-axis">{}</text>',
+        '<text x="{}" y="{}" text-anchor="end" dominant-baseline="middle" class="chart-axis">{}</text>',
         (
             (
                 LEFT,
@@ -85,7 +89,7 @@ def daily_volume_svg(daily: list[dict]) -> SafeString:
                 WIDTH - RIGHT,
                 _px(amount_y(level)),
                 LEFT - 6,
-                _px(amount_y(level) + 4),
+                _px(amount_y(level)),
                 label,
             )
             for level, label in (
@@ -97,8 +101,11 @@ def daily_volume_svg(daily: list[dict]) -> SafeString:
     )
     count_labels = format_html_join(
         "",
-        '<text x="{}" y="{}" class="chart-axis">{}</text>',
-        ((WIDTH - RIGHT + 6, _px(count_y(level) + 4), level) for level in (0, int(top_count))),
+        '<text x="{}" y="{}" dominant-baseline="middle" class="chart-axis">{}</text>',
+        (
+            (WIDTH - RIGHT + 6, _px(count_y(level)), compact_amount(level))
+            for level in (Decimal(0), top_count)
+        ),
     )
     bars = format_html_join(
         "",
@@ -130,7 +137,7 @@ def daily_volume_svg(daily: list[dict]) -> SafeString:
         "",
         '<text x="{}" y="{}" text-anchor="middle" class="chart-axis">{}</text>',
         (
-            (_px(LEFT + index * slot + slot / 2), baseline + 16, _day_label(row["date"]))
+            (_px(LEFT + index * slot + slot / 2), baseline + 22, _day_label(row["date"]))
             for index, row in enumerate(daily)
             # Counted back from the last day, so today always has its label.
             if (len(daily) - 1 - index) % X_LABEL_EVERY == 0
@@ -145,33 +152,16 @@ def daily_volume_svg(daily: list[dict]) -> SafeString:
         if not any(row["count"] for row in daily)
         else ""
     )
-    legend = format_html(
-        '<rect x="{}" y="8" width="12" height="12" fill="{}"/>'
-        '<text x="{}" y="19" class="chart-axis">Amount (KES, left)</text>'
-        '<line x1="{}" y1="14" x2="{}" y2="14" stroke="{}" stroke-width="2"/>'
-        '<circle cx="{}" cy="14" r="3.5" fill="{}"/>'
-        '<text x="{}" y="19" class="chart-axis">Payments (count, right)</text>',
-        LEFT,
-        BAR_COLOUR,
-        LEFT + 16,
-        LEFT + 170,
-        LEFT + 190,
-        LINE_COLOUR,
-        LEFT + 180,
-        LINE_COLOUR,
-        LEFT + 196,
-    )
     first, last = (daily[0]["date"], daily[-1]["date"]) if daily else (None, None)
     title = f"Payments per day, {first} to {last}" if daily else "Payments per day"
     return format_html(
         '<svg class="chart" viewBox="0 0 {} {}" role="img" aria-labelledby="daily-chart-title" '
         'xmlns="http://www.w3.org/2000/svg" font-size="13">'
-        '<title id="daily-chart-title">{}</title>{}{}{}{}{}{}{}{}'
+        '<title id="daily-chart-title">{}</title>{}{}{}{}{}{}{}'
         '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#888"/></svg>',
         WIDTH,
         HEIGHT,
         title,
-        legend,
         grid,
         count_labels,
         bars,
@@ -183,4 +173,19 @@ def daily_volume_svg(daily: list[dict]) -> SafeString:
         baseline,
         WIDTH - RIGHT,
         baseline,
+    )
+
+
+def daily_volume_legend() -> SafeString:
+    """The chart's legend as an HTML list, each entry with a swatch drawn in the chart's colours."""
+    return format_html(
+        '<ul class="chart-legend">'
+        '<li><svg width="14" height="14" aria-hidden="true"><rect width="14" height="14" fill="{}"/></svg>'
+        "Amount per day (KES, left axis)</li>"
+        '<li><svg width="22" height="14" aria-hidden="true"><line x1="0" y1="7" x2="22" y2="7" stroke="{}" '
+        'stroke-width="2"/><circle cx="11" cy="7" r="3.5" fill="{}"/></svg>'
+        "Payments per day (count, right axis)</li></ul>",
+        BAR_COLOUR,
+        LINE_COLOUR,
+        LINE_COLOUR,
     )

@@ -36,6 +36,11 @@ class ReprocessForm(forms.Form):
     prefix = "reprocess"  # four forms share the payment page; their field ids must not clash
 
     reason = forms.CharField(required=False, max_length=500)
+    # Reprocessing can post the payment to a loan: a money move, confirmed like the others.
+    confirm = forms.BooleanField(
+        label="I confirm: process this payment again (it may be posted to a loan)",
+        error_messages={"required": "Tick “I confirm” to reprocess the payment."},
+    )
 
 
 class AssignForm(forms.Form):

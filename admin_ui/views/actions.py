@@ -56,7 +56,7 @@ def _outcome(tx: MpesaTransaction, done: str) -> tuple[int, str]:
 @staff_member_required
 @require_POST
 def reprocess(request: HttpRequest, trans_id: str) -> HttpResponse:
-    def perform(actor: Actor, *, reason: str) -> tuple[int, str]:
+    def perform(actor: Actor, *, reason: str, confirm: bool) -> tuple[int, str]:
         try:
             tx = transaction_reprocess(trans_id=trans_id, actor=actor, reason=reason)
         except TransientProcessingError:
@@ -71,11 +71,19 @@ def reprocess(request: HttpRequest, trans_id: str) -> HttpResponse:
 def assign(request: HttpRequest, trans_id: str) -> HttpResponse:
     def perform(actor: Actor, *, loan_number: str, reason: str, confirm: bool) -> tuple[int, str]:
         loan_number = loan_number.strip()
-        # Officers may move money only onto loans of their own portfolio.
-        if not Loan.objects.visible_to(request.user).filter(loan_number=loan_number).exists():
+        # Staff type loan numbers in any case (as in the admin's AssignToLoanForm); the service gets
+        # the number as stored. Officers may move money only onto loans of their own portfolio.
+        stored = (
+            Loan.objects.visible_to(request.user)
+            .filter(loan_number__iexact=loan_number)
+            .order_by("id")
+            .values_list("loan_number", flat=True)
+            .first()
+        )
+        if stored is None:
             raise NotFound(f"no loan numbered {loan_number}")
-        tx = transaction_assign(trans_id=trans_id, loan_number=loan_number, actor=actor, reason=reason)
-        return _outcome(tx, f"assigned to {loan_number}")
+        tx = transaction_assign(trans_id=trans_id, loan_number=stored, actor=actor, reason=reason)
+        return _outcome(tx, f"assigned to {stored}")
 
     return _act(request, trans_id, AssignForm, perform)
 

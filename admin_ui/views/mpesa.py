@@ -27,6 +27,11 @@ def mask_secret(value: str) -> str:
     return f"••••••••{tail} ({len(value)} characters)"
 
 
+def set_or_not(value: str) -> str:
+    """Whether a credential is there, and nothing about it."""
+    return "set" if value else "not set"
+
+
 def _active_config() -> MpesaConfiguration | None:
     try:
         return MpesaConfiguration.get_active_config()
@@ -49,8 +54,12 @@ def configuration(request: HttpRequest) -> HttpResponse:
     context: dict = {"config": config}
     if config is not None:
         context.update(
-            consumer_key=mask_secret(config.consumer_key),
-            consumer_secret=mask_secret(config.consumer_secret),
+            # Admins may tell two keys apart by their last characters; the secret shows nothing, and
+            # officers, who cannot change either, only learn whether they are there.
+            consumer_key=(
+                mask_secret(config.consumer_key) if request.user.is_admin else set_or_not(config.consumer_key)
+            ),
+            consumer_secret=set_or_not(config.consumer_secret),
             validation_url=_callback_url_for(request.user, config, "validation"),
             confirmation_url=_callback_url_for(request.user, config, "confirmation"),
             registration=(
@@ -83,6 +92,9 @@ def configuration_register(request: HttpRequest) -> HttpResponse:
 @staff_member_required
 @require_http_methods(["GET", "POST"])
 def test_payment(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_admin:
+        # The account number can be any loan: an officer could post test money into other portfolios.
+        return render(request, "admin_ui/test_payment_refused.html", status=403)
     config = _active_config()
     form = SimulatedPaymentForm(request.POST or None)
     if request.method == "POST" and config is None:

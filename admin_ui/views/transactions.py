@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -16,10 +16,11 @@ from django.views.decorators.http import require_GET
 from admin_ui.forms import AssignForm, ReprocessForm, ReverseForm, ReviewForm, TransactionFilterForm
 from core.exceptions import HavenError, NotFound
 from core.logfilters import mask_phone_numbers
-from core.models import AuditEvent, User
+from core.models import User
 from payments.filters import transaction_get, transactions_filter, transactions_for_user
 from payments.models import Allocation, MpesaTransaction
 from payments.parsing import NAIROBI
+from payments.selectors import transaction_audit_events
 from payments.services.actions import REPROCESSABLE
 
 PAGE_SIZE = 50
@@ -38,7 +39,6 @@ CSV_HEADER = (
 )
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-POSTING_ACTIONS = ("repayment.posted", "repayment.reversed")
 
 
 def visible_transaction(user: User, trans_id: str) -> MpesaTransaction:
@@ -147,18 +147,6 @@ def payload_for_staff(tx: MpesaTransaction) -> str:
     return mask_phone_numbers(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def audit_trail(tx: MpesaTransaction) -> QuerySet:
-    """Events about this payment, and the loan postings and reversals that carry its receipt number."""
-    return (
-        AuditEvent.objects.filter(
-            Q(object_type=MpesaTransaction._meta.model_name, object_id=str(tx.pk))
-            | Q(action__in=POSTING_ACTIONS, data__reference=tx.trans_id)
-        )
-        .select_related("loan")
-        .order_by("created_at", "id")
-    )
-
-
 @staff_member_required
 @require_GET
 def transaction_detail(request: HttpRequest, trans_id: str) -> HttpResponse:
@@ -170,7 +158,10 @@ def transaction_detail(request: HttpRequest, trans_id: str) -> HttpResponse:
             "tx": tx,
             "payload": payload_for_staff(tx),
             "allocations": list(tx.allocations.all()),
-            "events": audit_trail(tx),
+            "events": transaction_audit_events(tx),
+            # Only a payment still waiting has a next attempt; for the others the field is history.
+            "waiting": tx.status == MpesaTransaction.Status.RECEIVED,
+            "callback": tx.callback,
             "can_reprocess": tx.status in REPROCESSABLE,
             "can_assign": tx.status != MpesaTransaction.Status.REVERSED,
             "can_review": tx.reviewed_at is None,

@@ -3,9 +3,10 @@ them (reprocess, assign to a loan, mark reviewed, reverse), each a service calle
 of staff as the actor. Officers see their own portfolio's payments only."""
 
 from django.contrib import admin, messages
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from core.actors import Actor
@@ -18,6 +19,7 @@ from payments.admin.base import form_page, money, selected_one
 from payments.filters import transactions_filter
 from payments.forms import AssignToLoanForm, ReverseForm, ReviewNoteForm
 from payments.models import Allocation, CallbackRequest, MpesaTransaction
+from payments.selectors import transaction_audit_events
 from payments.services import (
     TransientProcessingError,
     transaction_assign,
@@ -158,14 +160,10 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="events")
     def audit_trail(self, tx: MpesaTransaction) -> str:
-        events = AuditEvent.objects.filter(
-            Q(object_type=MpesaTransaction._meta.model_name, object_id=str(tx.pk))
-            | Q(action__startswith="repayment.", data__reference=tx.trans_id)
-            | Q(action__startswith="credit.", data__reference=tx.trans_id)
-        ).order_by("created_at", "id")
         rows = [
             (
-                f"{event.created_at:%Y-%m-%d %H:%M:%S}",
+                # Local time, named: staff read these against SMS receipts, which are in Nairobi time.
+                f"{timezone.localtime(event.created_at):%Y-%m-%d %H:%M:%S %Z}",
                 event.action,
                 mask_phone(event.actor_label)
                 if event.actor_type == AuditEvent.ActorType.BORROWER
@@ -173,7 +171,7 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 money(event.amount),
                 event.reason,
             )
-            for event in events
+            for event in transaction_audit_events(tx)
         ]
         if not rows:
             return "—"

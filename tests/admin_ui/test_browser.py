@@ -3,7 +3,8 @@ live server with the Daraja emulator mounted, so a test payment travels the whol
 simulate -> emulator -> validation and confirmation callbacks -> processing) over real HTTP.
 
 Needs ``/usr/bin/chromium`` (``apt-get install chromium``; never ``playwright install``) and the
-``playwright`` package; skipped with the reason otherwise. Screenshots go to artifacts/screenshots/.
+``playwright`` package; skipped with the reason otherwise. Screenshots go to artifacts/screenshots/
+(or to $SCREENSHOT_DIR).
 """
 
 import datetime
@@ -34,7 +35,11 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PASSWORD = "pass-word-123"  # set by the staff factories
-SCREENSHOTS = Path(django_settings.BASE_DIR) / "artifacts" / "screenshots"
+SCREENSHOTS = Path(
+    os.environ.get("SCREENSHOT_DIR") or Path(django_settings.BASE_DIR) / "artifacts" / "screenshots"
+)
+PHONE = {"width": 360, "height": 800}
+DESKTOP = {"width": 1280, "height": 800}
 WAIT_MS = 10_000  # every wait is bounded; a payment through the emulator takes well under a second
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -91,22 +96,36 @@ def loan(emulator) -> Loan:
 
 
 @pytest.fixture
-def page(browser, live_server, emulator):
-    """A phone-sized browser tab, logged in as an admin through the real admin login form."""
+def open_tab(browser, live_server, emulator):
+    """``open_tab(viewport)``: a browser tab of that size, logged in as an admin through the real
+    admin login form, on the dashboard."""
     admin = AdminFactory(username="boss")
-    context = browser.new_context(viewport={"width": 360, "height": 740})
-    tab = context.new_page()
-    tab.set_default_timeout(WAIT_MS)
-    tab.set_default_navigation_timeout(WAIT_MS)
-    login_page = tab.goto(f"{live_server.url}/payments/dashboard/")
-    assert "/admin/login/?next=/payments/dashboard/" in tab.url
-    assert login_page.ok, f"the admin login page answered HTTP {login_page.status}"
-    tab.fill("#id_username", admin.username)
-    tab.fill("#id_password", PASSWORD)
-    tab.click("input[type=submit]")
-    expect(tab.get_by_role("heading", name="Payments dashboard")).to_be_visible()
-    yield tab
-    context.close()
+    contexts = []
+
+    def open_tab(viewport: dict):
+        context = browser.new_context(viewport=viewport)
+        contexts.append(context)
+        tab = context.new_page()
+        tab.set_default_timeout(WAIT_MS)
+        tab.set_default_navigation_timeout(WAIT_MS)
+        login_page = tab.goto(f"{live_server.url}/payments/dashboard/")
+        assert "/admin/login/?next=/payments/dashboard/" in tab.url
+        assert login_page.ok, f"the admin login page answered HTTP {login_page.status}"
+        tab.fill("#id_username", admin.username)
+        tab.fill("#id_password", PASSWORD)
+        tab.click("input[type=submit]")
+        expect(tab.get_by_role("heading", name="Payments dashboard")).to_be_visible()
+        return tab
+
+    yield open_tab
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(open_tab):
+    """A phone-sized tab (360 px wide), logged in as an admin."""
+    return open_tab({"width": 360, "height": 740})
 
 
 def stored_payment(config: MpesaConfiguration, trans_id: str, **fields) -> MpesaTransaction:
@@ -133,6 +152,44 @@ def screenshot(page, name: str) -> Path:
 def outstanding(loan: Loan) -> D:
     loan.refresh_from_db()
     return loan.outstanding
+
+
+def posts_while(page, action) -> list[str]:
+    """The URLs the page POSTed to while ``action()`` ran (and shortly after)."""
+    posted: list[str] = []
+
+    def record(request) -> None:
+        if request.method == "POST":
+            posted.append(request.url)
+
+    page.on("request", record)
+    try:
+        action()
+        page.wait_for_timeout(300)  # a submission would have started by now
+    finally:
+        page.remove_listener("request", record)
+    return posted
+
+
+def off_screen(page, selector: str) -> list[str]:
+    """Every element matching ``selector`` that is not wholly visible across: inside the window's
+    width and inside every box that clips it (a scrolling table's box, the chart's SVG), described."""
+    return page.evaluate(
+        """(selector) => [...document.querySelectorAll(selector)].flatMap((element) => {
+            const box = element.getBoundingClientRect();
+            let left = 0, right = window.innerWidth;
+            for (let parent = element.parentElement; parent; parent = parent.parentElement) {
+                if (getComputedStyle(parent).overflowX === "visible") continue;
+                const clip = parent.getBoundingClientRect();
+                left = Math.max(left, clip.left + parent.clientLeft);
+                right = Math.min(right, clip.left + parent.clientLeft + (parent.clientWidth || clip.width));
+            }
+            const inside = box.width > 0 && box.left >= left - 0.5 && box.right <= right + 0.5;
+            return inside ? [] : [`${element.id || element.textContent.trim().slice(0, 30)}: `
+                + `${box.left.toFixed(0)}..${box.right.toFixed(0)} not inside ${left.toFixed(0)}..${right.toFixed(0)}`];
+        })""",
+        selector,
+    )
 
 
 def test_dashboard_fits_a_phone_screen(page, emulator, loan):
@@ -197,6 +254,11 @@ def test_reprocess_a_failed_payment(page, live_server, emulator, loan):
     page.goto(f"{live_server.url}/payments/transactions/QFAILED001/")
     expect(page.locator("#tx-status")).to_have_text("Failed")
 
+    # Reprocessing posts money: without the confirmation the browser does not even send the form.
+    assert posts_while(page, lambda: page.click("#reprocess-form button[type=submit]")) == []
+    assert page.evaluate("document.querySelector('#id_reprocess-confirm').validity.valueMissing")
+    expect(page.locator("#tx-status")).to_have_text("Failed")
+    page.check("#id_reprocess-confirm")
     page.click("#reprocess-form button[type=submit]")
 
     expect(page.locator(".message.success")).to_have_text("QFAILED001 reprocessed: processed.")
@@ -216,8 +278,10 @@ def test_assign_an_unmatched_payment_to_a_loan(page, live_server, emulator, loan
     page.fill("#id_assign-loan_number", "LOAN-000101")
     page.fill("#id_assign-reason", "payer called the branch")
 
-    # Without the confirmation the browser itself refuses to submit (a required checkbox, no JS).
-    page.click("#assign-form button[type=submit]")
+    # Without the confirmation the browser itself refuses to submit (a required checkbox, no JS):
+    # no request leaves the page, and the checkbox is what the browser complains about.
+    assert posts_while(page, lambda: page.click("#assign-form button[type=submit]")) == []
+    assert page.evaluate("document.querySelector('#id_assign-confirm').validity.valueMissing")
     expect(page.locator(".messages")).to_have_count(0)
     expect(page.locator("#tx-status")).to_have_text("Unmatched")
     page.check("#id_assign-confirm")
@@ -227,3 +291,63 @@ def test_assign_an_unmatched_payment_to_a_loan(page, live_server, emulator, loan
     expect(page.locator("#tx-status")).to_have_text("Processed")
     expect(page.locator("#allocations tbody tr").first).to_contain_text("4,300.00")
     assert outstanding(loan) == D("4300.00")
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone-360", "desktop-1280"])
+def test_dashboard_and_list_show_what_matters_without_scrolling_sideways(
+    open_tab, live_server, emulator, viewport
+):
+    today = timezone.localdate()
+    borrower = BorrowerFactory(full_name="Wanjiru Kamau Njeri-Otieno", phones=["+254722000000"])
+    LoanFactory(borrower=borrower, loan_number="LOAN-000101", principal_disbursed=D("900000.00"))
+    for days_ago in range(0, 30, 3):
+        trans_id = f"QWIDE{days_ago:05d}"
+        noon = datetime.datetime.combine(
+            today - datetime.timedelta(days=days_ago), datetime.time(12), NAIROBI
+        )
+        # Large amounts and long names: the widest figures the tables will hold.
+        stored_payment(
+            emulator, trans_id, trans_time=noon, amount=D("125000.00"), bill_reference="LOAN-000101"
+        )
+        transaction_process(trans_id=trans_id)
+    stored_payment(
+        emulator, "QWIDEUNM01", bill_reference="rent for march", status=MpesaTransaction.Status.UNMATCHED
+    )
+    page = open_tab(viewport)
+    page.reload()
+    width = viewport["width"]
+
+    # The page itself never scrolls sideways.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    # Every period's figures are on screen: stacked on a phone, side by side on a desktop.
+    assert off_screen(page, "table.periods td, table.periods th[scope=row]") == []
+    expect(page.locator("#last_30_days-amount")).to_have_text("1,250,000.00")
+    # The chart fits its box (no sideways scrolling), with its legend and both axes on screen.
+    chart_box = page.locator("figure.chart-box")
+    assert chart_box.evaluate("(box) => box.scrollWidth <= box.clientWidth")
+    assert off_screen(page, "svg.chart, svg.chart text.chart-axis, .chart-legend li") == []
+    expect(page.locator(".chart-legend")).to_contain_text("Amount per day (KES, left axis)")
+    # Labels stay readable at phone size (the drawing is scaled down there).
+    label_height = page.locator("svg.chart text.chart-axis").first.evaluate(
+        "(text) => text.getBoundingClientRect().height"
+    )
+    assert label_height >= 10, label_height
+    # In the most recent payments, receipt, amount and status come first and are on screen.
+    first_cells = "table.payments tbody td:nth-child(-n+3)"
+    assert off_screen(page, first_cells) == []
+    screenshot(page, f"dashboard-{width}.png")
+
+    page.goto(f"{live_server.url}/payments/transactions/")
+    assert page.locator("table.payments thead th").all_inner_texts()[:3] == [
+        "Receipt",
+        "Amount (KES)",
+        "Status",
+    ]
+    assert off_screen(page, first_cells) == []
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(page, f"transactions-{width}.png")
+
+    page.goto(f"{live_server.url}/payments/transactions/QWIDEUNM01/")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert off_screen(page, "#reprocess-form, #assign-form, #attempts") == []
+    screenshot(page, f"transaction-{width}.png")

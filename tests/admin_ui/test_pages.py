@@ -91,7 +91,7 @@ PAGES = [
     ("admin_ui:test-payment", {}),
 ]
 POSTS = [
-    ("admin_ui:transaction-reprocess", {"trans_id": "QNONE00001"}, {}),
+    ("admin_ui:transaction-reprocess", {"trans_id": "QNONE00001"}, {"reprocess-confirm": "on"}),
     ("admin_ui:transaction-assign", {"trans_id": "QNONE00001"}, {"assign-loan_number": "LOAN-000101"}),
     ("admin_ui:transaction-review", {"trans_id": "QNONE00001"}, {}),
     ("admin_ui:transaction-reverse", {"trans_id": "QNONE00001"}, {"reverse-reason": "x"}),
@@ -147,12 +147,31 @@ def test_officer_sees_only_their_portfolio(officer_client, payments):
     assert [row[0] for row in rows[1:]] == ["QOWN000001"]
 
 
-def test_officer_cannot_act_on_a_payment_outside_their_portfolio(officer_client, payments):
-    response = officer_client.post(action_url("review", "QOTH000001"), {"review-note": "mine now"})
+ACTIONS = {
+    "reprocess": {"reprocess-reason": "mine now", "reprocess-confirm": "on"},
+    "assign": {"assign-loan_number": "LOAN-000101", "assign-reason": "mine now", "assign-confirm": "on"},
+    "review": {"review-note": "mine now"},
+    "reverse": {"reverse-reason": "mine now", "reverse-confirm": "on"},
+}
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_officer_cannot_act_on_a_payment_outside_their_portfolio(
+    officer_client, make_payment, other_borrower, other_loan, own_loan, action
+):
+    # Failed, unreviewed, of the other officer's borrower: every action would otherwise apply.
+    make_payment(
+        "QOTHFAIL01", bill_reference="LOAN-000201", borrower=other_borrower, status=Status.FAILED, attempts=1
+    )
+
+    response = officer_client.post(action_url(action, "QOTHFAIL01"), ACTIONS[action])
 
     assert response.status_code == 404
-    payments.other.refresh_from_db()
-    assert payments.other.reviewed_at is None
+    tx = MpesaTransaction.objects.get(trans_id="QOTHFAIL01")
+    assert (tx.status, tx.reviewed_at, tx.attempts, tx.notes) == (Status.FAILED, None, 1, [])
+    assert not Allocation.objects.exists()
+    assert (outstanding(own_loan), outstanding(other_loan)) == (D("5000.00"), D("8000.00"))
+    assert not AuditEvent.objects.filter(actor_type="staff").exists()
 
 
 def test_admin_sees_every_payment(admin_client, payments):
@@ -173,7 +192,9 @@ def test_reprocess_posts_a_failed_payment(admin_client, admin_user, make_payment
         "QFAIL00001", bill_reference="LOAN-000101", status=Status.FAILED, attempts=1, last_error="boom"
     )
 
-    response = admin_client.post(action_url("reprocess", "QFAIL00001"), {"reprocess-reason": "fixed"})
+    response = admin_client.post(
+        action_url("reprocess", "QFAIL00001"), {"reprocess-reason": "fixed", "reprocess-confirm": "on"}
+    )
 
     assert response.status_code == 302 and response["Location"] == detail_url("QFAIL00001")
     assert page_messages(response) == ["QFAIL00001 reprocessed: processed."]
@@ -184,8 +205,27 @@ def test_reprocess_posts_a_failed_payment(admin_client, admin_user, make_payment
     assert (event.actor_user, event.reason, event.data["status_before"]) == (admin_user, "fixed", "failed")
 
 
+def test_reprocessing_asks_for_confirmation(admin_client, make_payment, own_loan):
+    make_payment("QFAIL00001", bill_reference="LOAN-000101", status=Status.FAILED, attempts=1)
+    page = admin_client.get(detail_url("QFAIL00001")).content.decode()
+
+    response = admin_client.post(action_url("reprocess", "QFAIL00001"), {"reprocess-reason": "sure"})
+
+    # The browser asks first (a required checkbox); the server checks again.
+    reprocess_form = page.split('id="reprocess-form"')[1].split("</form>")[0]
+    assert re.search(
+        r'<input type="checkbox" name="reprocess-confirm" required id="id_reprocess-confirm">', reprocess_form
+    )
+    assert response.status_code == 302
+    assert page_messages(response) == ["Tick “I confirm” to reprocess the payment."]
+    tx = MpesaTransaction.objects.get(trans_id="QFAIL00001")
+    assert (tx.status, tx.attempts) == (Status.FAILED, 1)
+    assert outstanding(own_loan) == D("5000.00")
+    assert not AuditEvent.objects.filter(action="mpesa.reprocessed").exists()
+
+
 def test_reprocessing_a_processed_payment_is_refused_with_a_message(admin_client, payments, own_loan):
-    response = admin_client.post(action_url("reprocess", "QOWN000001"))
+    response = admin_client.post(action_url("reprocess", "QOWN000001"), {"reprocess-confirm": "on"})
 
     assert response.status_code == 302
     assert page_messages(response) == [
@@ -215,6 +255,30 @@ def test_assign_an_unmatched_payment_to_a_loan(admin_client, admin_user, payment
     assert AuditEvent.objects.get(action="mpesa.assigned").reason == "called the payer"
 
 
+@pytest.mark.parametrize("typed", ["loan-000101", "  Loan-000101\t", "LOAN-000101"])
+def test_assign_takes_the_loan_number_in_any_case(admin_client, payments, own_loan, typed):
+    response = admin_client.post(
+        action_url("assign", "QNONE00001"), {"assign-loan_number": typed, "assign-confirm": "on"}
+    )
+
+    assert page_messages(response) == ["QNONE00001 assigned to LOAN-000101: processed."]
+    tx = MpesaTransaction.objects.get(trans_id="QNONE00001")
+    assert (tx.status, tx.borrower_id) == (Status.PROCESSED, own_loan.borrower_id)
+    assert [(a.loan_id, a.amount) for a in tx.allocations.all()] == [(own_loan.pk, D("1000.00"))]
+    assert outstanding(own_loan) == D("3000.00")
+
+
+@pytest.mark.parametrize("typed", ["LOAN-00010", "LOAN-0001011", "LOAN 000101", "000101"])
+def test_assign_wants_the_whole_loan_number(admin_client, payments, own_loan, typed):
+    response = admin_client.post(
+        action_url("assign", "QNONE00001"), {"assign-loan_number": typed, "assign-confirm": "on"}
+    )
+
+    assert page_messages(response) == [f"no loan numbered {typed}"]
+    assert MpesaTransaction.objects.get(trans_id="QNONE00001").status == Status.UNMATCHED
+    assert outstanding(own_loan) == D("4000.00")
+
+
 def test_assigning_asks_for_confirmation(admin_client, payments, own_loan):
     response = admin_client.post(
         action_url("assign", "QNONE00001"), {"assign-loan_number": "LOAN-000101", "assign-reason": "sure"}
@@ -235,12 +299,13 @@ def test_assigning_to_an_unknown_loan_is_a_message(admin_client, payments):
     assert not Allocation.objects.filter(transaction__trans_id="QNONE00001").exists()
 
 
-def test_officer_cannot_assign_to_a_loan_outside_their_portfolio(officer_client, payments, other_loan):
+@pytest.mark.parametrize("typed", ["LOAN-000201", "loan-000201"])
+def test_officer_cannot_assign_to_a_loan_outside_their_portfolio(officer_client, payments, other_loan, typed):
     response = officer_client.post(
-        action_url("assign", "QOWN000001"), {"assign-loan_number": "LOAN-000201", "assign-confirm": "on"}
+        action_url("assign", "QOWN000001"), {"assign-loan_number": typed, "assign-confirm": "on"}
     )
 
-    assert page_messages(response) == ["no loan numbered LOAN-000201"]
+    assert page_messages(response) == [f"no loan numbered {typed}"]
     assert outstanding(other_loan) == D("7000.00")  # only its own payment QOTH000001
     assert MpesaTransaction.objects.get(trans_id="QOWN000001").match_strategy == "bill_reference"
 
@@ -316,9 +381,24 @@ def test_actions_need_the_csrf_token(admin_user, payments):
     assert MpesaTransaction.objects.get(trans_id="QNONE00001").reviewed_at is not None
 
 
-def test_actions_are_post_only(admin_client, payments):
-    assert admin_client.get(action_url("reprocess", "QNONE00001")).status_code == 405
-    assert MpesaTransaction.objects.get(trans_id="QNONE00001").status == Status.UNMATCHED
+@pytest.mark.parametrize("action", ACTIONS)
+def test_actions_are_post_only(admin_client, payments, own_loan, action):
+    response = admin_client.get(action_url(action, "QNONE00001"), ACTIONS[action])
+
+    assert response.status_code == 405
+    tx = MpesaTransaction.objects.get(trans_id="QNONE00001")
+    assert (tx.status, tx.reviewed_at, tx.allocations.count()) == (Status.UNMATCHED, None, 0)
+    assert outstanding(own_loan) == D("4000.00")
+    assert not AuditEvent.objects.filter(actor_type="staff").exists()
+
+
+def test_registering_is_post_only(admin_client, mpesa_config, fake_daraja):
+    response = admin_client.get(reverse("admin_ui:configuration-register"))
+
+    assert response.status_code == 405
+    assert fake_daraja.calls == []
+    mpesa_config.refresh_from_db()
+    assert mpesa_config.last_registration_at is None
 
 
 # --- The payment page -----------------------------------------------------------------------------
@@ -359,6 +439,82 @@ def test_payment_page_shows_payload_notes_allocations_and_audit(
     assert f"staff {admin_user.username}" in audit and "looked" in audit
     assert 'id="reprocess-form"' not in html  # processed: nothing to reprocess
     assert 'id="review-form"' not in html  # already reviewed
+
+
+def audit_rows(html: str) -> list[list[str]]:
+    """The payment page's audit trail: the text of each row's cells."""
+    body = html.split('id="audit"')[1].split("</tbody>")[0]
+    return [
+        [re.sub(r"\s+", " ", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        for row in re.findall(r"<tr>(.*?)</tr>", body.split("<tbody>")[1], re.S)
+    ]
+
+
+def test_audit_trail_includes_the_credit_an_overpayment_left(admin_client, make_payment, own_loan):
+    # 6,000 on a loan owing 5,000: the loan is paid off and 1,000 is held as the borrower's credit.
+    make_payment("QOVER00001", amount="6000.00", bill_reference="LOAN-000101", process=True)
+
+    html = admin_client.get(detail_url("QOVER00001")).content.decode()
+
+    rows = audit_rows(html)
+    assert [(row[1], row[3], row[4]) for row in rows] == [
+        ("repayment.posted", "5,000.00", "LOAN-000101"),
+        ("credit.added", "1,000.00", "—"),
+    ]
+
+
+def test_audit_trail_times_are_nairobi_time(admin_client, make_payment, own_loan):
+    make_payment("QTIME00001", bill_reference="LOAN-000101", process=True)
+    AuditEvent.objects.filter(data__reference="QTIME00001").update(
+        created_at=datetime.datetime(2026, 3, 10, 21, 30, 5, tzinfo=datetime.UTC)
+    )
+
+    rows = audit_rows(admin_client.get(detail_url("QTIME00001")).content.decode())
+
+    assert [row[0] for row in rows] == ["2026-03-11 00:30:05"]
+
+
+def test_a_waiting_payment_shows_its_next_attempt_and_its_callback(admin_client, mpesa_config, make_payment):
+    callback = CallbackRequest.objects.create(
+        kind="confirmation",
+        config=mpesa_config,
+        body="{}",
+        outcome=CallbackRequest.Outcome.ACCEPTED,
+        result_code="0",
+        error="queued, not processed: OperationalError: database is locked",
+    )
+    make_payment(
+        "QWAIT00001",
+        callback=callback,
+        attempts=2,
+        next_attempt_at=datetime.datetime(2026, 3, 10, 9, 15, tzinfo=datetime.UTC),
+        last_error="OperationalError: database is locked",
+        notes=["attempt 1 failed: OperationalError: deadlock detected"],
+    )
+
+    html = admin_client.get(detail_url("QWAIT00001")).content.decode()
+
+    attempts = html.split('id="attempts"')[1].split("</dl>")[0]
+    assert figure(attempts, "attempt-count") == "2"
+    assert figure(attempts, "next-attempt") == "2026-03-10 12:15:00"  # Nairobi time
+    assert '<code class="error-text">OperationalError: database is locked</code>' in attempts
+    assert re.search(
+        rf"Confirmation #{callback.pk}, .*: <strong>Accepted</strong> \(result code 0\)", attempts
+    )
+    assert (
+        'id="callback-error"><code class="error-text">'
+        "queued, not processed: OperationalError: database is locked</code>"
+    ) in attempts
+    notes = html.split('class="notes"')[1].split("</ol>")[0]
+    assert "attempt 1 failed: OperationalError: deadlock detected" in notes
+
+
+def test_a_settled_payment_has_no_next_attempt(admin_client, payments):
+    html = admin_client.get(detail_url("QOWN000001")).content.decode()
+
+    attempts = html.split('id="attempts"')[1].split("</dl>")[0]
+    assert 'id="next-attempt"' not in attempts and 'id="callback-error"' not in attempts
+    assert "none stored (entered another way)" in attempts
 
 
 # --- The list: filters and pages ------------------------------------------------------------------
@@ -534,7 +690,8 @@ def test_csv_rows_mask_phones_and_defuse_formulas(admin_client, make_payment, ow
             "",
             "2547*****000",
             "",
-            f"sha256:{msisdn_hash(OWN_PHONE)[:10]}...",
+            # The column shows the number as every staff page does (how is the model's business).
+            MpesaTransaction.objects.get(trans_id="QCSV000002").msisdn_display,
             "",
         ],
         [
@@ -551,7 +708,7 @@ def test_csv_rows_mask_phones_and_defuse_formulas(admin_client, make_payment, ow
         ],
         ["QCSV000003", "2026-03-09T23:30:00+03:00", "1000.00", "received", "", "", "'-2+3", "", "", ""],
     ]
-    assert "254722000000" not in json.dumps(rows)
+    assert "254722000000" not in json.dumps(rows) and msisdn_hash(OWN_PHONE) not in json.dumps(rows)
 
 
 def test_csv_with_invalid_filters_goes_back_to_the_list(admin_client):
@@ -624,9 +781,41 @@ def test_dashboard_figures_for_an_officer(officer_client, known_days):
     assert figure(html, "today-processing") == "150 ms"
     assert re.search(r'id="needing-attention">\s*<span class="big">2</span>', html)
     assert re.search(r'id="pending">\s*<span class="big">1</span>', html)
+    assert (figure(html, "unmatched-count"), figure(html, "failed-count")) == ("1", "1")
     assert 'href="/payments/transactions/?status=failed"' in html
     assert 'href="/payments/transactions/?status=unmatched"' in html
     assert "QDASH00007" not in html
+
+
+def test_dashboard_cards_count_only_what_needs_people(admin_client, known_days, make_payment, own_borrower):
+    mine = {"borrower": own_borrower}
+    make_payment("QDASH00008", status=Status.UNMATCHED, **mine)
+    make_payment("QDASH00009", status=Status.UNMATCHED, reviewed_at=timezone.now(), **mine)  # seen to
+    make_payment("QDASH00010", status=Status.FAILED, **mine)
+    make_payment("QDASH00011", status=Status.FAILED, **mine)
+
+    html = admin_client.get(reverse("admin_ui:dashboard")).content.decode()
+
+    assert (figure(html, "unmatched-count"), figure(html, "failed-count")) == ("2", "3")
+    assert re.search(r'id="needing-attention">\s*<span class="big">5</span>', html)
+
+
+def test_dashboard_without_payments_counts_zero(admin_client):
+    html = admin_client.get(reverse("admin_ui:dashboard")).content.decode()
+
+    assert (figure(html, "unmatched-count"), figure(html, "failed-count")) == ("0", "0")
+
+
+def test_payment_tables_show_amount_and_status_right_after_the_receipt(admin_client, payments):
+    for url in (reverse("admin_ui:dashboard"), reverse("admin_ui:transaction-list")):
+        html = admin_client.get(url).content.decode()
+        table = html.split('<table class="payments">')[1]
+        headers = re.findall(r"<th[^>]*>([^<]*)</th>", table.split("</thead>")[0])
+        assert headers[:3] == ["Receipt", "Amount (KES)", "Status"], url
+        first_row = re.findall(r"<td[^>]*>(.*?)</td>", table.split("<tbody>")[1].split("</tr>")[0], re.S)
+        assert first_row[0].endswith(">QNONE00001</a>"), url  # the newest
+        assert first_row[1] == "1,000.00", url
+        assert first_row[2] == '<span class="status status-unmatched">Unmatched</span>', url
 
 
 def test_dashboard_chart_and_recent_payments_for_an_admin(admin_client, known_days, make_payment):
@@ -636,7 +825,8 @@ def test_dashboard_chart_and_recent_payments_for_an_admin(admin_client, known_da
     html = admin_client.get(reverse("admin_ui:dashboard")).content.decode()
 
     assert figure(html, "today-count") == "4" and figure(html, "today-amount") == "10,900.00"
-    chart = html[html.index('<svg class="chart"') : html.index("</svg>")]
+    start = html.index('<svg class="chart"')
+    chart = html[start : html.index("</svg>", start)]
     assert chart.count('<rect class="chart-bar"') == 30 and chart.count('<circle class="chart-dot"') == 30
     assert f"<title>{known_days:%a %d %b %Y}: 4 payments, KES 10,900.00</title>" in chart
     assert re.findall(r'href="/payments/transactions/([A-Z0-9]+)/"', html) == [
@@ -660,6 +850,27 @@ def test_chart_scales_and_escapes():
     assert nice_ceiling(D("1234.50")) == D("2000") and nice_ceiling(0) == D("1")
     assert "<title>Sun 15 Mar 2026: 3 payments, KES 1,234.50</title>" in svg
     assert 'height="0.0"' not in svg  # a day with payments has a visible bar
+
+
+class MarkupDay(datetime.date):
+    """A day that writes itself as markup, however it is formatted: it stands for any text the
+    chart puts in a label or a title."""
+
+    def __format__(self, spec: str) -> str:
+        return "<script>alert(1)</script>&amp;"
+
+
+def test_chart_escapes_its_labels_and_titles():
+    days = [MarkupDay(2026, 3, 15), MarkupDay(2026, 3, 16)]
+
+    svg = str(daily_volume_svg([{"date": day, "count": 1, "amount": D("10.00")} for day in days]))
+
+    assert "<script" not in svg
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;&amp;amp;"
+    # The chart's title ("<first> to <last>"), each bar's and each dot's title, and the last day's label.
+    assert svg.count(escaped) == 2 + 2 + 2 + 1
+    assert f'<title id="daily-chart-title">Payments per day, {escaped} to {escaped}</title>' in svg
+    assert f'class="chart-axis">16 {escaped}</text>' in svg  # "16 Mar" with markup for the month
 
 
 # --- Configuration and test payment ---------------------------------------------------------------
@@ -699,7 +910,10 @@ def test_configuration_page_masks_the_credentials(admin_client, mpesa_config):
     html = admin_client.get(reverse("admin_ui:configuration")).content.decode()
 
     assert mpesa_config.consumer_key not in html and mpesa_config.consumer_secret not in html
-    assert "••••••••6789 (32 characters)" in html
+    assert figure(html, "consumer-key") == "••••••••6789 (32 characters)"
+    # Nothing of the secret: not its end, not its length.
+    assert figure(html, "consumer-secret") == "set"
+    assert "3210" not in html and "35 characters" not in html
     assert mpesa_config.validation_url in html and mpesa_config.confirmation_url in html
     assert 'id="register-form"' in html
 
@@ -708,8 +922,18 @@ def test_officers_see_neither_the_callback_token_nor_the_register_button(officer
     html = officer_client.get(reverse("admin_ui:configuration")).content.decode()
 
     assert mpesa_config.callback_token not in html and mpesa_config.consumer_key not in html
+    assert (figure(html, "consumer-key"), figure(html, "consumer-secret")) == ("set", "set")
+    assert "6789" not in html and "3210" not in html and "characters)" not in html
     assert "https://pay.haven.example/payments/c2b/••••••••/validation/" in html
     assert 'id="register-form"' not in html
+
+
+def test_credentials_that_are_missing_say_so(admin_client, mpesa_config):
+    MpesaConfiguration.objects.filter(pk=mpesa_config.pk).update(consumer_key="", consumer_secret="")
+
+    html = admin_client.get(reverse("admin_ui:configuration")).content.decode()
+
+    assert (figure(html, "consumer-key"), figure(html, "consumer-secret")) == ("not set", "not set")
 
 
 def test_configuration_page_without_a_configuration(admin_client):
@@ -801,3 +1025,24 @@ def test_test_payment_is_refused_in_production(admin_client, mpesa_config, fake_
         "Nothing was sent: M-Pesa has no simulation in production: pay from a real phone instead"
     ]
     assert fake_daraja.calls == [] and not MpesaTransaction.objects.exists()
+
+
+def test_officers_may_not_make_test_payments(officer_client, mpesa_config, fake_daraja):
+    url = reverse("admin_ui:test-payment")
+
+    page = officer_client.get(url)
+    response = officer_client.post(url, {"phone": OWN_PHONE, "amount": "150", "account": "LOAN-000201"})
+
+    for answer in (page, response):
+        assert answer.status_code == 403
+        html = answer.content.decode()
+        assert 'id="admins-only"' in html and "Only an admin may make test payments" in html
+        assert 'id="test-payment-form"' not in html
+    assert fake_daraja.calls == [] and not MpesaTransaction.objects.exists()
+
+
+def test_the_test_payment_link_is_for_admins_only(officer_client, admin_client):
+    link = f'href="{reverse("admin_ui:test-payment")}"'
+
+    assert link not in officer_client.get(reverse("admin_ui:dashboard")).content.decode()
+    assert link in admin_client.get(reverse("admin_ui:dashboard")).content.decode()

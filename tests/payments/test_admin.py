@@ -3,7 +3,9 @@ HTTP against the emulator on pytest-django's live server; Daraja's error answers
 httpx.MockTransport injected into the client, as the emulator does not produce them), payment
 corrections end to end, search, officer scoping, and read-only money."""
 
+import datetime
 import json
+import re
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -597,6 +599,27 @@ def test_change_page_shows_notes_allocations_callback_and_audit_trail(admin_clie
     assert f'href="{change_url(callback)}"' in page
     assert "<td>repayment.posted</td>" in page
     assert 'name="amount"' not in page and 'name="trans_id"' not in page
+
+
+def test_audit_trail_lists_credit_movements_in_nairobi_time(admin_client, mpesa_config):
+    make_loan("LOAN-000410", "5000")
+    # 6,000 on a loan owing 5,000: 5,000 posted, 1,000 held as the borrower's credit.
+    tx = transaction_process(
+        trans_id=stored_payment(mpesa_config, bill_reference="LOAN-000410", amount=D("6000.00")).trans_id
+    )
+    AuditEvent.objects.filter(data__reference=tx.trans_id).update(
+        created_at=datetime.datetime(2026, 3, 10, 21, 30, 5, tzinfo=datetime.UTC)
+    )
+
+    page = admin_client.get(change_url(tx)).content.decode()
+
+    trail = page.split("<th>when</th>")[1].split("</table>")[0]
+    rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>.*?</td><td>(.*?)</td>", trail)
+    # 21:30 UTC is half past midnight the next day in Nairobi, and the page says which zone it is.
+    assert rows == [
+        ("2026-03-11 00:30:05 EAT", "repayment.posted", "KES 5,000.00"),
+        ("2026-03-11 00:30:05 EAT", "credit.added", "KES 1,000.00"),
+    ]
 
 
 # --- Transactions: search, scoping, read-only ----------------------------------------------------------
