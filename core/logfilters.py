@@ -1,6 +1,8 @@
-"""Logging filter: a last line of defence that masks any Kenyan phone number in a log record.
+"""Logging: a last line of defence that masks Kenyan phone numbers and callback tokens in what gets written.
 
-Code masks numbers itself (``core.phones.mask_phone``); this catches the one a developer forgets.
+Code masks numbers itself (``core.phones.mask_phone``); this catches the one a developer forgets,
+in messages, in their arguments and in tracebacks, for every logger that reaches the project's
+handler (settings.LOGGING routes Django's and Celery's loggers there too).
 """
 
 import logging
@@ -8,18 +10,29 @@ import re
 
 from core.phones import mask_phone
 
-# +254 / 254 / 0 followed by a 7xx or 1xx mobile number; not inside a longer run of digits or hex.
-_PHONE = re.compile(r"(?<![0-9A-Za-z])(?:\+?254|0)[17]\d{8}(?![0-9A-Za-z])")
+# +254 / %2B254 / 254 / 0 and a 7xx or 1xx mobile number, digit groups maybe split by a space or a
+# dash, or the bare nine digits; never inside a longer run of digits or letters (digests, codes).
+_PHONE = re.compile(
+    r"(?<![0-9A-Za-z])(?:(?:%2B|\+)?254[\s-]?|0)?[17]\d{2}[\s-]?\d{3}[\s-]?\d{3}(?![0-9A-Za-z])"
+)
+
+
+# Callback URLs carry the secret that authenticates Safaricom's calls: /payments/c2b/<token>/...
+_CALLBACK_TOKEN = re.compile(r"(/payments/c2b/)[^/\s?\"']+")
 
 
 def mask_phone_numbers(text: str) -> str:
-    return _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
+    return _PHONE.sub(lambda m: mask_phone(m.group(0).removeprefix("%2B")), text)
 
 
-class MaskPhoneNumbersFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = mask_phone_numbers(message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
+def redact(text: str) -> str:
+    """Phone numbers masked and callback tokens removed: what any log line may show."""
+    return _CALLBACK_TOKEN.sub(r"\1<token>", mask_phone_numbers(text))
+
+
+class MaskingFormatter(logging.Formatter):
+    """Formats as usual, then masks phone numbers and callback tokens in the whole line, traceback
+    included."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))

@@ -43,12 +43,12 @@ def to_money(value: object) -> Decimal:
         raise InvalidAmount(f"amount {value!r} is not a number")
     if not amount.is_finite():
         raise InvalidAmount(f"amount {value!r} is not a number")
+    # Checked before quantize, which cannot represent a huge value ("1e30") at two places.
+    if amount != 0 and amount.adjusted() >= MAX_DIGITS - DECIMAL_PLACES:
+        raise InvalidAmount(f"amount {value!r} is too large")
     if amount != amount.quantize(CENT):
         raise InvalidAmount(f"amount {value!r} has more than two decimal places")
-    amount = amount.quantize(CENT, rounding=ROUND_HALF_UP)
-    if abs(amount) >= Decimal(10) ** (MAX_DIGITS - DECIMAL_PLACES):
-        raise InvalidAmount(f"amount {value!r} is too large")
-    return amount
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def format_money(amount: Decimal) -> str:

@@ -9,6 +9,7 @@ from core.exceptions import InvalidPhoneNumber
 
 _MOBILE_TYPES = {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
 _SEPARATORS = re.compile(r"[\s\-().]")
+_DIGITS_ONLY = re.compile(r"^\+?\d+$")
 
 
 def normalize_phone(raw: str) -> str:
@@ -23,6 +24,10 @@ def normalize_phone(raw: str) -> str:
     text = _SEPARATORS.sub("", raw)
     if text.startswith("00"):
         text = "+" + text[2:]
+    # phonenumbers reads letters as keypad digits and drops trailing text ("0722-OOO-OO8" with the
+    # letter O, "0712345678 ext 12"): a typo must be refused, never become someone else's number.
+    if not _DIGITS_ONLY.match(text):
+        raise InvalidPhoneNumber(f"{_for_message(raw)!r} is not a phone number")
     try:
         number = phonenumbers.parse(text, "KE")
     except phonenumbers.NumberParseException:

@@ -41,6 +41,9 @@ def test_newer_01xx_numbers(raw, expected):
         ("0201234567", "not a Kenyan mobile number"),  # Nairobi landline
         ("+255712345678", "not a Kenyan mobile number"),  # Tanzania
         ("+2547123456789", "not a Kenyan mobile number"),
+        ("0722-OOO-OO8", "not a phone number"),  # letter O: not keypad digits
+        ("0712345678 ext 12", "not a phone number"),
+        ("254 712345678x", "not a phone number"),
     ],
 )
 def test_refuses_what_is_not_a_kenyan_mobile(raw, reason):
