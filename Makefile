@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 run: install ## Migrate, load demo data and serve on http://127.0.0.1:8000 (SQLite unless DATABASE_URL is set)
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
 	$(BIN)/python manage.py setup_mpesa --environment local --consumer-key local-demo \
 		--consumer-secret local-demo --business-short-code 600984 --base-url http://$(HOST):$(PORT)
 	@echo "Pay the demo paybill from another terminal: .venv/bin/python manage.py simulate_c2b --phone 0712345678 --amount 500 --reference LOAN-000101"

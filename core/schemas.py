@@ -72,7 +72,6 @@ class RepaymentOut(Schema):
     amount: Money
     posted_at: datetime
     reference: str
-    kind: Repayment.Kind
     split: SplitOut
     reversed: bool
 

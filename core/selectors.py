@@ -15,7 +15,13 @@ def loan_get_for_user(*, loan_number: str, user: User) -> Loan:
     Raises ``NotFound`` both for a loan that does not exist and for one outside the user's
     portfolio, so the answer does not reveal which loan numbers exist.
     """
-    repayments = Repayment.objects.select_related("reversal").order_by("-posted_at", "-id")
+    # Postings only: a reversal shows as its posting's ``reversed`` flag, so summing the amounts a
+    # client receives never counts money twice.
+    repayments = (
+        Repayment.objects.filter(kind=Repayment.Kind.POSTING)
+        .select_related("reversal")
+        .order_by("-posted_at", "-id")
+    )
     loan = (
         Loan.objects.visible_to(user)
         .filter(loan_number=loan_number)

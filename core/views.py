@@ -9,3 +9,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+    """Anything under /api/ that no endpoint answers: the API's own error shape, not an HTML page."""
+    return JsonResponse({"detail": "not found"}, status=404)

@@ -21,6 +21,7 @@ from core.admin.mixins import (
     _single_object_action,
     _staff_only,
 )
+from core.exceptions import InvalidState
 from core.forms import ApplyCreditForm, LoanAddForm, ManualRepaymentForm, ReasonForm
 from core.models import Borrower, Loan, Repayment, User
 from core.money import format_money
@@ -247,7 +248,11 @@ class LoanAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioScopedM
             initial=initial,
         )
 
-    @admin.action(description="Write off", permissions=["change"])
+    def has_write_off_permission(self, request: HttpRequest) -> bool:
+        # Writing a loan off is a credit decision for admins, not something a loan officer does.
+        return request.user.is_admin
+
+    @admin.action(description="Write off", permissions=["write_off"])
     def write_off(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         def perform(loan: Loan, data: dict) -> str:
             loan = services.loan_write_off(loan=loan, reason=data["reason"], actor=Actor.staff(request.user))
@@ -291,6 +296,12 @@ class RepaymentAdmin(ReadOnlyAdminMixin, PortfolioScopedMixin, admin.ModelAdmin)
     @admin.action(description="Reverse", permissions=["reverse"])
     def reverse_repayment(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         def perform(repayment: Repayment, data: dict) -> str:
+            if repayment.source == "mpesa":
+                # The payment's allocations must move with it: reverse or re-assign the payment.
+                raise InvalidState(
+                    f"this posting came from M-Pesa payment {repayment.reference}: reverse it or move it "
+                    "from the payment (Payments > M-Pesa transactions), so the payment's record follows"
+                )
             reversal = services.repayment_reverse(
                 repayment=repayment, reason=data["reason"], actor=Actor.staff(request.user)
             )

@@ -10,7 +10,7 @@ from core.models import Borrower, BorrowerPhone, CreditEntry, Language, Loan, Us
 from core.money import to_money
 from core.phones import mask_phone, normalize_phone
 from core.services.audit import audit_record
-from core.services.loans import PostingResult, repayment_post
+from core.services.loans import CREDIT_SOURCE, PostingResult, repayment_post
 
 
 def borrower_create(
@@ -172,7 +172,7 @@ def borrower_credit_apply_to_loan(*, loan: Loan, amount: Decimal, actor: Actor, 
             borrower=borrower, amount=amount, actor=actor, reference=locked.loan_number, reason=reason
         )
         return repayment_post(
-            loan=locked, amount=amount, actor=actor, source="credit", reference=reference, reason=reason
+            loan=locked, amount=amount, actor=actor, source=CREDIT_SOURCE, reference=reference, reason=reason
         )
 
 

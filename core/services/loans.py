@@ -23,6 +23,8 @@ from core.waterfall import Split, split_payment
 LOAN_NUMBER_FORMAT = "LOAN-{:06d}"
 LOAN_NUMBER_PATTERN = re.compile(r"^LOAN-(\d+)$")
 _LOAN_COUNTER = "loan_number"
+# Repayment.source of a posting paid out of the borrower's credit balance.
+CREDIT_SOURCE = "credit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +182,8 @@ def repayment_post(
 
 
 def repayment_reverse(*, repayment: Repayment, actor: Actor, reason: str) -> Repayment:
-    """Undo a posting exactly: each part of its split goes back on the loan; a paid loan reopens.
+    """Undo a posting exactly: each part of its split goes back on the loan; a paid loan reopens; a
+    posting paid from the borrower's credit puts that money back in their credit.
 
     Both the posting and the new reversal row are kept. Returns the reversal. Raises
     ``InvalidInput`` without a reason and ``InvalidState`` if it is not a posting or was already
@@ -216,6 +219,16 @@ def repayment_reverse(*, repayment: Repayment, actor: Actor, reason: str) -> Rep
             reason=reason.strip(),
             reversal_of=posting,
         )
+        if posting.source == CREDIT_SOURCE:
+            from core.services.borrowers import borrower_credit_add
+
+            borrower_credit_add(
+                borrower=loan.borrower,
+                amount=posting.amount,
+                actor=actor,
+                reference=posting.reference,
+                reason=f"reversal of a posting paid from credit: {reason.strip()}",
+            )
         audit_record(
             action="repayment.reversed",
             actor=actor,

@@ -16,9 +16,15 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def api_token_create(*, user: User, name: str = "") -> tuple[ApiToken, str]:
-    """Create a token for ``user``. Returns the row and the token itself, which is not stored."""
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+def api_token_create(*, user: User, name: str = "", token: str | None = None) -> tuple[ApiToken, str]:
+    """Create a token for ``user``. Returns the row and the token itself, which is not stored.
+
+    ``token`` is for the demo data only (a value derived from the development secret, so every run
+    prints the same working token); everything else lets this draw a random one."""
+    if token is None:
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    elif not token.startswith(TOKEN_PREFIX):
+        raise ValueError(f"API tokens start with {TOKEN_PREFIX!r}")
     row = ApiToken.objects.create(user=user, name=name, prefix=token[:10], token_hash=_digest(token))
     return row, token
 

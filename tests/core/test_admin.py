@@ -5,6 +5,7 @@ import re
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
@@ -214,7 +215,7 @@ def test_write_off(admin_client, admin_user):
 def test_reverse_repayment_restores_the_loan_and_twice_is_an_error(admin_client, admin_user):
     loan = _loan("1000.00")
     posting = repayment_post(
-        loan=loan, amount=Decimal("1000.00"), actor=Actor.system("tests"), source="mpesa", reference="SGH1"
+        loan=loan, amount=Decimal("1000.00"), actor=Actor.system("tests"), source="manual", reference="CASH-1"
     ).repayment
 
     response = _run_action(admin_client, "repayment", "reverse_repayment", [posting.pk], reason="Wrong loan")
@@ -233,6 +234,40 @@ def test_reverse_repayment_restores_the_loan_and_twice_is_an_error(admin_client,
 
     assert _messages(again) == [("error", f"{posting}: repayment {posting.pk} is already reversed")]
     assert Repayment.objects.filter(kind="reversal").count() == 1
+
+
+def test_a_posting_from_an_mpesa_payment_is_reversed_from_the_payment_not_here(admin_client):
+    loan = _loan("1000.00")
+    posting = repayment_post(
+        loan=loan, amount=Decimal("400.00"), actor=Actor.system("tests"), source="mpesa", reference="SGH1"
+    ).repayment
+
+    response = _run_action(admin_client, "repayment", "reverse_repayment", [posting.pk], reason="Wrong loan")
+
+    [(level, text)] = _messages(response)
+    assert level == "error" and "came from M-Pesa payment SGH1" in text
+    assert not Repayment.objects.filter(kind="reversal").exists()
+
+
+def test_officers_cannot_write_loans_off(client):
+    from tests.factories import OfficerFactory
+
+    officer = OfficerFactory()
+    loan = _loan("1000.00")
+    loan.borrower.loan_officer = officer
+    loan.borrower.save()
+    officer.user_permissions.add(*Permission.objects.filter(codename__in=["view_loan", "change_loan"]))
+    client.force_login(officer)
+    changelist = client.get(reverse("admin:core_loan_changelist"))
+    assert changelist.status_code == 200
+    assert 'value="write_off"' not in changelist.content.decode()  # not offered
+    response = client.post(
+        reverse("admin:core_loan_changelist"),
+        {"action": "write_off", "_selected_action": [loan.pk], "apply": "1", "reason": "uncollectable"},
+    )
+    assert response.status_code == 302  # Django refuses an action the user may not run
+    loan.refresh_from_db()
+    assert loan.status == Loan.Status.ACTIVE
 
 
 # --- Read-only money ------------------------------------------------------------------------------

@@ -95,3 +95,22 @@ def test_credit_pays_a_loan_up_to_its_outstanding(system_actor):
     assert loan.status == Loan.Status.PAID
     assert loan.borrower.credit_balance == D("150.00")
     assert result.repayment.source == "credit"
+
+
+def test_reversing_a_posting_paid_from_credit_puts_the_money_back_in_credit(system_actor):
+    from core.services import repayment_reverse
+
+    loan = LoanFactory(principal_disbursed=D("500.00"), principal=D("500.00"))
+    borrower_credit_add(borrower=loan.borrower, amount=D("350.00"), actor=system_actor)
+    posting = borrower_credit_apply_to_loan(
+        loan=loan, amount=D("350.00"), actor=system_actor, reason="use credit"
+    ).repayment
+    repayment_reverse(repayment=posting, actor=system_actor, reason="applied to the wrong loan")
+    loan.refresh_from_db()
+    loan.borrower.refresh_from_db()
+    assert (loan.outstanding, loan.borrower.credit_balance) == (D("500.00"), D("350.00"))
+    assert list(loan.borrower.credit_entries.order_by("id").values_list("amount", flat=True)) == [
+        D("350.00"),
+        D("-350.00"),
+        D("350.00"),
+    ]

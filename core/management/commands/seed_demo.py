@@ -5,6 +5,9 @@ creates and changes nothing, except the API token. Tokens are stored hashed and 
 again, so every run revokes the previous "demo" token and prints a fresh one.
 """
 
+import base64
+import hashlib
+import hmac
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -19,8 +22,9 @@ from django.utils import timezone
 from core import services
 from core.actors import Actor
 from core.exceptions import HavenError
-from core.models import ApiToken, Borrower, Loan, User
+from core.models import Borrower, Loan, User
 from core.services.loans import LOAN_NUMBER_PATTERN
+from core.services.tokens import TOKEN_PREFIX, api_token_authenticate
 
 OFFICER_GROUP = "Loan officers"
 # (app label, codename): the lending core, and the payments an officer works on in the admin.
@@ -40,8 +44,7 @@ ADMIN_PASSWORD = "admin"  # noqa: S105 - a demo login, refused unless DEBUG is o
 OFFICER_PASSWORD = "demo-pass-2025"  # noqa: S105 - a demo login, refused unless DEBUG is on
 OFFICERS = (("officer.wanjiru", "Wanjiru", "Kamau"), ("officer.otieno", "Brian", "Otieno"))
 TOKEN_NAME = "demo"  # noqa: S105 - the token's label, not a secret
-ADMIN_URL = "http://127.0.0.1:8000/admin/"
-API_EXAMPLE_URL = "http://127.0.0.1:8000/api/v1/loans/LOAN-000101"
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,13 @@ def _user_ensure(username: str, *, password: str, **fields: object) -> User:
 class Command(BaseCommand):
     help = "Create demo staff, borrowers, loans and an API token (DEBUG only). Safe to run again."
 
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--base-url",
+            default=DEFAULT_BASE_URL,
+            help=f"where the demo is served (default {DEFAULT_BASE_URL})",
+        )
+
     def handle(self, *args: object, **options: object) -> None:
         if not settings.DEBUG:
             raise CommandError(
@@ -163,10 +173,10 @@ class Command(BaseCommand):
         try:
             with transaction.atomic():
                 new_borrowers, new_loans = self._seed()
-                token = self._fresh_token()
+                token = self._demo_token()
         except HavenError as exc:
             raise CommandError(f"demo data not created: {exc.detail}") from exc
-        self._report(new_borrowers, new_loans, token)
+        self._report(new_borrowers, new_loans, token, str(options["base_url"]).rstrip("/"))
 
     def _seed(self) -> tuple[int, int]:
         actor = Actor.system("seed_demo")
@@ -249,13 +259,18 @@ class Command(BaseCommand):
         services.loan_number_counter_raise_to(highest)
         return new_borrowers, new_loans
 
-    def _fresh_token(self) -> str:
+    def _demo_token(self) -> str:
+        """The demo's API token, derived from the (development) SECRET_KEY: every run prints the same
+        working token and stores nothing new; tokens are kept only as digests, so a random one
+        could not be shown again."""
         admin = User.objects.get(username=ADMIN_USERNAME)
-        services.api_token_revoke(tokens=ApiToken.objects.filter(user=admin, name=TOKEN_NAME))
-        _, token = services.api_token_create(user=admin, name=TOKEN_NAME)
+        secret = hmac.new(settings.SECRET_KEY.encode(), b"seed_demo api token", hashlib.sha256).digest()
+        token = TOKEN_PREFIX + "demo_" + base64.urlsafe_b64encode(secret).decode().rstrip("=")
+        if api_token_authenticate(token) is None:
+            services.api_token_create(user=admin, name=TOKEN_NAME, token=token)
         return token
 
-    def _report(self, new_borrowers: int, new_loans: int, token: str) -> None:
+    def _report(self, new_borrowers: int, new_loans: int, token: str, base_url: str) -> None:
         out = self.stdout
         out.write(
             self.style.SUCCESS(
@@ -264,14 +279,14 @@ class Command(BaseCommand):
             )
         )
         out.write("")
-        out.write(f"Admin: {ADMIN_URL}")
+        out.write(f"Admin: {base_url}/admin/   Staff pages: {base_url}/payments/dashboard/")
         out.write(f"  {ADMIN_USERNAME} / {ADMIN_PASSWORD}  (superuser)")
         for username, _, _ in OFFICERS:
             out.write(f"  {username} / {OFFICER_PASSWORD}  (loan officer, sees own portfolio)")
         out.write("  (passwords are set when a user is first created; later runs leave them alone)")
         out.write("")
-        out.write(f'API token for {ADMIN_USERNAME} (the previous "{TOKEN_NAME}" token is now revoked):')
+        out.write(f"API token for {ADMIN_USERNAME} (the same on every run of this demo):")
         out.write(f"  {token}")
         out.write("")
         out.write("Try:")
-        out.write(f'  curl -H "Authorization: Bearer {token}" {API_EXAMPLE_URL}')
+        out.write(f'  curl -H "Authorization: Bearer {token}" {base_url}/api/v1/loans/LOAN-000101')
