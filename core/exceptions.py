@@ -44,6 +44,12 @@ class InvalidState(HavenError):
     status_code = 409
 
 
+class TemporarilyUnavailable(HavenError):
+    """Something this depends on is briefly unavailable; trying again later can succeed."""
+
+    status_code = 503
+
+
 class ImportFailed(HavenError):
     """An import was refused; ``errors`` lists every problem found, with its line number."""
 

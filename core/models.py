@@ -15,6 +15,12 @@ from core.money import ZERO, MoneyField
 from core.phones import mask_phone, msisdn_hash
 
 
+def one_of(field: str, choices: type[models.TextChoices], name: str) -> models.CheckConstraint:
+    """A database check that ``field`` holds one of ``choices``: a status written by raw SQL or a
+    future bug cannot be something the code does not know."""
+    return models.CheckConstraint(condition=Q(**{f"{field}__in": choices.values}), name=name)
+
+
 class User(AbstractUser):
     """A member of staff. Loan officers see their portfolio; admins (and superusers) see everything."""
 
@@ -64,6 +70,7 @@ class Borrower(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(credit_balance__gte=0), name="borrower_credit_not_negative"),
+            one_of("preferred_language", Language, "borrower_language_known"),
         ]
 
     def __str__(self) -> str:
@@ -128,11 +135,14 @@ class LoanQuerySet(models.QuerySet):
         return self.annotate(outstanding_total=F("penalties") + F("fees") + F("interest") + F("principal"))
 
 
+class LoanStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PAID = "paid", "Paid"
+    WRITTEN_OFF = "written_off", "Written off"
+
+
 class Loan(models.Model):
-    class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        PAID = "paid", "Paid"
-        WRITTEN_OFF = "written_off", "Written off"
+    Status = LoanStatus
 
     loan_number = models.CharField(max_length=32, unique=True)
     borrower = models.ForeignKey(Borrower, on_delete=models.PROTECT, related_name="loans")
@@ -169,6 +179,7 @@ class Loan(models.Model):
                 condition=~Q(status="paid") | Q(penalties=0, fees=0, interest=0, principal=0),
                 name="loan_paid_means_nothing_outstanding",
             ),
+            one_of("status", LoanStatus, "loan_status_known"),
         ]
 
     def __str__(self) -> str:
@@ -183,12 +194,15 @@ class Loan(models.Model):
         return self.status == self.Status.ACTIVE and self.due_date < timezone.localdate()
 
 
+class RepaymentKind(models.TextChoices):
+    POSTING = "posting", "Posting"
+    REVERSAL = "reversal", "Reversal"
+
+
 class Repayment(models.Model):
     """Money applied to a loan (a posting), or the exact undoing of one (a reversal). Both are kept."""
 
-    class Kind(models.TextChoices):
-        POSTING = "posting", "Posting"
-        REVERSAL = "reversal", "Reversal"
+    Kind = RepaymentKind
 
     loan = models.ForeignKey(Loan, on_delete=models.PROTECT, related_name="repayments")
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.POSTING)
@@ -225,6 +239,7 @@ class Repayment(models.Model):
                 ),
                 name="repayment_reversal_points_to_posting",
             ),
+            one_of("kind", RepaymentKind, "repayment_kind_known"),
         ]
 
     def __str__(self) -> str:
@@ -317,19 +332,25 @@ class ApiToken(models.Model):
         return f"{self.prefix}... ({self.user})"
 
 
+class OutboxStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class OutboxChannel(models.TextChoices):
+    SMS = "sms", "SMS"
+    TELEGRAM = "telegram", "Telegram"
+
+
 class OutboxMessage(models.Model):
     """A message to a person (SMS receipt, staff note, alert), recorded in the same transaction as the
     event it reports and delivered afterwards by the channel that owns it, with retries."""
 
-    class Channel(models.TextChoices):
-        SMS = "sms", "SMS"
-        TELEGRAM = "telegram", "Telegram"
+    Channel = OutboxChannel
 
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SENDING = "sending", "Sending"
-        SENT = "sent", "Sent"
-        FAILED = "failed", "Failed"
+    Status = OutboxStatus
 
     channel = models.CharField(max_length=16, choices=Channel.choices)
     recipient = models.CharField(max_length=64, help_text="E.164 phone for SMS, chat id for Telegram")
@@ -351,6 +372,10 @@ class OutboxMessage(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="outbox_due")]
+        constraints = [
+            one_of("status", OutboxStatus, "outbox_status_known"),
+            one_of("channel", OutboxChannel, "outbox_channel_known"),
+        ]
 
     def __str__(self) -> str:
         recipient = mask_phone(self.recipient) if self.channel == self.Channel.SMS else self.recipient

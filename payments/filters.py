@@ -127,7 +127,7 @@ def transaction_get(*, trans_id: str, user: User | None) -> MpesaTransaction:
     allocations = Allocation.objects.select_related("loan").order_by("id")
     payments = MpesaTransaction.objects.all() if user is None else MpesaTransaction.objects.visible_to(user)
     tx = (
-        payments.filter(trans_id=trans_id)
+        payments.filter(trans_id=trans_id.strip().upper())
         .select_related("borrower")
         .prefetch_related("borrower__phones", Prefetch("allocations", queryset=allocations))
         .first()

@@ -63,7 +63,6 @@ class BorrowerCandidate:
 
 class Directory(Protocol):
     def loan_by_numbers(self, numbers: Sequence[str]) -> LoanCandidate | None: ...
-    def borrower(self, borrower_id: int) -> BorrowerCandidate | None: ...
     def borrower_by_phone(self, e164: str) -> BorrowerCandidate | None: ...
     def borrower_by_national_id(self, national_id: str) -> BorrowerCandidate | None: ...
     def borrower_by_msisdn_hash(self, digest: str) -> BorrowerCandidate | None: ...
@@ -243,6 +242,36 @@ def choose_loan(
     return oldest, "oldest_due", f"{oldest.loan_number} is the oldest due of {len(loans)} active loans"
 
 
+def _settle_bare_number(
+    payment: PaymentFacts, directory: Directory, found: Identification, notes: list[str]
+) -> Identification | None:
+    """A bare number (``654321``) can be a loan number and someone else's national ID at once. Then
+    the payer decides when they are one of the two; otherwise nobody is guessed (staff decide)."""
+    reference = re.sub(r"[\s\-_./#:]+", "", (payment.bill_reference or "").upper())
+    if not reference.isdigit():
+        return found
+    holder = directory.borrower_by_national_id(reference)
+    if holder is None or holder.id == found.borrower_id:
+        return found
+    payer = _payer(payment, directory)
+    if payer is not None and payer.id == found.borrower_id:
+        return found
+    if payer is not None and payer.id == holder.id:
+        notes.append(
+            f"{reference} is also a loan number of borrower #{found.borrower_id}; the payer settles it"
+        )
+        return Identification(
+            borrower_id=holder.id,
+            identified_by="payer_reference",
+            note=f"bill reference is the national ID of borrower #{holder.id}, who paid",
+        )
+    notes.append(
+        f"bill reference {payment.bill_reference!r} is both a loan number of borrower #{found.borrower_id} "
+        f"and the national ID of borrower #{holder.id}; left for staff"
+    )
+    return None
+
+
 def match_payment(payment: PaymentFacts, directory: Directory, tolerance: Decimal) -> MatchResult:
     """Run the strategies in order and return who the payment is from, which loan it goes to and why."""
     result = MatchResult()
@@ -251,6 +280,10 @@ def match_payment(payment: PaymentFacts, directory: Directory, tolerance: Decima
         if found is not None:
             break
     else:
+        found = None
+    if found is not None and found.identified_by == "bill_reference":
+        found = _settle_bare_number(payment, directory, found, result.notes)
+    if found is None:
         result.notes.append(
             f"nothing identified the payer: bill reference {payment.bill_reference!r}, "
             f"MSISDN {payment.msisdn_kind}"

@@ -33,22 +33,17 @@ def _fit(variants: list[str]) -> str:
 def receipt_text(
     *, language: str, amount: Decimal, trans_id: str, loans: list[ReceiptLine], credit: Decimal
 ) -> str:
-    """The SMS a borrower gets when their payment is posted: amount, M-Pesa code, loan, new balance,
-    and how to reply when the loan is wrong. One segment, GSM-7 only."""
+    """The SMS a borrower gets when their payment is posted: amount, M-Pesa code, loan, new balance
+    (the total left on every loan the payment touched), and how to reply when the loan is wrong.
+    One segment, GSM-7 only."""
     first = loans[0] if loans else None
     more = f" +{len(loans) - 1}" if len(loans) > 1 else ""
+    left = sum((line.outstanding_after for line in loans), Decimal("0"))
     if language == "sw":
         head = f"{BRAND}: Tumepokea {_kes(amount)} ({trans_id})"
         target = f" kwa {first.loan_number}{more}." if first else "."
-        balance = (
-            (
-                f" Salio {_kes(first.outstanding_after)}."
-                if first.outstanding_after > 0
-                else " Mkopo umelipwa kikamilifu. Asante!"
-            )
-            if first
-            else ""
-        )
+        paid = " Mkopo umelipwa kikamilifu. Asante!" if len(loans) == 1 else " Mikopo imelipwa. Asante!"
+        balance = (f" Salio {_kes(left)}." if left > 0 else paid) if first else ""
         extra = f" Akiba {_kes(credit)}." if credit > 0 else ""
         fix_long, fix_short = (
             f" Si mkopo sahihi? Jibu HAMISHA {trans_id} NAMBARI-YA-MKOPO",
@@ -57,15 +52,8 @@ def receipt_text(
     else:
         head = f"{BRAND}: {_kes(amount)} received ({trans_id})"
         target = f" for {first.loan_number}{more}." if first else "."
-        balance = (
-            (
-                f" Balance {_kes(first.outstanding_after)}."
-                if first.outstanding_after > 0
-                else " Loan fully paid. Thank you!"
-            )
-            if first
-            else ""
-        )
+        paid = " Loan fully paid. Thank you!" if len(loans) == 1 else " Loans fully paid. Thank you!"
+        balance = (f" Balance {_kes(left)}." if left > 0 else paid) if first else ""
         extra = f" Credit {_kes(credit)}." if credit > 0 else ""
         fix_long, fix_short = f" Wrong loan? Reply MOVE {trans_id} LOAN-NUMBER", " Wrong loan? Reply MOVE"
     return _fit(

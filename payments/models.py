@@ -1,5 +1,6 @@
 """M-Pesa C2B: configuration, every inbound callback as received, transactions and where their money went."""
 
+import hashlib
 import secrets
 from decimal import Decimal
 
@@ -10,10 +11,14 @@ from django.utils import timezone
 
 from core.crypto import EncryptedTextField
 from core.exceptions import NotFound
-from core.models import Borrower, CreditEntry, Loan, Repayment
+from core.models import Borrower, CreditEntry, Loan, Repayment, one_of
 from core.money import MoneyField
 from core.phones import mask_phone
 from payments.clients.daraja import FORBIDDEN_URL_WORDS
+
+
+def callback_token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def new_callback_token() -> str:
@@ -63,7 +68,10 @@ class MpesaConfiguration(models.Model):
     response_type = models.CharField(
         max_length=10, choices=ResponseType.choices, default=ResponseType.COMPLETED
     )
-    callback_token = models.CharField(max_length=64, unique=True, default=new_callback_token)
+    # Whoever knows the token can post confirmations, so it is stored encrypted like the credentials;
+    # callbacks find their configuration by the token's SHA-256 digest, kept in step on save.
+    callback_token = EncryptedTextField(default=new_callback_token)
+    callback_token_digest = models.CharField(max_length=64, unique=True, editable=False)
     validation_policy = models.CharField(
         max_length=16, choices=ValidationPolicy.choices, default=ValidationPolicy.ACCEPT_ALL
     )
@@ -87,6 +95,12 @@ class MpesaConfiguration(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.business_short_code}, {self.environment})"
+
+    def save(self, *args, **kwargs) -> None:
+        self.callback_token_digest = callback_token_digest(self.callback_token)
+        if kwargs.get("update_fields") is not None and "callback_token" in kwargs["update_fields"]:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "callback_token_digest"}
+        super().save(*args, **kwargs)
 
     @classmethod
     def get_active_config(cls, short_code: str | None = None) -> "MpesaConfiguration":
@@ -169,21 +183,27 @@ class MpesaTransactionQuerySet(models.QuerySet):
         )
 
 
+class TransactionStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    PROCESSED = "processed", "Processed"
+    UNMATCHED = "unmatched", "Unmatched"
+    FAILED = "failed", "Failed"
+    REVERSED = "reversed", "Reversed"
+
+
+class MsisdnKind(models.TextChoices):
+    HASHED = "hashed", "Hashed (SHA-256)"
+    MASKED = "masked", "Masked"
+    PLAIN = "plain", "Plain"
+    MISSING = "missing", "Missing"
+
+
 class MpesaTransaction(models.Model):
     """One C2B payment (a confirmation), keyed by M-Pesa's ``TransID``: the durable record of the money."""
 
-    class Status(models.TextChoices):
-        RECEIVED = "received", "Received"
-        PROCESSED = "processed", "Processed"
-        UNMATCHED = "unmatched", "Unmatched"
-        FAILED = "failed", "Failed"
-        REVERSED = "reversed", "Reversed"
+    Status = TransactionStatus
 
-    class MsisdnKind(models.TextChoices):
-        HASHED = "hashed", "Hashed (SHA-256)"
-        MASKED = "masked", "Masked"
-        PLAIN = "plain", "Plain"
-        MISSING = "missing", "Missing"
+    MsisdnKind = MsisdnKind
 
     class IdentifiedBy(models.TextChoices):
         BILL_REFERENCE = "bill_reference", "Loan number in account"
@@ -273,6 +293,8 @@ class MpesaTransaction(models.Model):
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="mpesa_tx_amount_positive"),
+            one_of("status", TransactionStatus, "mpesa_tx_status_known"),
+            one_of("msisdn_kind", MsisdnKind, "mpesa_tx_msisdn_kind_known"),
         ]
 
     def __str__(self) -> str:
@@ -284,11 +306,13 @@ class MpesaTransaction(models.Model):
 
     @property
     def msisdn_display(self) -> str:
-        if self.msisdn_kind == self.MsisdnKind.PLAIN:
-            return mask_phone(self.msisdn)
         if self.msisdn_kind == self.MsisdnKind.HASHED:
-            return f"sha256:{self.msisdn[:10]}..."
-        return self.msisdn
+            # Not even a prefix of the digest: ten hex characters narrow a Kenyan number down enough to
+            # recover it by trying them all.
+            return "hashed number"
+        if self.msisdn_kind == self.MsisdnKind.MASKED and "*" in self.msisdn:
+            return self.msisdn  # already masked by Safaricom
+        return mask_phone(self.msisdn)
 
     def process_payment(self) -> "MpesaTransaction":
         """Process (or reprocess) this payment now; see ``payments.services.transaction_process``."""

@@ -46,8 +46,8 @@ class C2BPayload:
 
 
 def classify_msisdn(raw: str) -> tuple[str, str | None]:
-    """``(kind, e164)``: ``hashed`` (a SHA-256 hex digest), ``masked`` (has ``*``), ``plain`` (a number we
-    can normalise, with its E.164 form), or ``missing``."""
+    """``(kind, e164)``: ``hashed`` (a SHA-256 hex digest), ``masked`` (has ``*``), ``plain`` (digits; with
+    its E.164 form when it is a Kenyan mobile, else ``None``), or ``missing``."""
     text = (raw or "").strip()
     if not text:
         return "missing", None
@@ -55,8 +55,9 @@ def classify_msisdn(raw: str) -> tuple[str, str | None]:
         return "hashed", None
     if "*" in text:
         return "masked", None
-    e164 = try_normalize_phone(text)
-    return ("plain", e164) if e164 else ("masked", None)
+    if "*" not in text and text.lstrip("+").replace(" ", "").isdigit():
+        return "plain", try_normalize_phone(text)
+    return "masked", None
 
 
 def normalize_bill_reference(raw: str) -> str:

@@ -37,10 +37,6 @@ class DatabaseDirectory:
         }
         return next((_loan(rows[number]) for number in numbers if number in rows), None)
 
-    def borrower(self, borrower_id: int) -> BorrowerCandidate | None:
-        row = Borrower.objects.filter(pk=borrower_id).values_list("id", "full_name").first()
-        return BorrowerCandidate(*row) if row else None
-
     def borrower_by_phone(self, e164: str) -> BorrowerCandidate | None:
         row = (
             BorrowerPhone.objects.filter(number=e164)
@@ -83,18 +79,6 @@ class DatabaseDirectory:
             .values(*_LOAN_FIELDS)
         )
         return [_loan(row) for row in rows]
-
-
-def loans_to_fill(*, borrower_id: int, exclude_loan_id: int | None) -> list[Loan]:
-    """The borrower's other active loans, oldest due first, locked (lock order: by id) for posting excess."""
-    ids = list(
-        Loan.objects.filter(borrower_id=borrower_id, status=Loan.Status.ACTIVE)
-        .exclude(pk=exclude_loan_id)
-        .order_by("id")
-        .values_list("id", flat=True)
-    )
-    locked = list(Loan.objects.select_for_update().filter(pk__in=ids).order_by("id"))
-    return sorted(locked, key=lambda loan: (loan.due_date, loan.id))
 
 
 def transaction_audit_events(tx: MpesaTransaction) -> QuerySet[AuditEvent]:

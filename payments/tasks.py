@@ -42,7 +42,10 @@ def drain_received_task() -> int:
         except TransientProcessingError as exc:
             # That payment waits for its backoff; come back for it then, and carry on with the rest.
             delay = exc.retry_in.total_seconds() if exc.retry_in else 5
-            drain_received_task.apply_async(countdown=delay)
+            if not drain_received_task.request.is_eager:
+                # Run in-process (no broker), a countdown would run at once and again, in a loop;
+                # there the next confirmation or the sweeper comes back for it.
+                drain_received_task.apply_async(countdown=delay)
             if exc.trans_id is None:
                 return done  # the queue itself was unreachable: stop, the delayed drain retries
             continue

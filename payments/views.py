@@ -1,13 +1,16 @@
 """Daraja C2B callback endpoints. They parse the HTTP request and call one service."""
 
+import logging
+
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 
 from core.http import client_ip
 from payments.services import InboundRequest, callback_receive
-from payments.services.callbacks import MAX_BODY_BYTES
+from payments.services.callbacks import MAX_BODY_BYTES, config_for_token
+
+logger = logging.getLogger(__name__)
 
 
 def _read_body(request: HttpRequest) -> tuple[bytes, int | None]:
@@ -26,8 +29,13 @@ def _read_body(request: HttpRequest) -> tuple[bytes, int | None]:
 
 @csrf_exempt
 @transaction.non_atomic_requests  # the service commits the raw request on its own, whatever ATOMIC_REQUESTS says
-@require_POST
 def c2b_callback(request: HttpRequest, token: str, kind: str) -> JsonResponse:
+    if request.method != "POST":
+        # The token is checked first, so probing with other methods is logged like any wrong token.
+        if config_for_token(token) is None:
+            logger.warning("mpesa callback with an unknown token from %s", client_ip(request))
+            return JsonResponse({"detail": "not found"}, status=404)
+        return JsonResponse({"detail": "method not allowed"}, status=405, headers={"Allow": "POST"})
     body, too_large = _read_body(request)
     answer = callback_receive(
         inbound=InboundRequest(

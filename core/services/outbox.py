@@ -62,7 +62,8 @@ def outbox_queue(
         if dedupe_key and OutboxMessage.objects.filter(dedupe_key=dedupe_key).exists():
             return None
         raise
-    transaction.on_commit(outbox_ring)
+    # robust: the message is stored; failing to ring must not fail the caller (the sweeper rings).
+    transaction.on_commit(outbox_ring, robust=True)
     return message
 
 
@@ -165,7 +166,7 @@ def outbox_retry(*, message_ids: list[int]) -> list[int]:
             status=OutboxMessage.Status.PENDING, next_attempt_at=timezone.now()
         )
         if ids:
-            transaction.on_commit(lambda: outbox_ring(force=True))
+            transaction.on_commit(lambda: outbox_ring(force=True), robust=True)
     return ids
 
 

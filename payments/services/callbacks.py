@@ -6,7 +6,6 @@ is the durable record: if the enqueue is lost, the sweeper finds the row still `
 """
 
 import functools
-import hmac
 import logging
 import time
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from django.utils import timezone
 
 from core.services.outbox import outbox_queue_for_staff, staff_to_alert
 from payments.matching import IDENTIFIERS
-from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction
+from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction, callback_token_digest
 from payments.parsing import C2BPayload, MalformedCallback, normalize_bill_reference, parse_c2b_body
 from payments.selectors import DatabaseDirectory
 from payments.services.processing import payment_facts
@@ -58,18 +57,18 @@ _configs: dict[str, tuple[float, MpesaConfiguration]] = {}
 
 
 def config_for_token(token: str) -> MpesaConfiguration | None:
-    """The active configuration whose callback token is ``token`` (compared in constant time), without
-    its credentials (callbacks never need them, and decrypting costs time)."""
+    """The active configuration whose callback token is ``token``, found by the token's digest (the
+    token itself is stored encrypted), without its credentials (callbacks never need them)."""
     now = time.monotonic()
     cached = _configs.get(token)
     if cached is not None and cached[0] > now:
         return cached[1]
     config = (
-        MpesaConfiguration.objects.filter(callback_token=token, is_active=True)
+        MpesaConfiguration.objects.filter(callback_token_digest=callback_token_digest(token), is_active=True)
         .defer("consumer_key", "consumer_secret")
         .first()
     )
-    if config is None or not hmac.compare_digest(config.callback_token, token):
+    if config is None:
         _configs.pop(token, None)
         return None
     _configs[token] = (now + CONFIG_CACHE_SECONDS, config)
@@ -247,7 +246,9 @@ def _confirm(config: MpesaConfiguration, inbound: InboundRequest) -> CallbackAns
             payload.business_short_code,
             config.business_short_code,
         )
-    transaction.on_commit(ring_doorbell)
+    # robust: the payment is stored; a broker hiccup must not turn its acknowledgement into a 500
+    # (the sweeper rings again for it).
+    transaction.on_commit(ring_doorbell, robust=True)
     logger.info("mpesa confirmation %s stored", payload.trans_id)
     return CallbackAnswer(200, dict(CONFIRMED))
 

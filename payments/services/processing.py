@@ -7,7 +7,6 @@ transaction row is locked first and a processed payment is never posted again. L
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -16,6 +15,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from core.actors import Actor
+from core.exceptions import InvalidState, TemporarilyUnavailable
 from core.models import Borrower, Loan
 from core.money import ZERO
 from core.phones import try_normalize_phone
@@ -31,17 +31,19 @@ logger = logging.getLogger(__name__)
 
 ENGINE = Actor.system("mpesa-engine")
 MAX_ATTEMPTS = 5
+# How long a claimed payment is reserved for the worker that claimed it (see _claim_next).
+CLAIM_LEASE = timedelta(minutes=2)
 # Errors worth retrying: the database was briefly unavailable, a lock wait or deadlock was broken.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
 
-class TransientProcessingError(Exception):
+class TransientProcessingError(TemporarilyUnavailable):
     """Processing failed for a reason that retrying may fix; the payment stays ``received``."""
 
     def __init__(
         self, message: str, *, trans_id: str | None = None, retry_in: timedelta | None = None
     ) -> None:
-        super().__init__(message)
+        super().__init__(f"processing is briefly unavailable, try again shortly ({message})")
         self.trans_id = trans_id
         self.retry_in = retry_in
 
@@ -211,11 +213,16 @@ def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def _process(tx: MpesaTransaction, started: float) -> MpesaTransaction:
-    """Match and post ``tx``, whose row the caller has locked."""
-    if tx.status in (MpesaTransaction.Status.PROCESSED, MpesaTransaction.Status.REVERSED):
-        return tx  # already done: a duplicate delivery, a retried task or a second worker
-    tx.attempts += 1
+def _process(tx: MpesaTransaction, started: float, *, counted: bool) -> MpesaTransaction:
+    """Match and post ``tx``, whose row the caller has locked. ``counted``: the queue's claim already
+    counted this attempt."""
+    if tx.status != MpesaTransaction.Status.RECEIVED:
+        return tx  # already settled: a duplicate delivery, a second worker, a staff action
+    if tx.allocations.filter(reversed_at__isnull=True).exists():
+        # Never post a payment twice, whatever state its row claims to be in.
+        raise InvalidState(f"{tx.trans_id} already has allocations; it is not posted again")
+    if not counted:
+        tx.attempts += 1
     result = match_payment(payment_facts(tx), DatabaseDirectory(), tx.config.amount_tolerance)
     tx.notes = [*tx.notes, *result.notes]  # earlier attempts stay on the record
     tx.identified_by = result.identified_by
@@ -261,14 +268,19 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=5 * 2 ** (attempts - 1))
 
 
-def _record_failure(*, trans_id: str, error: str, transient: bool) -> MpesaTransaction:
+def _record_failure(*, trans_id: str, error: str, transient: bool, counted: bool) -> MpesaTransaction:
     with transaction.atomic():
         tx = (
             MpesaTransaction.objects.select_for_update(of=("self",))
             .select_related("borrower")
             .get(trans_id=trans_id)
         )
-        tx.attempts += 1
+        if tx.status != MpesaTransaction.Status.RECEIVED:
+            # Between the rollback and this lock another worker (or staff) settled the payment:
+            # its outcome stands.
+            return tx
+        if not counted:
+            tx.attempts += 1
         tx.last_error = error[:4000]
         gives_up = not transient or tx.attempts >= MAX_ATTEMPTS
         tx.status = MpesaTransaction.Status.FAILED if gives_up else MpesaTransaction.Status.RECEIVED
@@ -280,55 +292,79 @@ def _record_failure(*, trans_id: str, error: str, transient: bool) -> MpesaTrans
     return tx
 
 
-def _run(lock: Callable[[], MpesaTransaction | None]) -> MpesaTransaction | None:
-    """Lock a payment with ``lock`` and process it in one transaction; record a failure in another."""
+def _run(trans_id: str, *, counted: bool) -> MpesaTransaction:
+    """Process one payment in one transaction (row locked); record a failure in another."""
     started = time.monotonic()
-    trans_id = None
     try:
         with transaction.atomic():
-            tx = lock()
-            if tx is None:
-                return None
-            trans_id = tx.trans_id
-            return _process(tx, started)
+            tx = (
+                MpesaTransaction.objects.select_for_update(of=("self",))
+                .select_related("config")
+                .get(trans_id=trans_id)
+            )
+            return _process(tx, started, counted=counted)
+    except MpesaTransaction.DoesNotExist:
+        raise
     except TRANSIENT_ERRORS as exc:
-        if trans_id is None:
-            raise TransientProcessingError(str(exc)) from exc
-        tx = _record_failure(trans_id=trans_id, error=f"{type(exc).__name__}: {exc}", transient=True)
+        tx = _record_failure(
+            trans_id=trans_id, error=f"{type(exc).__name__}: {exc}", transient=True, counted=counted
+        )
         logger.warning(
             "mpesa %s transient failure (attempt %s): %s", trans_id, tx.attempts, type(exc).__name__
         )
-        if tx.status == MpesaTransaction.Status.FAILED:
+        if tx.status != MpesaTransaction.Status.RECEIVED:
             return tx
         raise TransientProcessingError(
             str(exc), trans_id=trans_id, retry_in=retry_delay(tx.attempts)
         ) from exc
-    except MpesaTransaction.DoesNotExist:
-        raise
     except Exception as exc:
-        if trans_id is None:
-            raise
         # Anything else is a defect or a data problem: keep the payment, say what went wrong, alert.
         logger.exception("mpesa %s failed to process", trans_id)
-        return _record_failure(trans_id=trans_id, error=f"{type(exc).__name__}: {exc}", transient=False)
+        return _record_failure(
+            trans_id=trans_id, error=f"{type(exc).__name__}: {exc}", transient=False, counted=counted
+        )
 
 
 def transaction_process(*, trans_id: str) -> MpesaTransaction:
     """Match and post the stored payment ``trans_id`` now; return it with its new status.
 
     ``processed``: posted and allocated; ``unmatched``: nobody identified, staff alerted. A payment
-    already processed or reversed is returned untouched. On a transient database error the payment
+    that is not ``received`` is returned untouched. On a transient database error the payment
     stays ``received`` with a later ``next_attempt_at`` (the queue tries again, up to
     ``MAX_ATTEMPTS``) and ``TransientProcessingError`` is raised; any other error marks it ``failed``
     with the error and alerts staff. Raises ``MpesaTransaction.DoesNotExist`` for an unknown ``trans_id``.
     """
-    return _run(
-        lambda: (
-            MpesaTransaction.objects.select_for_update(of=("self",))
-            .select_related("config")
-            .get(trans_id=trans_id)
+    return _run(trans_id, counted=False)
+
+
+def _claim_next() -> str | None:
+    """Take the oldest due received payment no other worker holds: count the attempt and lease it
+    for ``CLAIM_LEASE``, committed before any processing. A worker that dies while processing has
+    therefore used an attempt, and its payment comes back when the lease ends; a payment that keeps
+    killing workers is marked failed after ``MAX_ATTEMPTS`` instead of blocking the queue."""
+    with transaction.atomic():
+        tx = (
+            MpesaTransaction.objects.filter(
+                status=MpesaTransaction.Status.RECEIVED, next_attempt_at__lte=timezone.now()
+            )
+            .select_for_update(of=("self",), skip_locked=True)
+            .select_related("borrower")
+            .order_by("next_attempt_at", "id")
+            .first()
         )
-    )
+        if tx is None:
+            return None
+        if tx.attempts >= MAX_ATTEMPTS:
+            tx.status = MpesaTransaction.Status.FAILED
+            tx.last_error = tx.last_error or "processing stopped part-way every time (the worker died)"
+            tx.notes = [*tx.notes, f"given up after {tx.attempts} attempts"]
+            tx.save(update_fields=["status", "last_error", "notes"])
+            _alert_failed(tx)
+            return tx.trans_id
+        tx.attempts += 1
+        tx.next_attempt_at = timezone.now() + CLAIM_LEASE
+        tx.save(update_fields=["attempts", "next_attempt_at"])
+        return tx.trans_id
 
 
 def transaction_process_next() -> MpesaTransaction | None:
@@ -338,14 +374,10 @@ def transaction_process_next() -> MpesaTransaction | None:
     each other. Returns the payment, or ``None`` when nothing is due. Raises
     ``TransientProcessingError`` as ``transaction_process`` does.
     """
-    return _run(
-        lambda: (
-            MpesaTransaction.objects.filter(
-                status=MpesaTransaction.Status.RECEIVED, next_attempt_at__lte=timezone.now()
-            )
-            .select_for_update(of=("self",), skip_locked=True)
-            .select_related("config")
-            .order_by("next_attempt_at", "id")
-            .first()
-        )
-    )
+    try:
+        trans_id = _claim_next()
+    except TRANSIENT_ERRORS as exc:
+        raise TransientProcessingError(str(exc)) from exc
+    if trans_id is None:
+        return None
+    return _run(trans_id, counted=True)

@@ -123,8 +123,12 @@ def test_oversized_body_is_refused_without_being_read(post_callback):
     assert raw.body == ""
 
 
-def test_only_post_is_allowed(client, mpesa_config):
-    assert client.get(f"/payments/c2b/{mpesa_config.callback_token}/confirmation/").status_code == 405
+def test_only_post_is_allowed_and_other_methods_with_a_wrong_token_are_404(client, mpesa_config, caplog):
+    response = client.get(f"/payments/c2b/{mpesa_config.callback_token}/confirmation/")
+    assert (response.status_code, response["Allow"]) == (405, "POST")
+    with caplog.at_level("WARNING"):
+        assert client.get("/payments/c2b/guessed/confirmation/").status_code == 404
+    assert "unknown token from 127.0.0.1" in caplog.text
 
 
 def test_validation_accepts_a_good_payment_and_posts_nothing(post_callback, loan):

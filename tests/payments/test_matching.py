@@ -44,9 +44,6 @@ class FakeDirectory:
                     return loan
         return None
 
-    def borrower(self, borrower_id):
-        return self.borrowers.get(borrower_id)
-
     def borrower_by_phone(self, e164):
         return self.borrowers.get(self.phones.get(e164))
 
@@ -207,3 +204,32 @@ def test_names_fit_ignores_case_and_order_but_needs_every_name():
     assert names_fit(facts(first="MUTAI", last="nicholas"), borrower)
     assert not names_fit(facts(first="NICHOLAS", last="OUMA"), borrower)
     assert not names_fit(facts(), borrower)
+
+
+class AmbiguousDirectory(FakeDirectory):
+    """LOAN-654321 belongs to borrower 1 (the "stranger"); 654321 is also borrower 2's national ID."""
+
+    def __init__(self):
+        super().__init__()
+        self.national_ids = {"654321": 2}
+        self.loans.append(LoanCandidate(20, "LOAN-654321", 1, "active", TODAY, D("900.00")))
+
+
+def test_a_bare_number_that_is_also_someone_elses_national_id_is_left_for_staff():
+    result = match_payment(facts(bill_reference="654321"), AmbiguousDirectory(), TOLERANCE)
+    assert not result.matched
+    assert "both a loan number of borrower #1 and the national ID of borrower #2" in result.notes[0]
+
+
+def test_the_payer_settles_an_ambiguous_bare_number():
+    by_holder = facts(bill_reference="654321", msisdn=msisdn_hash("+254722000000"), kind="hashed")
+    result = match_payment(by_holder, AmbiguousDirectory(), TOLERANCE)
+    assert (result.borrower_id, result.identified_by) == (2, "payer_reference")
+    by_loan_owner = facts(bill_reference="654321", msisdn=msisdn_hash("+254712345126"), kind="hashed")
+    result = match_payment(by_loan_owner, AmbiguousDirectory(), TOLERANCE)
+    assert (result.borrower_id, result.loan.loan_number) == (1, "LOAN-654321")
+
+
+def test_a_prefixed_loan_number_is_never_ambiguous():
+    result = match_payment(facts(bill_reference="LOAN 654321"), AmbiguousDirectory(), TOLERANCE)
+    assert (result.borrower_id, result.match_strategy) == (1, "bill_reference")

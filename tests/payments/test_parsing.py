@@ -60,7 +60,8 @@ def test_masked_msisdn_and_empty_validation_balance():
         ("25470****149", "masked"),
         ("254708374149", "plain"),
         ("", "missing"),
-        ("12345", "masked"),  # not usable as a number: never treated as one
+        ("12345", "plain"),  # digits, but no Kenyan number: plain, matching no one
+        ("255712345678", "plain"),
     ],
 )
 def test_msisdn_kinds(raw, kind):

@@ -371,3 +371,83 @@ def test_a_worker_dying_mid_posting_loses_nothing(mpesa_config, borrower, monkey
     target.refresh_from_db()
     assert tx.status == "processed" and target.status == "paid"
     assert CreditEntry.objects.get().amount == D("2000.00")
+
+
+def test_a_failure_recorded_after_another_worker_settled_the_payment_changes_nothing(mpesa_config, borrower):
+    """Worker A fails and rolls back; before A records the failure, worker B posts the payment.
+    A's record must not put it back in the queue (it would be posted twice)."""
+    from payments.services.processing import _record_failure
+
+    target = loan(borrower, "LOAN-000096", "5000", 5)
+    tx = stored_payment(mpesa_config, bill_reference="LOAN-000096")
+    transaction_process(trans_id=tx.trans_id)  # worker B
+    after = _record_failure(
+        trans_id=tx.trans_id, error="OperationalError: deadlock", transient=True, counted=True
+    )
+    assert (after.status, after.attempts, after.last_error) == ("processed", 1, "")
+    assert drain_received_task() == 0
+    target.refresh_from_db()
+    assert target.outstanding == D("4000.00")
+
+
+def test_a_payment_with_live_allocations_is_never_posted_again(mpesa_config, borrower):
+    target = loan(borrower, "LOAN-000097", "5000", 5)
+    tx = stored_payment(mpesa_config, bill_reference="LOAN-000097")
+    transaction_process(trans_id=tx.trans_id)
+    MpesaTransaction.objects.filter(pk=tx.pk).update(
+        status="received"
+    )  # a row in a state it should never reach
+    tx = transaction_process(trans_id=tx.trans_id)
+    assert tx.status == "failed" and "already has allocations" in tx.last_error
+    target.refresh_from_db()
+    assert target.outstanding == D("4000.00")
+
+
+def test_a_claim_counts_the_attempt_and_leases_the_payment(mpesa_config, borrower, monkeypatch):
+    """A worker that dies mid-payment has used an attempt; the payment waits out its lease."""
+    target = loan(borrower, "LOAN-000098", "5000", 5)
+    tx = stored_payment(mpesa_config, bill_reference="LOAN-000098")
+
+    def killed(*args, **kwargs):
+        raise SystemExit("worker killed")
+
+    monkeypatch.setattr("payments.services.processing.match_payment", killed)
+    with pytest.raises(SystemExit):
+        drain_received_task()
+    tx.refresh_from_db()
+    assert (tx.status, tx.attempts) == ("received", 1)
+    assert 100 < (tx.next_attempt_at - timezone.now()).total_seconds() <= 120
+    monkeypatch.undo()
+    assert drain_received_task() == 0  # leased: not due yet
+
+    MpesaTransaction.objects.filter(pk=tx.pk).update(next_attempt_at=timezone.now())
+    assert drain_received_task() == 1
+    tx.refresh_from_db()
+    target.refresh_from_db()
+    assert (tx.status, tx.attempts, target.outstanding) == ("processed", 2, D("4000.00"))
+
+
+def test_a_payment_that_keeps_killing_workers_is_given_up_not_retried_forever(mpesa_config, borrower):
+    AdminFactory(phone="+254700999888")
+    poison = stored_payment(mpesa_config, bill_reference="LOAN-000099", attempts=5)
+    loan(borrower, "LOAN-000099", "5000", 5)
+    healthy = stored_payment(mpesa_config, trans_id="RKL51ZDR6W", bill_reference="LOAN-000099")
+    drain_received_task()
+    poison.refresh_from_db()
+    healthy.refresh_from_db()
+    assert poison.status == "failed" and "given up after 5 attempts" in poison.notes
+    assert healthy.status == "processed"  # the queue moved on
+    assert OutboxMessage.objects.filter(context__kind="failed", context__trans_id=poison.trans_id).exists()
+
+
+def test_a_transient_failure_through_the_api_is_503_not_500(mpesa_config, monkeypatch, client):
+    tx = transaction_process(trans_id=stored_payment(mpesa_config, bill_reference="rent").trans_id)
+
+    def locked_out(*args, **kwargs):
+        raise OperationalError("deadlock detected")
+
+    monkeypatch.setattr("payments.services.processing.match_payment", locked_out)
+    client.force_login(AdminFactory())
+    response = client.post(f"/api/v1/transactions/{tx.trans_id}/reprocess", content_type="application/json")
+    assert response.status_code == 503
+    assert response.json()["detail"].startswith("processing is briefly unavailable, try again shortly")
