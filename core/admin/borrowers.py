@@ -19,6 +19,7 @@ from core.forms import BorrowerAddForm, BorrowerPhoneForm
 from core.models import Borrower, BorrowerPhone, Loan, User
 from core.money import format_money
 from core.phones import mask_phone
+from core.services.borrowers import BORROWER_EDITABLE_FIELDS
 
 
 class BorrowerPhoneInline(admin.TabularInline):
@@ -122,7 +123,16 @@ class BorrowerAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioSco
 
     def save_model(self, request: HttpRequest, obj: Borrower, form: forms.ModelForm, change: bool) -> None:
         if change:
-            super().save_model(request, obj, form, change)
+            # Through the service, so each change is audited with before and after.
+            services.borrower_update(
+                borrower=obj,
+                changes={
+                    name: form.cleaned_data[name]
+                    for name in form.changed_data
+                    if name in BORROWER_EDITABLE_FIELDS
+                },
+                actor=Actor.staff(request.user),
+            )
             return
         data = form.cleaned_data
         created = services.borrower_create(

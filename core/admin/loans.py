@@ -25,6 +25,7 @@ from core.exceptions import InvalidState
 from core.forms import ApplyCreditForm, LoanAddForm, ManualRepaymentForm, ReasonForm
 from core.models import Borrower, Loan, Repayment, User
 from core.money import format_money
+from core.services.loans import LOAN_EDITABLE_FIELDS
 
 
 class DueFilter(admin.SimpleListFilter):
@@ -190,7 +191,16 @@ class LoanAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioScopedM
 
     def save_model(self, request: HttpRequest, obj: Loan, form: forms.ModelForm, change: bool) -> None:
         if change:
-            super().save_model(request, obj, form, change)
+            # Through the service, so each change is audited with before and after.
+            services.loan_update(
+                loan=obj,
+                changes={
+                    name: form.cleaned_data[name]
+                    for name in form.changed_data
+                    if name in LOAN_EDITABLE_FIELDS
+                },
+                actor=Actor.staff(request.user),
+            )
             return
         data = form.cleaned_data
         created = services.loan_create(

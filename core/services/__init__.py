@@ -7,6 +7,7 @@ from core.services.borrowers import (
     borrower_credit_apply_to_loan,
     borrower_credit_use,
     borrower_phone_add,
+    borrower_update,
     repayment_receive,
 )
 from core.services.imports import ImportResult, loan_import_csv
@@ -15,6 +16,7 @@ from core.services.loans import (
     loan_create,
     loan_next_number,
     loan_number_counter_raise_to,
+    loan_update,
     loan_write_off,
     repayment_post,
     repayment_reverse,
@@ -33,10 +35,12 @@ __all__ = [
     "borrower_credit_apply_to_loan",
     "borrower_credit_use",
     "borrower_phone_add",
+    "borrower_update",
     "loan_create",
     "loan_import_csv",
     "loan_next_number",
     "loan_number_counter_raise_to",
+    "loan_update",
     "loan_write_off",
     "repayment_post",
     "repayment_receive",

@@ -200,3 +200,44 @@ def repayment_receive(
                 reason=reason or f"excess over {result.loan.loan_number}",
             )
     return result, entry
+
+
+BORROWER_EDITABLE_FIELDS = ("full_name", "national_id", "preferred_language", "loan_officer")
+
+
+def borrower_update(
+    *, borrower: Borrower, changes: dict[str, object], actor: Actor, reason: str = ""
+) -> Borrower:
+    """Change a borrower's name, national ID, language or officer and audit each change with before
+    and after (moving a borrower to another officer moves their loans' follow-up). Returns the
+    borrower. Raises ``InvalidInput`` for another field or a national ID that belongs to someone else."""
+    refused = set(changes) - set(BORROWER_EDITABLE_FIELDS)
+    if refused:
+        raise InvalidInput(f"{', '.join(sorted(refused))} cannot be edited here")
+    if "national_id" in changes:
+        changes = {**changes, "national_id": (changes["national_id"] or "").strip() or None}
+    try:
+        with transaction.atomic():
+            locked = Borrower.objects.select_for_update().get(pk=borrower.pk)
+            diff = {}
+            for name, value in changes.items():
+                before = getattr(locked, name)
+                if before != value:
+                    diff[name] = {
+                        "before": str(before) if before is not None else None,
+                        "after": str(value) if value is not None else None,
+                    }
+                    setattr(locked, name, value)
+            if diff:
+                locked.save(update_fields=[*changes, "updated_at"])
+                audit_record(
+                    action="borrower.updated",
+                    actor=actor,
+                    borrower=locked,
+                    obj=locked,
+                    reason=reason,
+                    data=diff,
+                )
+    except IntegrityError:
+        raise InvalidInput("national ID already belongs to another borrower") from None
+    return locked

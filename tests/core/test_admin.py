@@ -648,3 +648,22 @@ def test_loan_change_form_saves_the_due_date_and_leaves_money_alone(admin_client
     assert response.status_code == 302
     loan.refresh_from_db()
     assert (str(loan.due_date), loan.principal) == ("2099-06-30", Decimal("1000.00"))
+    event = AuditEvent.objects.get(action="loan.updated", loan=loan)
+    assert event.data["due_date"]["after"] == "2099-06-30"
+    assert set(event.data) == {"due_date"}
+
+
+def test_moving_a_borrower_to_another_officer_is_audited(admin_client, admin_user, officer):
+    from core.services import borrower_update
+    from tests.factories import BorrowerFactory
+
+    borrower = BorrowerFactory(national_id="11112222")
+    borrower_update(borrower=borrower, changes={"loan_officer": officer}, actor=Actor.staff(admin_user))
+    borrower.refresh_from_db()
+    assert borrower.loan_officer == officer
+    event = AuditEvent.objects.get(action="borrower.updated", borrower=borrower)
+    assert (event.actor_user, event.data["loan_officer"]["after"]) == (admin_user, str(officer))
+    with pytest.raises(InvalidInput, match="cannot be edited"):
+        borrower_update(
+            borrower=borrower, changes={"credit_balance": Decimal("5")}, actor=Actor.staff(admin_user)
+        )
