@@ -192,6 +192,9 @@ def repayment_reverse(*, repayment: Repayment, actor: Actor, reason: str) -> Rep
     if not reason or not reason.strip():
         raise InvalidInput("a reversal needs a reason")
     with transaction.atomic():
+        # Borrower first (the lock order): a reversal of a credit posting writes to their credit.
+        borrower_id = Loan.objects.values_list("borrower_id", flat=True).get(pk=repayment.loan_id)
+        Borrower.objects.select_for_update().get(pk=borrower_id)
         loan = Loan.objects.select_for_update().get(pk=repayment.loan_id)
         posting = Repayment.objects.select_for_update().get(pk=repayment.pk)
         if posting.kind != Repayment.Kind.POSTING:

@@ -44,6 +44,14 @@ class Command(BaseCommand):
             f"{result.borrowers_updated:,} updated; {result.loans_created:,} loans created, "
             f"{result.loans_updated:,} updated, {result.loans_unchanged:,} unchanged."
         )
+        if result.loans_balances_kept:
+            # Not an error: repayments posted here since the file was written are worth more than it.
+            kept = result.loans_balances_kept
+            self.stdout.write(
+                f"{kept:,} loan keeps the balances posted here (its row's amounts were ignored)."
+                if kept == 1
+                else f"{kept:,} loans keep the balances posted here (their rows' amounts were ignored)."
+            )
 
     def _import(self, stream: TextIO) -> ImportResult:
         return loan_import_csv(file=stream, actor=Actor.system("import_loans"), progress=True)

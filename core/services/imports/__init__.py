@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from core.actors import Actor
 from core.exceptions import ImportFailed
+from core.phones import mask_phone
 from core.services.imports.parsing import (
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
@@ -24,7 +25,7 @@ from core.services.imports.parsing import (
     _Row,
     _RowParser,
 )
-from core.services.imports.reading import _Book, _plan_borrowers
+from core.services.imports.reading import DATABASE_CHANGED, _Book, _plan_borrowers
 from core.services.imports.writing import ImportResult, _write
 
 __all__ = ["OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "ImportResult", "loan_import_csv"]
@@ -39,7 +40,11 @@ def loan_import_csv(*, file: TextIO, actor: Actor, progress: bool = False) -> Im
     event per created or changed loan are written in one transaction. Returns the counts. Raises
     ``ImportFailed`` listing every problem by line number (line 1 is the header) when any row is
     bad, in which case nothing is written. When a row gives no status, a loan is ``paid`` if
-    nothing is outstanding, else ``active`` (an existing written-off loan stays written off).
+    nothing is outstanding, else ``active`` (an existing written-off loan stays written off). A
+    loan with a posting here that is not reversed keeps its balances, status and paid_at whatever
+    its row says (counted in ``loans_balances_kept``); its other fields still follow the file.
+    The rows to update are locked and read again inside the transaction, so a repayment posted
+    while the file is being checked is never overwritten.
     """
     errors = _Errors()
     lines = _count_lines(file) if progress else None
@@ -53,6 +58,7 @@ def loan_import_csv(*, file: TextIO, actor: Actor, progress: bool = False) -> Im
     parser = _RowParser(columns, unnamed, len(header), errors)
     rows: list[_Row] = []
     first_line_of_loan: dict[str, int] = {}
+    first_name_of_phone: dict[str, tuple[int, str]] = {}
     checking = tqdm(
         records,
         desc="checking",
@@ -67,13 +73,17 @@ def loan_import_csv(*, file: TextIO, actor: Actor, progress: bool = False) -> Im
         first_line = first_line_of_loan.setdefault(row.loan_number, line)
         if row.loan_number and first_line != line:
             errors.add(line, f"loan number {row.loan_number!r} is also on line {first_line}")
+        if row.phone and row.borrower_name:
+            _check_same_borrower_name(row, first_name_of_phone, errors)
         rows.append(row)
     checking.close()
 
     book = _Book.load(rows)
     plans, borrower_key_of_phone = _plan_borrowers(rows, book, errors)
     for row in rows:
-        if row.officer and row.officer not in book.officer_ids:
+        if row.officer in book.not_officers:
+            errors.add(row.line, f"officer {row.officer!r} is not an active member of staff")
+        elif row.officer and row.officer not in book.officer_ids:
             errors.add(row.line, f"unknown officer {row.officer!r}")
     if errors:
         raise ImportFailed(errors.as_list())
@@ -91,7 +101,23 @@ def loan_import_csv(*, file: TextIO, actor: Actor, progress: bool = False) -> Im
             )
     except IntegrityError:
         # Another writer took a phone, national ID or loan number between our reads and writes.
-        raise ImportFailed(
-            ["the database changed while the file was being imported; nothing was imported, try again"]
-        ) from None
+        raise ImportFailed([DATABASE_CHANGED]) from None
     return result
+
+
+def _check_same_borrower_name(
+    row: _Row, first_name_of_phone: dict[str, tuple[int, str]], errors: _Errors
+) -> None:
+    # One phone is one borrower: two names for it is a typo or two people sharing a phone, and
+    # either way the lender must decide whose loans these are.
+    first_line, first_name = first_name_of_phone.setdefault(row.phone, (row.line, row.borrower_name))
+    if first_line != row.line and _name_key(row.borrower_name) != _name_key(first_name):
+        errors.add(
+            row.line,
+            f"phone {mask_phone(row.phone)!r} has borrower_name {row.borrower_name!r} here "
+            f"but {first_name!r} on line {first_line}",
+        )
+
+
+def _name_key(name: str) -> str:
+    return " ".join(name.split()).casefold()

@@ -12,7 +12,7 @@ from typing import TextIO
 
 from core.exceptions import ImportFailed, InvalidAmount, InvalidPhoneNumber
 from core.models import Borrower, Language, Loan
-from core.money import ZERO, to_money
+from core.money import DECIMAL_PLACES, MAX_DIGITS, ZERO, to_money
 from core.phones import normalize_phone
 
 REQUIRED_COLUMNS = ("loan_number", "borrower_name", "phone", "principal", "due_date")
@@ -36,6 +36,8 @@ _LANGUAGES = {
     "swahili": Language.KISWAHILI,
 }
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Each part fits a MoneyField, but their sum (the audit event's amount) must fit one too.
+_MAX_OUTSTANDING = Decimal(10) ** (MAX_DIGITS - DECIMAL_PLACES)
 _MAX_LENGTH = {
     "loan_number": Loan._meta.get_field("loan_number").max_length,
     "borrower_name": Borrower._meta.get_field("full_name").max_length,
@@ -168,14 +170,20 @@ class _RowParser:
         borrower_name = self._text(line, "borrower_name", cell("borrower_name"), required=True)
         national_id = self._text(line, "national_id", cell("national_id"), required=False)
         phone = self._phone(line, cell("phone"))
+        errors_before_amounts = len(self.errors.items)
         amounts = {
             part: self._amount(line, part, cell(part), required=part == "principal") for part in _PARTS
         }
+        # A bad amount stands in as zero, so the outstanding total is only checked when all are good.
+        amounts_valid = len(self.errors.items) == errors_before_amounts
         principal_disbursed = self._amount(line, "principal_disbursed", cell("principal_disbursed"))
         due_date = self._date(line, "due_date", cell("due_date"), required=True)
         disbursed_on = self._date(line, "disbursed_on", cell("disbursed_on"), required=False)
         officer = cell("officer") or None
-        status = self._status(line, cell("status"), amounts)
+        outstanding = sum((amount or ZERO for amount in amounts.values()), ZERO)
+        if amounts_valid and outstanding >= _MAX_OUTSTANDING:
+            self.errors.add(line, f"the outstanding total {outstanding:,.2f} is too large")
+        status = self._status(line, cell("status"), outstanding if amounts_valid else None)
         language = self._language(line, cell("language"))
         return _Row(
             line=line,
@@ -256,16 +264,20 @@ class _RowParser:
             self.errors.add(line, f"{column} {text!r} is not a date (YYYY-MM-DD)")
         return parsed
 
-    def _status(self, line: int, text: str, amounts: dict[str, Decimal | None]) -> str | None:
+    def _status(self, line: int, text: str, outstanding: Decimal | None) -> str | None:
+        """The status the row gives (None when blank); ``outstanding`` is None when an amount is bad."""
         if not text:
             return None
         status = text.lower()
         if status not in Loan.Status.values:
             self.errors.add(line, f"status {text!r} is not one of {', '.join(Loan.Status.values)}")
             return None
-        outstanding = sum((amount or ZERO for amount in amounts.values()), ZERO)
+        if outstanding is None:
+            return status
         if status == Loan.Status.PAID and outstanding:
             self.errors.add(line, f"status is paid but {outstanding:.2f} is outstanding")
+        elif status == Loan.Status.ACTIVE and not outstanding:
+            self.errors.add(line, "status is active but nothing is outstanding")
         return status
 
     def _language(self, line: int, text: str) -> str | None:

@@ -21,13 +21,22 @@ from core.services.loans import LOAN_NUMBER_PATTERN, loan_number_counter_raise_t
 _BATCH_SIZE = 2000
 
 
+# What a loan's postings change. Once a loan has a posting here, this system owns them (see _loan_changes).
+_BALANCE_FIELDS = frozenset({*_PARTS, "status", "paid_at"})
+
+
 @dataclass(frozen=True, slots=True)
 class ImportResult:
+    """What an import did. ``loans_balances_kept`` counts the rows whose amounts or status differ
+    from a loan that has postings here: those loans keep their balances (and may still count as
+    updated, for their other fields, or as unchanged)."""
+
     borrowers_created: int
     borrowers_updated: int
     loans_created: int
     loans_updated: int
     loans_unchanged: int
+    loans_balances_kept: int
     rows: int
 
 
@@ -41,29 +50,61 @@ def _write(
     data_rows: int,
     show_progress: bool,
 ) -> ImportResult:
+    """Write the checked rows. Call inside a transaction: it locks what it updates."""
     now = timezone.now()
+    # Raised (and its row locked) first: loan_create holds the counter while it inserts a loan, so a
+    # new loan given one of this file's numbers would otherwise deadlock with the import.
+    numbered = [int(match[1]) for row in rows if (match := LOAN_NUMBER_PATTERN.match(row.loan_number))]
+    if numbered:
+        loan_number_counter_raise_to(max(numbered))
+    # The book was read before the transaction, and a repayment may have been posted since: lock the
+    # rows that look changed and decide again from what they hold now, so that neither a posting nor
+    # anything else is overwritten with what was read before. Rows that look unchanged are neither
+    # locked nor written; whatever changes them now happens after the import.
+    loans_to_update: set[str] = set()
+    balances_kept_unchanged = 0  # among the loans not to update
+    for row in rows:
+        if row.loan_number in book.loans:
+            borrower_id = _existing_id(borrower_key_of_phone[row.phone])
+            changes, balances_kept = _loan_changes(row, book, borrower_id=borrower_id, now=now)
+            if changes:
+                loans_to_update.add(row.loan_number)
+            else:
+                balances_kept_unchanged += balances_kept
+    book.lock_and_refresh(
+        borrower_ids=sorted(
+            plan.key
+            for plan in plans.values()
+            if isinstance(plan.key, int) and _borrower_changes(plan, plan.key, book)
+        ),
+        loan_numbers=sorted(loans_to_update),
+    )
     with tqdm(total=len(plans) + len(rows), desc="writing", unit=" rows", disable=not show_progress) as bar:
         borrowers = _write_borrowers(plans=plans, book=book, now=now, bar=bar)
-        loans_created, loans_updated = _write_loans(
+        loans = _write_loans(
             rows=rows,
             borrowers=borrowers,
             borrower_key_of_phone=borrower_key_of_phone,
             book=book,
+            loans_to_update=loans_to_update,
             actor=actor,
             now=now,
             bar=bar,
         )
-    numbered = [int(match[1]) for row in rows if (match := LOAN_NUMBER_PATTERN.match(row.loan_number))]
-    if numbered:
-        loan_number_counter_raise_to(max(numbered))
     return ImportResult(
         borrowers_created=borrowers.created,
         borrowers_updated=borrowers.updated,
-        loans_created=loans_created,
-        loans_updated=loans_updated,
-        loans_unchanged=len(rows) - loans_created - loans_updated,
+        loans_created=loans.created,
+        loans_updated=loans.updated,
+        loans_unchanged=len(rows) - loans.created - loans.updated,
+        loans_balances_kept=balances_kept_unchanged + loans.balances_kept,
         rows=data_rows,
     )
+
+
+def _existing_id(borrower_key: int | str) -> int | None:
+    # A borrower still to be created has no id yet; None differs from any loan's borrower_id.
+    return borrower_key if isinstance(borrower_key, int) else None
 
 
 @dataclass(slots=True)
@@ -72,6 +113,19 @@ class _WrittenBorrowers:
     officer_of: dict[int | str, int | None]  # borrower key -> the borrower's loan officer, after the import
     created: int
     updated: int
+
+
+def _borrower_changes(plan: _BorrowerPlan, borrower_id: int, book: _Book) -> dict[str, object]:
+    """The fields of an existing borrower the file changes, with their new values."""
+    current = dict(zip(_BORROWER_COLUMNS, book.borrowers[borrower_id], strict=True))
+    wanted: dict[str, object] = {"full_name": plan.full_name}
+    if plan.national_id:
+        wanted["national_id"] = plan.national_id
+    if plan.language:
+        wanted["preferred_language"] = plan.language
+    if plan.officer:
+        wanted["loan_officer_id"] = book.officer_ids[plan.officer]
+    return {name: value for name, value in wanted.items() if current[name] != value}
 
 
 def _write_borrowers(
@@ -115,16 +169,9 @@ def _write_borrowers(
         if isinstance(plan.key, str):
             continue
         current = dict(zip(_BORROWER_COLUMNS, book.borrowers[plan.key], strict=True))
-        wanted: dict[str, object] = {"full_name": plan.full_name}
-        if plan.national_id:
-            wanted["national_id"] = plan.national_id
-        if plan.language:
-            wanted["preferred_language"] = plan.language
-        if plan.officer:
-            wanted["loan_officer_id"] = book.officer_ids[plan.officer]
-        changes = {name: value for name, value in wanted.items() if current[name] != value}
+        changes = _borrower_changes(plan, plan.key, book)
         written.id_of[plan.key] = plan.key
-        written.officer_of[plan.key] = wanted.get("loan_officer_id", current["loan_officer_id"])
+        written.officer_of[plan.key] = changes.get("loan_officer_id", current["loan_officer_id"])
         if changes:
             changed_states.append({**current, **changes})
             changed_fields.update(changes)
@@ -134,73 +181,98 @@ def _write_borrowers(
     return written
 
 
+@dataclass(slots=True)
+class _WrittenLoans:
+    created: int = 0
+    updated: int = 0
+    balances_kept: int = 0
+
+
+def _loan_changes(
+    row: _Row, book: _Book, *, borrower_id: int | None, now: datetime
+) -> tuple[dict[str, tuple[object, object]], bool]:
+    """The fields of the row's existing loan that the row changes (name -> (before, after)), and
+    whether the row's balances differ from a loan whose balances this system owns.
+
+    A loan with a posting here (not reversed) keeps its penalties, fees, interest, principal,
+    status and paid_at whatever the file says: the file was written before the money came in, and
+    writing it back would undo the posting while its repayment row stays.
+    """
+    current = dict(zip(_LOAN_COLUMNS, book.loans[row.loan_number], strict=True))
+    wanted: dict[str, object] = {
+        "borrower_id": borrower_id,
+        **{part: getattr(row, part) for part in _PARTS},
+        "due_date": row.due_date,
+        "status": row.status or _default_status(row, current["status"]),
+    }
+    # What the file leaves blank is left as it is.
+    if row.principal_disbursed is not None:
+        wanted["principal_disbursed"] = row.principal_disbursed
+    if row.disbursed_on is not None:
+        wanted["disbursed_on"] = row.disbursed_on
+    if row.officer:
+        wanted["loan_officer_id"] = book.officer_ids[row.officer]
+    if wanted["status"] != current["status"] and Loan.Status.PAID in (wanted["status"], current["status"]):
+        wanted["paid_at"] = now if wanted["status"] == Loan.Status.PAID else None
+    changes = {name: (current[name], value) for name, value in wanted.items() if current[name] != value}
+    if current["id"] not in book.loans_with_postings:
+        return changes, False
+    kept = {name: change for name, change in changes.items() if name not in _BALANCE_FIELDS}
+    return kept, len(kept) != len(changes)
+
+
 def _write_loans(
     *,
     rows: list[_Row],
     borrowers: _WrittenBorrowers,
     borrower_key_of_phone: dict[str, int | str],
     book: _Book,
+    loans_to_update: set[str],
     actor: Actor,
     now: datetime,
     bar: tqdm,
-) -> tuple[int, int]:
-    """Create and update the loans a batch of rows at a time (with their audit events), so memory
-    stays flat however long the file is. Returns (created, updated)."""
-    created = updated = 0
+) -> _WrittenLoans:
+    """Create the new loans and update ``loans_to_update`` (locked, and read again), a batch of rows
+    at a time with their audit events, so memory stays flat however long the file is."""
+    written = _WrittenLoans()
     for batch in _batches(rows, _BATCH_SIZE):
         new_loans: list[Loan] = []
         changed: list[tuple[str, dict[str, object], dict[str, tuple[object, object]]]] = []
         changed_fields: set[str] = set()
         for row in batch:
             key = borrower_key_of_phone[row.phone]
-            officer_id = book.officer_ids[row.officer] if row.officer else None
-            existing = book.loans.get(row.loan_number)
-            if existing is None:
-                status = row.status or (Loan.Status.PAID if row.outstanding == 0 else Loan.Status.ACTIVE)
-                new_loans.append(
-                    Loan(
-                        loan_number=row.loan_number,
-                        borrower_id=borrowers.id_of[key],
-                        principal_disbursed=(
-                            row.principal if row.principal_disbursed is None else row.principal_disbursed
-                        ),
-                        penalties=row.penalties,
-                        fees=row.fees,
-                        interest=row.interest,
-                        principal=row.principal,
-                        disbursed_on=row.disbursed_on,
-                        due_date=row.due_date,
-                        status=status,
-                        loan_officer_id=officer_id or borrowers.officer_of[key],
-                        paid_at=now if status == Loan.Status.PAID else None,
-                    )
-                )
+            if row.loan_number in book.loans:
+                if row.loan_number not in loans_to_update:
+                    continue
+                changes, balances_kept = _loan_changes(row, book, borrower_id=borrowers.id_of[key], now=now)
+                written.balances_kept += balances_kept
+                if changes:
+                    current = dict(zip(_LOAN_COLUMNS, book.loans[row.loan_number], strict=True))
+                    # Every other column keeps the value just read under lock.
+                    state = {**current, **{name: after for name, (_, after) in changes.items()}}
+                    changed.append((row.loan_number, state, changes))
+                    changed_fields.update(changes)
                 continue
-            current = dict(zip(_LOAN_COLUMNS, existing, strict=True))
-            wanted: dict[str, object] = {
-                "borrower_id": borrowers.id_of[key],
-                **{part: getattr(row, part) for part in _PARTS},
-                "due_date": row.due_date,
-                "status": row.status or _default_status(row, current["status"]),
-            }
-            # What the file leaves blank is left as it is.
-            if row.principal_disbursed is not None:
-                wanted["principal_disbursed"] = row.principal_disbursed
-            if row.disbursed_on is not None:
-                wanted["disbursed_on"] = row.disbursed_on
-            if officer_id is not None:
-                wanted["loan_officer_id"] = officer_id
-            if wanted["status"] != current["status"] and Loan.Status.PAID in (
-                wanted["status"],
-                current["status"],
-            ):
-                wanted["paid_at"] = now if wanted["status"] == Loan.Status.PAID else None
-            changes = {
-                name: (current[name], value) for name, value in wanted.items() if current[name] != value
-            }
-            if changes:
-                changed.append((row.loan_number, {**current, **wanted}, changes))
-                changed_fields.update(changes)
+            status = row.status or (Loan.Status.PAID if row.outstanding == 0 else Loan.Status.ACTIVE)
+            new_loans.append(
+                Loan(
+                    loan_number=row.loan_number,
+                    borrower_id=borrowers.id_of[key],
+                    principal_disbursed=(
+                        row.principal if row.principal_disbursed is None else row.principal_disbursed
+                    ),
+                    penalties=row.penalties,
+                    fees=row.fees,
+                    interest=row.interest,
+                    principal=row.principal,
+                    disbursed_on=row.disbursed_on,
+                    due_date=row.due_date,
+                    status=status,
+                    loan_officer_id=(book.officer_ids[row.officer] if row.officer else None)
+                    or borrowers.officer_of[key],
+                    paid_at=now if status == Loan.Status.PAID else None,
+                )
+            )
 
         Loan.objects.bulk_create(new_loans)
         _update_rows(Loan, sorted(changed_fields), [state for _, state, _ in changed], now)
@@ -212,10 +284,10 @@ def _write_loans(
             for loan_number, state, changes in changed
         ]
         AuditEvent.objects.bulk_create(events)
-        created += len(new_loans)
-        updated += len(changed)
+        written.created += len(new_loans)
+        written.updated += len(changed)
         bar.update(len(batch))
-    return created, updated
+    return written
 
 
 def _default_status(row: _Row, current_status: str) -> str:
