@@ -31,9 +31,10 @@ run: install ## Migrate, load demo data and serve on http://127.0.0.1:8000 (SQLi
 test: install ## Run the whole suite (on PostgreSQL + Redis when DATABASE_URL / REDIS_URL are set)
 	$(BIN)/pytest
 
-lint: install ## ruff check and ruff format --check
+lint: install ## ruff check, ruff format --check and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 fmt: install ## Format and autofix with ruff
 	$(BIN)/ruff format .

@@ -75,7 +75,7 @@ def daily_volume_svg(daily: list[dict]) -> SafeString:
         # Pixels, not money: a float is fine once the amount has been scaled.
         return baseline - float(amount / top_amount) * PLOT_HEIGHT
 
-    def count_y(count: int) -> float:
+    def count_y(count: int | Decimal) -> float:
         return baseline - float(Decimal(count) / top_count) * PLOT_HEIGHT
 
     grid = format_html_join(

@@ -4,7 +4,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Router
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from core.auth import InvalidToken
+from core.auth import InvalidToken, api_user
 from core.exceptions import HavenError
 from core.models import Borrower, Loan
 from core.schemas import BorrowerOut, ErrorOut, LoanDetailOut
@@ -19,13 +19,13 @@ ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut}
 @router.get("/loans/{loan_number}", response={200: LoanDetailOut, **ERRORS})
 def loan_detail(request: HttpRequest, loan_number: str) -> Loan:
     """A loan with its balances, its borrower (phone masked) and its repayments, newest first."""
-    return loan_get_for_user(loan_number=loan_number, user=request.auth)
+    return loan_get_for_user(loan_number=loan_number, user=api_user(request))
 
 
 @router.get("/borrowers", response={200: BorrowerOut, **ERRORS})
 def borrower_lookup(request: HttpRequest, phone: str) -> Borrower:
     """The borrower who owns ``phone`` (``0712345678``, ``+254 712 345 678``, ``254712345678``...)."""
-    return borrower_get_for_user_by_phone(phone=phone, user=request.auth)
+    return borrower_get_for_user_by_phone(phone=phone, user=api_user(request))
 
 
 def register_error_handlers(api: NinjaAPI) -> None:

@@ -7,6 +7,7 @@ feeds checks again under lock.
 
 import re
 from decimal import Decimal
+from typing import Any
 
 from django import forms
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
@@ -21,18 +22,20 @@ from core.phones import mask_phone, normalize_phone
 _PHONE_SEPARATORS = re.compile(r"[,;\n]+")
 
 
-class MoneyFormField(forms.CharField):
-    """Shillings typed by a person (``1,250.50``), parsed with ``to_money`` into a Decimal."""
+class MoneyFormField(forms.Field):
+    """Shillings typed by a person (``1,250.50``), parsed with ``to_money`` into a Decimal; an empty
+    answer is ``empty_value``."""
 
-    def __init__(self, *, positive: bool = False, **kwargs) -> None:
+    def __init__(self, *, positive: bool = False, empty_value: Decimal | None = None, **kwargs: Any) -> None:
         self.positive = positive
-        # No max_length: its validator would run on the parsed Decimal; to_money bounds the size.
+        self.empty_value = empty_value
+        # Text, not a number input: people type thousands separators ("1,250.50").
         kwargs.setdefault("widget", forms.TextInput(attrs={"inputmode": "decimal", "size": 14}))
         super().__init__(**kwargs)
 
     def to_python(self, value: object) -> Decimal | None:
-        text = super().to_python(value)
-        if text in self.empty_values or text is self.empty_value:
+        text = "" if value in self.empty_values else str(value).strip()
+        if not text:
             return self.empty_value
         try:
             amount = to_money(text)
@@ -113,8 +116,9 @@ class LoanAddForm(forms.ModelForm):
             "loan_officer": "Leave empty for the borrower's officer.",
         }
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         due_date = cleaned.get("due_date")
         disbursed_on = cleaned.get("disbursed_on") or timezone.localdate()
         if due_date and due_date < disbursed_on:
@@ -137,6 +141,8 @@ class BorrowerPhoneForm(forms.ModelForm):
 
 class StaffPhoneMixin:
     """Staff phone numbers are kept in E.164, like borrowers'."""
+
+    cleaned_data: dict[str, Any]  # the form's, which this mixin comes before
 
     def clean_phone(self) -> str:
         raw = (self.cleaned_data.get("phone") or "").strip()

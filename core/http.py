@@ -3,7 +3,10 @@
 import ipaddress
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
+
+from core.models import User
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -28,3 +31,13 @@ def _valid(address: str | None) -> str | None:
         return str(ipaddress.ip_address(address)) if address else None
     except ValueError:
         return None
+
+
+def staff_user(request: HttpRequest) -> User:
+    """The signed-in member of staff making ``request``, for views behind ``staff_member_required``
+    and pages of the admin site, which let no one else through. Raises Django's ``PermissionDenied``
+    (a 403) if a view that forgot that guard is reached by an anonymous visitor."""
+    user = request.user
+    if not isinstance(user, User):
+        raise PermissionDenied("this page is for signed-in staff")
+    return user

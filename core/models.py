@@ -67,6 +67,10 @@ class Borrower(models.Model):
 
     objects = BorrowerQuerySet.as_manager()
 
+    # Not a column: set by selectors.borrower_get_for_user_by_phone (a prefetch's to_attr) to the
+    # borrower's loans that its caller may see.
+    visible_loans: list["Loan"]
+
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(credit_balance__gte=0), name="borrower_credit_not_negative"),

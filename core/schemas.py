@@ -8,7 +8,7 @@ from ninja import Schema
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 from core.exceptions import InvalidAmount
-from core.models import Borrower, Language, Loan, Repayment
+from core.models import Borrower, Language, Loan, LoanStatus, Repayment
 from core.money import to_money
 from core.phones import mask_phone
 
@@ -51,7 +51,7 @@ class ErrorOut(Schema):
 
 class LoanSummaryOut(Schema):
     loan_number: str
-    status: Loan.Status
+    status: LoanStatus
     due_date: date
     outstanding: Money
     principal: Money

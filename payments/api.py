@@ -9,6 +9,7 @@ from ninja import Query, Router
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from core.actors import Actor
+from core.auth import api_user
 from core.exceptions import NotFound, PermissionDenied
 from core.models import Loan, User
 from core.schemas import ErrorOut
@@ -41,7 +42,7 @@ MAX_PAGE = 500
 
 def _visible(request: HttpRequest, trans_id: str) -> User:
     """The caller, once we know they may see ``trans_id``; ``NotFound`` otherwise."""
-    user = request.auth
+    user = api_user(request)
     if not MpesaTransaction.objects.visible_to(user).filter(trans_id=trans_id).exists():
         raise NotFound(f"no M-Pesa transaction {trans_id}")
     return user
@@ -59,13 +60,13 @@ def transaction_list(request: HttpRequest, filters: Query[TransactionFiltersIn])
     """Payments the caller may see, newest first (by ``trans_time``), paginated with ``limit`` and
     ``offset``; every filter optional. ``phone`` matches the payer's number (plain or hashed) and
     the borrower who owns it."""
-    return transactions_filter(transactions_for_user(request.auth), **filters.model_dump())
+    return transactions_filter(transactions_for_user(api_user(request)), **filters.model_dump())
 
 
 @router.get("/transactions/{trans_id}", response={200: TransactionDetailOut, **ERRORS})
 def transaction_detail(request: HttpRequest, trans_id: str) -> MpesaTransaction:
     """A payment with where its money went, what the matcher noted, and its processing history."""
-    return transaction_get(trans_id=trans_id, user=request.auth)
+    return transaction_get(trans_id=trans_id, user=api_user(request))
 
 
 @router.post("/transactions/{trans_id}/reprocess", response={200: TransactionDetailOut, **ACTION_ERRORS})
@@ -103,7 +104,7 @@ def transaction_review_endpoint(request: HttpRequest, trans_id: str, payload: Re
 @router.post("/transactions/{trans_id}/reverse", response={200: TransactionDetailOut, **ACTION_ERRORS})
 def transaction_reverse_endpoint(request: HttpRequest, trans_id: str, payload: ReverseIn) -> MpesaTransaction:
     """Admins only: undo a payment's postings and credit and mark it reversed."""
-    user = request.auth
+    user = api_user(request)
     if not user.is_admin:
         raise PermissionDenied("only an admin may reverse a payment")
     transaction_reverse(trans_id=trans_id, actor=Actor.staff(user), reason=payload.reason)
@@ -114,4 +115,4 @@ def transaction_reverse_endpoint(request: HttpRequest, trans_id: str, payload: R
 def stats(request: HttpRequest) -> dict:
     """Payments today, over the last 7 and 30 Nairobi days, the backlog, and 30 days day by day,
     over the payments the caller may see."""
-    return payment_stats(queryset=MpesaTransaction.objects.visible_to(request.auth))
+    return payment_stats(queryset=MpesaTransaction.objects.visible_to(api_user(request)))

@@ -6,6 +6,7 @@ everywhere. Every function here takes and returns querysets or rows; nothing wri
 
 import datetime
 from decimal import Decimal
+from typing import TypeVar
 
 from django.db.models import Prefetch, Q, QuerySet
 
@@ -16,10 +17,14 @@ from core.phones import msisdn_hash, normalize_phone
 from payments.models import Allocation, MpesaTransaction
 from payments.parsing import NAIROBI
 
+T = TypeVar("T")
 
-def _blank(value: object) -> bool:
+
+def _given(value: T) -> T | None:
     # Web forms send "" for an untouched field; treat it as "no filter", like None.
-    return value is None or (isinstance(value, str) and not value.strip())
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return value
 
 
 def _local_midnight(day: datetime.date) -> datetime.datetime:
@@ -71,20 +76,22 @@ def transactions_filter(
 
     Raises ``InvalidPhoneNumber``, ``InvalidAmount`` or ``InvalidInput`` (unknown status, a bad date,
     or a range whose start is after its end); each is a 422 at the API."""
-    if not _blank(status):
+    status, trans_id, phone = _given(status), _given(trans_id), _given(phone)
+    if status is not None:
         queryset = queryset.filter(status=_as_status(status))
-    if not _blank(trans_id):
+    if trans_id is not None:
         # Staff copy receipt numbers from SMS in any case; they are stored as M-Pesa sent them.
         # Stored upper-case (parsing does it); an exact match keeps the unique index usable.
         queryset = queryset.filter(trans_id=trans_id.strip().upper())
-    if not _blank(phone):
+    if phone is not None:
         e164 = normalize_phone(phone)
         owners = BorrowerPhone.objects.filter(number=e164).values("borrower_id")
         # A subquery, not a join on borrower__phones: a join would repeat a payment once per phone.
         queryset = queryset.filter(Q(msisdn__in=msisdn_forms(e164)) | Q(borrower_id__in=owners))
 
-    low = None if _blank(min_amount) else to_money(min_amount)
-    high = None if _blank(max_amount) else to_money(max_amount)
+    min_amount, max_amount = _given(min_amount), _given(max_amount)
+    low = None if min_amount is None else to_money(min_amount)
+    high = None if max_amount is None else to_money(max_amount)
     if low is not None and high is not None and low > high:
         raise InvalidInput(f"min_amount {low} is more than max_amount {high}")
     if low is not None:
@@ -92,8 +99,9 @@ def transactions_filter(
     if high is not None:
         queryset = queryset.filter(amount__lte=high)
 
-    first = None if _blank(date_from) else _as_date(date_from, "date_from")
-    last = None if _blank(date_to) else _as_date(date_to, "date_to")
+    date_from, date_to = _given(date_from), _given(date_to)
+    first = None if date_from is None else _as_date(date_from, "date_from")
+    last = None if date_to is None else _as_date(date_to, "date_to")
     if first is not None and last is not None and first > last:
         raise InvalidInput(f"date_from {first} is after date_to {last}")
     # Half-open ranges of local midnights: a payment at 23:59:59 belongs to its day, one at 00:00 to the next.

@@ -6,10 +6,12 @@ feeds checks again under lock.
 """
 
 from decimal import Decimal
+from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.http import QueryDict
 
 from core.exceptions import InvalidPhoneNumber
 from core.forms import MoneyFormField, ReasonField
@@ -73,8 +75,9 @@ class MpesaConfigurationForm(forms.ModelForm):
             raise ValidationError("an M-Pesa short code is 5 to 7 digits", code="invalid")
         return short_code
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         adding = self.instance.pk is None
         for name, label in (("new_consumer_key", "consumer key"), ("new_consumer_secret", "consumer secret")):
             if adding and not data.get(name):
@@ -148,19 +151,26 @@ class AssignToLoanForm(forms.Form):
         self.loan = loan
         return loan.loan_number
 
+    def _valid_loan(self) -> Loan:
+        # The confirmation steps below run on a valid form, where clean_loan_number set the loan.
+        if self.loan is None:
+            raise ValueError("AssignToLoanForm has no loan: the form did not validate")
+        return self.loan
+
     def needs_confirmation(self) -> bool:
-        return self.cleaned_data.get("confirmed_loan") != self.loan.loan_number
+        return self.cleaned_data.get("confirmed_loan") != self._valid_loan().loan_number
 
     def confirming(self) -> "AssignToLoanForm":
         """The same answers, marked as shown: submitting it again assigns."""
-        data = self.data.copy()
-        data["confirmed_loan"] = self.loan.loan_number
+        # Bound from the request, the data is an immutable QueryDict; copy() makes a mutable one.
+        data = self.data.copy() if isinstance(self.data, QueryDict) else {**self.data}
+        data["confirmed_loan"] = self._valid_loan().loan_number
         form = type(self)(data, loans=self.loans)
         form.is_valid()
         return form
 
     def confirmation_details(self) -> list[tuple[str, object]]:
-        loan = self.loan
+        loan = self._valid_loan()
         return [
             ("Loan", loan.loan_number),
             ("Borrower", loan.borrower),

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from core.crypto import EncryptedTextField
 from core.exceptions import NotFound
-from core.models import Borrower, CreditEntry, Loan, Repayment, one_of
+from core.models import Borrower, CreditEntry, Loan, Repayment, User, one_of
 from core.money import MoneyField
 from core.phones import mask_phone
 from payments.clients.daraja import FORBIDDEN_URL_WORDS
@@ -166,7 +166,7 @@ class CallbackRequest(models.Model):
 
 
 class MpesaTransactionQuerySet(models.QuerySet):
-    def visible_to(self, user) -> "MpesaTransactionQuerySet":
+    def visible_to(self, user: User) -> "MpesaTransactionQuerySet":
         if user.is_admin:
             return self
         # A subquery, not a join through loans: a join repeats a payment once per loan of its borrower,

@@ -9,14 +9,14 @@ import datetime as dt
 from ninja import Field, Schema
 
 from core.schemas import LoanBorrowerOut, Money
-from payments.models import Allocation, MpesaTransaction
+from payments.models import Allocation, MpesaTransaction, TransactionStatus
 
 
 class TransactionFiltersIn(Schema):
     """Query parameters of the payment list; every one optional. Checked again, with the phone,
     by ``payments.filters.transactions_filter``."""
 
-    status: MpesaTransaction.Status | None = None
+    status: TransactionStatus | None = None
     phone: str | None = Field(None, description="any Kenyan form: 0712345678, +254 712 345 678, 254712345678")
     trans_id: str | None = None
     min_amount: Money | None = None
@@ -29,7 +29,7 @@ class TransactionOut(Schema):
     trans_id: str
     amount: Money
     trans_time: dt.datetime
-    status: MpesaTransaction.Status
+    status: TransactionStatus
     identified_by: MpesaTransaction.IdentifiedBy | None
     match_strategy: MpesaTransaction.Strategy | None
     bill_reference: str
@@ -62,7 +62,7 @@ class AllocationOut(Schema):
 
     @staticmethod
     def resolve_loan_number(obj: Allocation) -> str | None:
-        return obj.loan.loan_number if obj.loan_id else None
+        return obj.loan.loan_number if obj.loan is not None else None
 
     @staticmethod
     def resolve_reversed(obj: Allocation) -> bool:

@@ -3,7 +3,7 @@
 import datetime
 from decimal import Decimal
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Aggregate, Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -28,7 +28,7 @@ def _money(value: Decimal | None) -> Decimal:
 
 def _daily_rows(queryset: QuerySet, first_day: datetime.date, today: datetime.date) -> dict:
     """One row per Nairobi day that had payments, with per-status counts and sums (one query)."""
-    by_status = {}
+    by_status: dict[str, Aggregate] = {}
     for status in COUNTED_STATUSES:
         only = Q(status=status)
         by_status[f"{status}_count"] = Count("id", filter=only)

@@ -14,6 +14,7 @@ from admin_ui.forms import AssignForm, ReprocessForm, ReverseForm, ReviewForm
 from admin_ui.views.transactions import visible_transaction
 from core.actors import Actor
 from core.exceptions import HavenError, NotFound, PermissionDenied
+from core.http import staff_user
 from core.models import Loan
 from payments.models import MpesaTransaction
 from payments.services import (
@@ -29,7 +30,8 @@ Perform = Callable[..., tuple[int, str]]
 
 
 def _act(request: HttpRequest, trans_id: str, form_class: type[forms.Form], perform: Perform) -> HttpResponse:
-    visible_transaction(request.user, trans_id)  # a 404 outside the actor's portfolio, as at the API
+    user = staff_user(request)
+    visible_transaction(user, trans_id)  # a 404 outside the actor's portfolio, as at the API
     form = form_class(request.POST)
     if not form.is_valid():
         for name, errors in form.errors.items():
@@ -38,7 +40,7 @@ def _act(request: HttpRequest, trans_id: str, form_class: type[forms.Form], perf
                 messages.error(request, f"{label}{error}")
     else:
         try:
-            level, text = perform(Actor.staff(request.user), **form.cleaned_data)
+            level, text = perform(Actor.staff(user), **form.cleaned_data)
         except HavenError as exc:
             messages.error(request, exc.detail)
         else:
@@ -74,7 +76,7 @@ def assign(request: HttpRequest, trans_id: str) -> HttpResponse:
         # Staff type loan numbers in any case (as in the admin's AssignToLoanForm); the service gets
         # the number as stored. Officers may move money only onto loans of their own portfolio.
         stored = (
-            Loan.objects.visible_to(request.user)
+            Loan.objects.visible_to(staff_user(request))
             .filter(loan_number__iexact=loan_number)
             .order_by("id")
             .values_list("loan_number", flat=True)
@@ -102,7 +104,7 @@ def review(request: HttpRequest, trans_id: str) -> HttpResponse:
 @require_POST
 def reverse(request: HttpRequest, trans_id: str) -> HttpResponse:
     def perform(actor: Actor, *, reason: str, confirm: bool) -> tuple[int, str]:
-        if not request.user.is_admin:
+        if not staff_user(request).is_admin:
             raise PermissionDenied("only an admin may reverse a payment")
         transaction_reverse(trans_id=trans_id, actor=actor, reason=reason)
         return messages.SUCCESS, f"{trans_id} reversed: its postings and credit were undone."

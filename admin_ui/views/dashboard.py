@@ -1,12 +1,13 @@
 from django.contrib.admin.views.decorators import staff_member_required
-from django.db.models import Count, QuerySet
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from admin_ui.charts import daily_volume_legend, daily_volume_svg
+from core.http import staff_user
 from payments.filters import transactions_for_user
-from payments.models import MpesaTransaction
+from payments.models import MpesaTransaction, MpesaTransactionQuerySet
 from payments.stats import payment_stats
 
 RECENT = 10
@@ -15,7 +16,7 @@ PERIOD_LABELS = (("today", "Today"), ("last_7_days", "Last 7 days"), ("last_30_d
 Status = MpesaTransaction.Status
 
 
-def attention_by_status(payments: QuerySet) -> dict[str, int]:
+def attention_by_status(payments: MpesaTransactionQuerySet) -> dict[str, int]:
     """How many of ``payments`` need people, per status: ``{"unmatched": n, "failed": n}``, counting
     the same payments as ``payment_stats()["needing_attention"]`` (not reviewed), in one query."""
     rows = payments.needing_attention().order_by().values("status").annotate(count=Count("id"))
@@ -26,7 +27,8 @@ def attention_by_status(payments: QuerySet) -> dict[str, int]:
 @staff_member_required
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    visible = MpesaTransaction.objects.visible_to(request.user)
+    user = staff_user(request)
+    visible = MpesaTransaction.objects.visible_to(user)
     stats = payment_stats(queryset=visible)
     return render(
         request,
@@ -37,7 +39,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "periods": [(name, label, stats["periods"][name]) for name, label in PERIOD_LABELS],
             "chart": daily_volume_svg(stats["daily"]),
             "chart_legend": daily_volume_legend(),
-            "recent": transactions_for_user(request.user)[:RECENT],
+            "recent": transactions_for_user(user)[:RECENT],
             "Status": MpesaTransaction.Status,
         },
     )

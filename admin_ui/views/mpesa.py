@@ -12,6 +12,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from admin_ui.forms import SimulatedPaymentForm
 from core.exceptions import HavenError, InvalidAmount, InvalidPhoneNumber, NotFound
+from core.http import staff_user
+from core.models import User
 from payments.models import MpesaConfiguration
 from payments.services.daraja import mpesa_register_urls, mpesa_simulate
 
@@ -39,7 +41,7 @@ def _active_config() -> MpesaConfiguration | None:
         return None
 
 
-def _callback_url_for(user, config: MpesaConfiguration, kind: str) -> str:
+def _callback_url_for(user: User, config: MpesaConfiguration, kind: str) -> str:
     url = config.callback_url(kind)
     if user.is_admin:
         return url
@@ -50,6 +52,7 @@ def _callback_url_for(user, config: MpesaConfiguration, kind: str) -> str:
 @staff_member_required
 @require_http_methods(["GET"])
 def configuration(request: HttpRequest) -> HttpResponse:
+    user = staff_user(request)
     config = _active_config()
     context: dict = {"config": config}
     if config is not None:
@@ -57,11 +60,11 @@ def configuration(request: HttpRequest) -> HttpResponse:
             # Admins may tell two keys apart by their last characters; the secret shows nothing, and
             # officers, who cannot change either, only learn whether they are there.
             consumer_key=(
-                mask_secret(config.consumer_key) if request.user.is_admin else set_or_not(config.consumer_key)
+                mask_secret(config.consumer_key) if user.is_admin else set_or_not(config.consumer_key)
             ),
             consumer_secret=set_or_not(config.consumer_secret),
-            validation_url=_callback_url_for(request.user, config, "validation"),
-            confirmation_url=_callback_url_for(request.user, config, "confirmation"),
+            validation_url=_callback_url_for(user, config, "validation"),
+            confirmation_url=_callback_url_for(user, config, "confirmation"),
             registration=(
                 json.dumps(config.last_registration_result, indent=2, ensure_ascii=False, default=str)
                 if config.last_registration_result
@@ -75,7 +78,7 @@ def configuration(request: HttpRequest) -> HttpResponse:
 @require_POST
 def configuration_register(request: HttpRequest) -> HttpResponse:
     config = _active_config()
-    if not request.user.is_admin:
+    if not staff_user(request).is_admin:
         messages.error(request, "Only an admin may register the callback URLs.")
     elif config is None:
         messages.error(request, "There is no active M-Pesa configuration to register.")
@@ -92,14 +95,14 @@ def configuration_register(request: HttpRequest) -> HttpResponse:
 @staff_member_required
 @require_http_methods(["GET", "POST"])
 def test_payment(request: HttpRequest) -> HttpResponse:
-    if not request.user.is_admin:
+    if not staff_user(request).is_admin:
         # The account number can be any loan: an officer could post test money into other portfolios.
         return render(request, "admin_ui/test_payment_refused.html", status=403)
     config = _active_config()
     form = SimulatedPaymentForm(request.POST or None)
     if request.method == "POST" and config is None:
         messages.error(request, "There is no active M-Pesa configuration to pay.")
-    elif request.method == "POST" and form.is_valid():
+    elif request.method == "POST" and config is not None and form.is_valid():
         try:
             answer = mpesa_simulate(
                 config=config,

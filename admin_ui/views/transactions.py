@@ -8,6 +8,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -15,6 +16,7 @@ from django.views.decorators.http import require_GET
 
 from admin_ui.forms import AssignForm, ReprocessForm, ReverseForm, ReviewForm, TransactionFilterForm
 from core.exceptions import HavenError, NotFound
+from core.http import staff_user
 from core.logfilters import mask_phone_numbers
 from core.models import User
 from payments.filters import transaction_get, transactions_filter, transactions_for_user
@@ -56,7 +58,7 @@ def _filtered(request: HttpRequest) -> tuple[TransactionFilterForm, QuerySet | N
     if not form.is_valid():
         return form, None
     try:
-        return form, transactions_filter(transactions_for_user(request.user), **form.cleaned_data)
+        return form, transactions_filter(transactions_for_user(staff_user(request)), **form.cleaned_data)
     except HavenError as exc:
         form.add_error(None, exc.detail)
         return form, None
@@ -83,7 +85,7 @@ def csv_cell(value: object) -> str:
 
 
 def csv_row(tx: MpesaTransaction) -> list[str]:
-    loans = [a.loan.loan_number for a in tx.allocations.all() if a.loan_id is not None]
+    loans = [a.loan.loan_number for a in tx.allocations.all() if a.loan is not None]
     return [
         csv_cell(value)
         for value in (
@@ -94,7 +96,7 @@ def csv_row(tx: MpesaTransaction) -> list[str]:
             tx.identified_by,
             tx.match_strategy,
             mask_phone_numbers(tx.bill_reference),
-            tx.borrower.full_name if tx.borrower_id else "",
+            tx.borrower.full_name if tx.borrower is not None else "",
             tx.msisdn_display,
             " ".join(loans),
         )
@@ -120,7 +122,7 @@ def _csv_lines(payments: QuerySet) -> Iterator[str]:
 
 @staff_member_required
 @require_GET
-def transaction_export(request: HttpRequest) -> HttpResponse:
+def transaction_export(request: HttpRequest) -> HttpResponseBase:
     """Every payment the filters select (not only one page), streamed as CSV."""
     _, payments = _filtered(request)
     if payments is None:
@@ -135,7 +137,7 @@ def transaction_export(request: HttpRequest) -> HttpResponse:
 def payload_for_staff(tx: MpesaTransaction) -> str:
     """The callback body the payment came in, pretty-printed when it is JSON, with the payer's
     number shown the way the rest of the page shows it (masked, or the digest shortened)."""
-    if tx.callback_id is None:
+    if tx.callback is None:
         return ""
     body = tx.callback.body
     try:
@@ -150,7 +152,7 @@ def payload_for_staff(tx: MpesaTransaction) -> str:
 @staff_member_required
 @require_GET
 def transaction_detail(request: HttpRequest, trans_id: str) -> HttpResponse:
-    tx = visible_transaction(request.user, trans_id)
+    tx = visible_transaction(staff_user(request), trans_id)
     return render(
         request,
         "admin_ui/transaction_detail.html",
@@ -165,7 +167,7 @@ def transaction_detail(request: HttpRequest, trans_id: str) -> HttpResponse:
             "can_reprocess": tx.status in REPROCESSABLE,
             "can_assign": tx.status != MpesaTransaction.Status.REVERSED,
             "can_review": tx.reviewed_at is None,
-            "can_reverse": request.user.is_admin and tx.status != MpesaTransaction.Status.REVERSED,
+            "can_reverse": staff_user(request).is_admin and tx.status != MpesaTransaction.Status.REVERSED,
             "reprocess_form": ReprocessForm(),
             "assign_form": AssignForm(),
             "review_form": ReviewForm(),

@@ -1,5 +1,7 @@
 """Admin for borrowers, with their phone numbers and loans inline."""
 
+from typing import Any, cast
+
 from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
@@ -16,7 +18,8 @@ from core.admin.mixins import (
     _staff_only,
 )
 from core.forms import BorrowerAddForm, BorrowerPhoneForm
-from core.models import Borrower, BorrowerPhone, Loan, User
+from core.http import staff_user
+from core.models import Borrower, BorrowerPhone, BorrowerQuerySet, Loan, User
 from core.money import format_money
 from core.phones import mask_phone
 from core.services.borrowers import BORROWER_EDITABLE_FIELDS
@@ -79,8 +82,10 @@ class BorrowerAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioSco
     )
     inlines = [BorrowerPhoneInline, LoanInline]
 
+    # The admin's querysets come from the model's manager, so they are BorrowerQuerySets; the stubs type
+    # ModelAdmin.get_queryset as returning a plain QuerySet.
     def limit_to_portfolio(self, queryset: QuerySet, user: User) -> QuerySet:
-        return queryset.visible_to(user)
+        return cast(BorrowerQuerySet, queryset).visible_to(user)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("loan_officer").prefetch_related("phones")
@@ -97,16 +102,18 @@ class BorrowerAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioSco
     def get_fieldsets(self, request: HttpRequest, obj: Borrower | None = None):
         return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
 
-    def get_form(self, request: HttpRequest, obj: Borrower | None = None, **kwargs):
+    def get_form(
+        self, request: HttpRequest, obj: Borrower | None = None, change: bool = False, **kwargs: Any
+    ):
         if obj is None:
             kwargs["form"] = self.add_form
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Borrower | None = None):
         if obj is None:
             return ()
         readonly = ["credit_balance", "created_at", "updated_at"]
-        if not request.user.is_admin:
+        if not staff_user(request).is_admin:
             # Moving a borrower between portfolios is an admin's decision.
             readonly.append("loan_officer")
         return readonly
@@ -131,7 +138,7 @@ class BorrowerAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioSco
                     for name in form.changed_data
                     if name in BORROWER_EDITABLE_FIELDS
                 },
-                actor=Actor.staff(request.user),
+                actor=Actor.staff(staff_user(request)),
             )
             return
         data = form.cleaned_data
@@ -141,7 +148,7 @@ class BorrowerAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioSco
             national_id=data["national_id"],
             preferred_language=data["preferred_language"],
             loan_officer=data["loan_officer"],
-            actor=Actor.staff(request.user),
+            actor=Actor.staff(staff_user(request)),
         )
         _adopt(obj, created)
 
@@ -149,7 +156,7 @@ class BorrowerAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioSco
         if formset.model is not BorrowerPhone:
             super().save_formset(request, form, formset, change)
             return
-        actor = Actor.staff(request.user)
+        actor = Actor.staff(staff_user(request))
         formset.new_objects = [
             services.borrower_phone_add(
                 borrower=form.instance,

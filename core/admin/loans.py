@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin
@@ -23,7 +24,8 @@ from core.admin.mixins import (
 )
 from core.exceptions import InvalidState
 from core.forms import ApplyCreditForm, LoanAddForm, ManualRepaymentForm, ReasonForm
-from core.models import Borrower, Loan, Repayment, User
+from core.http import staff_user
+from core.models import Borrower, Loan, LoanQuerySet, Repayment, User
 from core.money import format_money
 from core.services.loans import LOAN_EDITABLE_FIELDS
 
@@ -144,11 +146,14 @@ class LoanAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioScopedM
     )
     _money_fields = ("principal_disbursed", "penalties", "fees", "interest", "principal")
 
+    # The admin's querysets come from the model's manager, so they are LoanQuerySets; the stubs type
+    # ModelAdmin.get_queryset as returning a plain QuerySet.
     def limit_to_portfolio(self, queryset: QuerySet, user: User) -> QuerySet:
-        return queryset.visible_to(user)
+        return cast(LoanQuerySet, queryset).visible_to(user)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).with_outstanding().select_related("borrower", "loan_officer")
+        queryset = cast(LoanQuerySet, super().get_queryset(request))
+        return queryset.with_outstanding().select_related("borrower", "loan_officer")
 
     @admin.display(description="outstanding", ordering="outstanding_total")
     def outstanding_display(self, loan: Loan) -> str:
@@ -157,10 +162,10 @@ class LoanAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioScopedM
     def get_fieldsets(self, request: HttpRequest, obj: Loan | None = None):
         return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
 
-    def get_form(self, request: HttpRequest, obj: Loan | None = None, **kwargs):
+    def get_form(self, request: HttpRequest, obj: Loan | None = None, change: bool = False, **kwargs: Any):
         if obj is None:
             kwargs["form"] = self.add_form
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Loan | None = None):
         if obj is None:
@@ -176,7 +181,7 @@ class LoanAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioScopedM
             "created_at",
             "updated_at",
         ]
-        if not request.user.is_admin:
+        if not staff_user(request).is_admin:
             readonly.append("loan_officer")
         return readonly
 
@@ -199,7 +204,7 @@ class LoanAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioScopedM
                     for name in form.changed_data
                     if name in LOAN_EDITABLE_FIELDS
                 },
-                actor=Actor.staff(request.user),
+                actor=Actor.staff(staff_user(request)),
             )
             return
         data = form.cleaned_data
@@ -211,12 +216,13 @@ class LoanAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioScopedM
             disbursed_on=data["disbursed_on"],
             due_date=data["due_date"],
             loan_officer=data["loan_officer"],
-            actor=Actor.staff(request.user),
+            actor=Actor.staff(staff_user(request)),
         )
         _adopt(obj, created)
 
     @admin.action(description="Post a manual repayment", permissions=["change"])
     def post_manual_repayment(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        actor = Actor.staff(staff_user(request))
         return _single_object_action(
             self,
             request,
@@ -226,14 +232,16 @@ class LoanAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioScopedM
             submit_label="Post repayment",
             form_class=ManualRepaymentForm,
             details=_loan_details,
-            perform=lambda loan, data: _post_manual_repayment(loan, **data, actor=Actor.staff(request.user)),
+            perform=lambda loan, data: _post_manual_repayment(loan, **data, actor=actor),
         )
 
     @admin.action(description="Apply credit", permissions=["change"])
     def apply_credit(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        actor = Actor.staff(staff_user(request))
+
         def perform(loan: Loan, data: dict) -> str:
             result = services.borrower_credit_apply_to_loan(
-                loan=loan, amount=data["amount"], reason=data["reason"], actor=Actor.staff(request.user)
+                loan=loan, amount=data["amount"], reason=data["reason"], actor=actor
             )
             credit_left = Borrower.objects.values_list("credit_balance", flat=True).get(pk=loan.borrower_id)
             return (
@@ -260,12 +268,14 @@ class LoanAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioScopedM
 
     def has_write_off_permission(self, request: HttpRequest) -> bool:
         # Writing a loan off is a credit decision for admins, not something a loan officer does.
-        return request.user.is_admin
+        return staff_user(request).is_admin
 
     @admin.action(description="Write off", permissions=["write_off"])
     def write_off(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        actor = Actor.staff(staff_user(request))
+
         def perform(loan: Loan, data: dict) -> str:
-            loan = services.loan_write_off(loan=loan, reason=data["reason"], actor=Actor.staff(request.user))
+            loan = services.loan_write_off(loan=loan, reason=data["reason"], actor=actor)
             return f"{loan} written off with {_money(loan.outstanding)} outstanding."
 
         return _single_object_action(
@@ -305,6 +315,8 @@ class RepaymentAdmin(ReadOnlyAdminMixin, PortfolioScopedMixin, admin.ModelAdmin)
 
     @admin.action(description="Reverse", permissions=["reverse"])
     def reverse_repayment(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        actor = Actor.staff(staff_user(request))
+
         def perform(repayment: Repayment, data: dict) -> str:
             if repayment.source == "mpesa":
                 # The payment's allocations must move with it: reverse or re-assign the payment.
@@ -312,9 +324,7 @@ class RepaymentAdmin(ReadOnlyAdminMixin, PortfolioScopedMixin, admin.ModelAdmin)
                     f"this posting came from M-Pesa payment {repayment.reference}: reverse it or move it "
                     "from the payment (Payments > M-Pesa transactions), so the payment's record follows"
                 )
-            reversal = services.repayment_reverse(
-                repayment=repayment, reason=data["reason"], actor=Actor.staff(request.user)
-            )
+            reversal = services.repayment_reverse(repayment=repayment, reason=data["reason"], actor=actor)
             loan = reversal.loan
             return (
                 f"Reversed {_money(repayment.amount)} on {loan}; outstanding now {_money(loan.outstanding)} "

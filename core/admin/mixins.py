@@ -2,20 +2,32 @@
 
 from collections.abc import Callable
 from decimal import Decimal
+from typing import TYPE_CHECKING, TypeVar
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
 from core.exceptions import HavenError
+from core.http import staff_user
 from core.models import BorrowerPhone, User
 from core.money import format_money
 from core.phones import try_normalize_phone
 
 ACTION_TEMPLATE = "admin/core/action_form.html"
+
+M = TypeVar("M", bound=models.Model)
+
+if TYPE_CHECKING:
+    # The mixins that call super() are only ever put before admin.ModelAdmin; telling the type
+    # checker so lets it check those calls. At run time they stay plain classes.
+    ModelAdminMixinBase = admin.ModelAdmin
+else:
+    ModelAdminMixinBase = object
 
 
 def _money(amount: Decimal | None) -> str:
@@ -49,19 +61,20 @@ class ReadOnlyAdminMixin:
         return False
 
 
-class PortfolioScopedMixin:
+class PortfolioScopedMixin(ModelAdminMixinBase):
     """Officers see their own portfolio only; admins see everything. Change pages and actions go
     through ``get_queryset`` too, so another officer's rows are "not found" rather than forbidden."""
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         queryset = super().get_queryset(request)
-        return queryset if request.user.is_admin else self.limit_to_portfolio(queryset, request.user)
+        user = staff_user(request)
+        return queryset if user.is_admin else self.limit_to_portfolio(queryset, user)
 
     def limit_to_portfolio(self, queryset: QuerySet, user: User) -> QuerySet:
         raise NotImplementedError
 
 
-class ServiceErrorsAsMessagesMixin:
+class ServiceErrorsAsMessagesMixin(ModelAdminMixinBase):
     """A service can still refuse a form that validated (a phone number taken a moment ago by someone
     else). The admin saves inside one transaction, so the exception rolls the save back; show it as
     a message instead of a 500."""
@@ -74,7 +87,7 @@ class ServiceErrorsAsMessagesMixin:
             return HttpResponseRedirect(request.get_full_path())
 
 
-class PhoneSearchMixin:
+class PhoneSearchMixin(ModelAdminMixinBase):
     """Search also finds borrowers by phone number written any way ("0712 345 678" finds
     +254712345678). ``phone_search_field`` names the borrower on the searched model."""
 
@@ -93,15 +106,15 @@ class PhoneSearchMixin:
 def _single_object_action(
     model_admin: admin.ModelAdmin,
     request: HttpRequest,
-    queryset: QuerySet,
+    queryset: QuerySet[M],
     *,
     action: str,
     title: str,
     submit_label: str,
     form_class: type[forms.Form],
-    details: Callable[[models.Model], list[tuple[str, object]]],
-    perform: Callable[[models.Model, dict], str],
-    initial: Callable[[models.Model], dict] | None = None,
+    details: Callable[[M], list[tuple[str, object]]],
+    perform: Callable[[M, dict], str],
+    initial: Callable[[M], dict] | None = None,
 ) -> HttpResponse | None:
     """Run a money action on exactly one selected row: show its form page, then call ``perform``.
 
@@ -139,7 +152,7 @@ def _single_object_action(
         "form": form,
         "media": model_admin.media + form.media,
         "action": action,
-        "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        "action_checkbox_name": ACTION_CHECKBOX_NAME,
         "submit_label": submit_label,
     }
     return TemplateResponse(request, ACTION_TEMPLATE, context)

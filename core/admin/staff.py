@@ -15,9 +15,11 @@ from core.models import ApiToken, User
 class StaffUserAdmin(UserAdmin):
     form = StaffChangeForm
     add_form = StaffCreationForm
-    fieldsets = (*UserAdmin.fieldsets, ("Lending", {"fields": ("role", "phone")}))
+    # The ignores are for django-stubs: it types every ModelAdmin's fieldsets as Optional (UserAdmin's
+    # is a tuple) and list_display as an instance attribute that depends on the model.
+    fieldsets = (*UserAdmin.fieldsets, ("Lending", {"fields": ("role", "phone")}))  # type: ignore[misc]
     add_fieldsets = (*UserAdmin.add_fieldsets, ("Lending", {"fields": ("role", "phone")}))
-    list_display = (*UserAdmin.list_display, "role")
+    list_display = (*UserAdmin.list_display, "role")  # type: ignore[misc]
     list_filter = ("role", *UserAdmin.list_filter)
 
 

@@ -30,7 +30,8 @@ def audit_record(
         action=action,
         borrower_id=borrower_id,
         loan=loan,
-        object_type=obj._meta.model_name if obj is not None else "",
+        # model_name is None only on an Options not yet attached to a model class.
+        object_type=(obj._meta.model_name or "") if obj is not None else "",
         object_id=str(obj.pk) if obj is not None else "",
         amount=amount,
         reason=reason,

@@ -215,7 +215,10 @@ def borrower_update(
     if refused:
         raise InvalidInput(f"{', '.join(sorted(refused))} cannot be edited here")
     if "national_id" in changes:
-        changes = {**changes, "national_id": (changes["national_id"] or "").strip() or None}
+        national_id = changes["national_id"]
+        if national_id is not None and not isinstance(national_id, str):
+            raise InvalidInput("national_id must be text")
+        changes = {**changes, "national_id": (national_id or "").strip() or None}
     try:
         with transaction.atomic():
             locked = Borrower.objects.select_for_update().get(pk=borrower.pk)

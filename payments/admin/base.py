@@ -8,15 +8,18 @@ fields and a confirmation step.
 import json
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any, Protocol, Self, runtime_checkable
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from core.admin.mixins import ModelAdminMixinBase
 from core.exceptions import HavenError
 from core.money import format_money
 
@@ -43,24 +46,36 @@ def _is_admin(request: HttpRequest) -> bool:
     return getattr(request.user, "is_admin", False)
 
 
-class AdminsOnlyMixin:
+class AdminsOnlyMixin(ModelAdminMixinBase):
     """Pages for admins only (credentials, raw payloads, every message sent): officers are refused
     even if a group gives them the model permission."""
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return _is_admin(request) and super().has_module_permission(request)
 
-    def has_view_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return _is_admin(request) and super().has_view_permission(request, obj)
 
     def has_add_permission(self, request: HttpRequest, *args) -> bool:
         return _is_admin(request) and super().has_add_permission(request, *args)
 
-    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return _is_admin(request) and super().has_change_permission(request, obj)
 
-    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return _is_admin(request) and super().has_delete_permission(request, obj)
+
+
+@runtime_checkable
+class NeedsConfirmation(Protocol):
+    """A form that, once valid, may ask to be shown again with more details before ``form_page``
+    applies it (``payments.forms.AssignToLoanForm``)."""
+
+    def needs_confirmation(self) -> bool: ...
+
+    def confirming(self) -> Self: ...
+
+    def confirmation_details(self) -> list[tuple[str, object]]: ...
 
 
 def selected_one(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, title: str):
@@ -102,9 +117,10 @@ def form_page(
     if "apply" in request.POST:
         form = form_class(request.POST, **form_kwargs)
         if form.is_valid():
-            if getattr(form, "needs_confirmation", lambda: False)():
-                form, confirming = form.confirming(), True
-                details = [*details, *form.confirmation_details()]
+            if isinstance(form, NeedsConfirmation) and form.needs_confirmation():
+                shown = form.confirming()
+                form, confirming = shown, True
+                details = [*details, *shown.confirmation_details()]
             else:
                 try:
                     message = perform(form.cleaned_data)
@@ -125,7 +141,7 @@ def form_page(
         "confirming": confirming,
         "media": model_admin.media + form.media,
         "action": action,
-        "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        "action_checkbox_name": ACTION_CHECKBOX_NAME,
         "submit_label": f"Confirm: {submit_label}" if confirming else submit_label,
     }
     return TemplateResponse(request, ACTION_TEMPLATE, context)

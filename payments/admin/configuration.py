@@ -13,6 +13,7 @@ from django.utils.html import format_html
 
 from core.actors import Actor
 from core.exceptions import HavenError
+from core.http import staff_user
 from core.money import format_money
 from core.phones import mask_phone
 from payments.admin.base import AdminsOnlyMixin, form_page, pretty_json
@@ -153,7 +154,7 @@ class MpesaConfigurationAdmin(AdminsOnlyMixin, admin.ModelAdmin):
             changed_fields=[
                 f for f in form.changed_data if f not in ("new_consumer_key", "new_consumer_secret")
             ],
-            actor=Actor.staff(request.user),
+            actor=Actor.staff(staff_user(request)),
             consumer_key=data.get("new_consumer_key") or "",
             consumer_secret=data.get("new_consumer_secret") or "",
         )

@@ -6,6 +6,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.admin import ReadOnlyAdminMixin
+from core.http import staff_user
 from core.models import OutboxMessage
 from core.phones import mask_phone
 from core.services.outbox import outbox_retry
@@ -56,7 +57,7 @@ class OutboxMessageAdmin(ReadOnlyAdminMixin, AdminsOnlyMixin, admin.ModelAdmin):
         )
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_admin and request.user.has_perm("core.change_outboxmessage")
+        return staff_user(request).is_admin and request.user.has_perm("core.change_outboxmessage")
 
     @admin.action(description="Retry now (pending or failed)", permissions=["retry"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet) -> None:

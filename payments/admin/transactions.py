@@ -2,7 +2,10 @@
 them (reprocess, assign to a loan, mark reviewed, reverse), each a service called with the member
 of staff as the actor. Officers see their own portfolio's payments only."""
 
+from typing import cast
+
 from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
@@ -12,13 +15,14 @@ from django.utils.html import format_html, format_html_join
 from core.actors import Actor
 from core.admin import ReadOnlyAdminMixin
 from core.exceptions import HavenError, InvalidAmount
+from core.http import staff_user
 from core.models import AuditEvent, Loan
 from core.money import to_money
 from core.phones import mask_phone, try_normalize_phone
 from payments.admin.base import form_page, money, selected_one
 from payments.filters import transactions_filter
 from payments.forms import AssignToLoanForm, ReverseForm, ReviewNoteForm
-from payments.models import Allocation, CallbackRequest, MpesaTransaction
+from payments.models import Allocation, CallbackRequest, MpesaTransaction, MpesaTransactionQuerySet
 from payments.selectors import transaction_audit_events
 from payments.services import (
     TransientProcessingError,
@@ -126,10 +130,13 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ),
         ("Audit trail", {"fields": ("audit_trail",)}),
     )
-    readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
+    readonly_fields = flatten_fieldsets(fieldsets)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).visible_to(request.user)
+        # From MpesaTransaction.objects, so an MpesaTransactionQuerySet; the stubs type
+        # ModelAdmin.get_queryset as returning a plain QuerySet.
+        queryset = cast(MpesaTransactionQuerySet, super().get_queryset(request))
+        return queryset.visible_to(staff_user(request))
 
     # --- Display ----------------------------------------------------------------------------------
 
@@ -217,7 +224,7 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def has_reverse_permission(self, request: HttpRequest) -> bool:
         # Undoing money that arrived is an admin's decision.
-        return request.user.is_admin and self.has_process_permission(request)
+        return staff_user(request).is_admin and self.has_process_permission(request)
 
     @staticmethod
     def _details(tx: MpesaTransaction) -> list[tuple[str, object]]:
@@ -233,7 +240,7 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Reprocess", permissions=["process"])
     def reprocess(self, request: HttpRequest, queryset: QuerySet) -> None:
-        actor = Actor.staff(request.user)
+        actor = Actor.staff(staff_user(request))
         for trans_id in queryset.values_list("trans_id", flat=True):
             try:
                 tx = transaction_reprocess(trans_id=trans_id, actor=actor)
@@ -264,7 +271,7 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             done = transaction_assign(
                 trans_id=tx.trans_id,
                 loan_number=data["loan_number"],
-                actor=Actor.staff(request.user),
+                actor=Actor.staff(staff_user(request)),
                 reason=data["reason"],
             )
             loan = Loan.objects.select_related("borrower").get(loan_number=data["loan_number"])
@@ -281,7 +288,7 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             title="Assign to a loan",
             submit_label="Assign",
             form_class=AssignToLoanForm,
-            form_kwargs={"loans": Loan.objects.visible_to(request.user)},
+            form_kwargs={"loans": Loan.objects.visible_to(staff_user(request))},
             details=self._details(tx),
             perform=perform,
         )
@@ -294,7 +301,7 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
         def perform(data: dict) -> str:
             transaction_mark_reviewed(
-                trans_id=tx.trans_id, actor=Actor.staff(request.user), note=data["note"]
+                trans_id=tx.trans_id, actor=Actor.staff(staff_user(request)), note=data["note"]
             )
             return f"{tx.trans_id} marked reviewed."
 
@@ -318,7 +325,7 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
         def perform(data: dict) -> str:
             done = transaction_reverse(
-                trans_id=tx.trans_id, actor=Actor.staff(request.user), reason=data["reason"]
+                trans_id=tx.trans_id, actor=Actor.staff(staff_user(request)), reason=data["reason"]
             )
             return f"{done.trans_id} ({money(done.amount)}) reversed; its postings and credit were undone."
 

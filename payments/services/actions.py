@@ -41,6 +41,10 @@ def _undo_allocations(*, tx: MpesaTransaction, actor: Actor, reason: str) -> lis
     now = timezone.now()
     for allocation in live:
         if allocation.target == Allocation.Target.LOAN:
+            if allocation.repayment is None:  # a check constraint forbids it
+                raise InvalidState(
+                    f"allocation #{allocation.pk} of {tx.trans_id} is to a loan but has no repayment"
+                )
             repayment_reverse(repayment=allocation.repayment, actor=actor, reason=reason)
         else:
             borrower = Borrower.objects.get(pk=allocation.borrower_id)

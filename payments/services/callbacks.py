@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from django.db import DataError, IntegrityError, connection, models, transaction
 from django.utils import timezone
 
+from core.db import column_of, concrete_field
 from core.services.outbox import outbox_queue_for_staff, staff_to_alert
 from payments.matching import IDENTIFIERS
 from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction, callback_token_digest
@@ -301,7 +302,7 @@ def _insert_columns(obj: models.Model, exclude: str = "") -> tuple[tuple[str, ..
     """The columns an INSERT of ``obj`` writes and their values, prepared as the ORM would."""
     fields = _insertable_fields(type(obj), exclude)
     values = [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields]
-    return tuple(f.column for f in fields), values
+    return tuple(column_of(f) for f in fields), values
 
 
 @functools.cache
@@ -309,8 +310,8 @@ def _confirmation_sql(callback_columns: tuple[str, ...], payment_columns: tuple[
     quote = connection.ops.quote_name
     callback_table = quote(CallbackRequest._meta.db_table)
     payment_table = quote(MpesaTransaction._meta.db_table)
-    callback_link = quote(MpesaTransaction._meta.get_field("callback").column)
-    trans_id = quote(MpesaTransaction._meta.get_field("trans_id").column)
+    callback_link = quote(column_of(concrete_field(MpesaTransaction, "callback")))
+    trans_id = quote(column_of(concrete_field(MpesaTransaction, "trans_id")))
     # Identifiers come from model metadata, quoted; every value is a query parameter.
     return (
         f"WITH callback AS ("  # noqa: S608

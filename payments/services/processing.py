@@ -137,14 +137,18 @@ def allocate_payment(
 
 def queue_payment_news(*, tx: MpesaTransaction, posted: Posted) -> None:
     """The borrower's SMS receipt, a note to the loan officer, and an alert when money went to credit.
-    Rows are written in the caller's transaction; delivery starts after it commits."""
+    Rows are written in the caller's transaction; delivery starts after it commits. Raises
+    ``InvalidState`` for a payment that has no borrower (it was not posted)."""
+    if tx.borrower_id is None:
+        raise InvalidState(f"{tx.trans_id} has no borrower: there is no news of a payment not posted")
     borrower = (
         Borrower.objects.select_related("loan_officer").prefetch_related("phones").get(pk=tx.borrower_id)
     )
     lines = [
         messages.ReceiptLine(loan_number=a.loan.loan_number, outstanding_after=a.loan.outstanding)
         for a in posted.allocations
-        if a.target == Allocation.Target.LOAN
+        # A check constraint gives every allocation to a loan (and only those) a loan.
+        if a.target == Allocation.Target.LOAN and a.loan is not None
     ]
     round_key = f"{tx.trans_id}:{posted.allocations[0].pk if posted.allocations else 0}"
     phone = borrower.primary_phone
@@ -200,7 +204,7 @@ def _alert_unmatched(tx: MpesaTransaction) -> None:
 
 
 def _alert_failed(tx: MpesaTransaction) -> None:
-    officer = tx.borrower.loan_officer if tx.borrower_id else None
+    officer = tx.borrower.loan_officer if tx.borrower is not None else None
     outbox_queue_for_staff(
         users=staff_to_alert(officer=officer),
         body=messages.failed_alert_text(trans_id=tx.trans_id, amount=tx.amount, error=tx.last_error),
@@ -230,7 +234,7 @@ def _process(tx: MpesaTransaction, started: float, *, counted: bool) -> MpesaTra
     tx.processed_at = timezone.now()
     fields = ["status", "attempts", "notes", "identified_by", "match_strategy", "borrower", "payer_borrower"]
     fields += ["last_error", "processed_at", "processing_ms"]
-    if not result.matched:
+    if result.borrower_id is None:  # not matched (MatchResult.matched), spelt so mypy narrows it
         tx.status = MpesaTransaction.Status.UNMATCHED
         tx.match_strategy, tx.borrower_id, tx.payer_borrower_id = "", None, None
         tx.processing_ms = _elapsed_ms(started)

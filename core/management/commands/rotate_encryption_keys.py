@@ -23,7 +23,9 @@ class Command(BaseCommand):
             count = 0
             with transaction.atomic():
                 # Loading decrypts with whichever key matches; saving encrypts with the newest.
-                for obj in model.objects.select_for_update().only("pk", *fields).iterator(chunk_size=500):
+                # _default_manager: every model has one, and not every model names it "objects".
+                rows = model._default_manager.select_for_update().only("pk", *fields)
+                for obj in rows.iterator(chunk_size=500):
                     obj.save(update_fields=fields)
                     count += 1
             self.stdout.write(f"{model._meta.label}: re-encrypted {count} row(s) ({', '.join(fields)})")

@@ -227,22 +227,22 @@ class Command(BaseCommand):
 
         today = timezone.localdate()
         new_loans = 0
-        for spec in LOANS:
-            if Loan.objects.filter(loan_number=spec.loan_number).exists():
+        for loan_spec in LOANS:
+            if Loan.objects.filter(loan_number=loan_spec.loan_number).exists():
                 continue
-            disbursed_on = today - timedelta(days=spec.disbursed_days_ago)
+            disbursed_on = today - timedelta(days=loan_spec.disbursed_days_ago)
             loan = services.loan_create(
-                loan_number=spec.loan_number,
-                borrower=Borrower.objects.get(national_id=spec.national_id),
-                principal=spec.principal,
-                interest=spec.interest,
-                fees=spec.fees,
-                penalties=spec.penalties,
+                loan_number=loan_spec.loan_number,
+                borrower=Borrower.objects.get(national_id=loan_spec.national_id),
+                principal=loan_spec.principal,
+                interest=loan_spec.interest,
+                fees=loan_spec.fees,
+                penalties=loan_spec.penalties,
                 disbursed_on=disbursed_on,
-                due_date=today + timedelta(days=spec.due_in_days),
+                due_date=today + timedelta(days=loan_spec.due_in_days),
                 actor=actor,
             )
-            for amount, reference, days_after in spec.repayments:
+            for amount, reference, days_after in loan_spec.repayments:
                 loan.refresh_from_db()
                 services.repayment_post(
                     loan=loan,
@@ -251,11 +251,14 @@ class Command(BaseCommand):
                     source="manual",
                     reference=reference,
                     reason="Demo data",
-                    posted_at=timezone.now() - timedelta(days=spec.disbursed_days_ago - days_after),
+                    posted_at=timezone.now() - timedelta(days=loan_spec.disbursed_days_ago - days_after),
                 )
             new_loans += 1
         # Loans added later (in the admin) continue after the demo numbers instead of starting at 1.
-        highest = max(int(LOAN_NUMBER_PATTERN.match(spec.loan_number).group(1)) for spec in LOANS)
+        # Only numbers in the counter's own pattern can collide with those it hands out (as in the import).
+        highest = max(
+            int(match[1]) for spec in LOANS if (match := LOAN_NUMBER_PATTERN.match(spec.loan_number))
+        )
         services.loan_number_counter_raise_to(highest)
         return new_borrowers, new_loans
 

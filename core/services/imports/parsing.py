@@ -10,6 +10,8 @@ from datetime import date
 from decimal import Decimal
 from typing import TextIO
 
+from django.db import models
+
 from core.exceptions import ImportFailed, InvalidAmount, InvalidPhoneNumber
 from core.models import Borrower, Language, Loan
 from core.money import DECIMAL_PLACES, MAX_DIGITS, ZERO, to_money
@@ -38,10 +40,19 @@ _LANGUAGES = {
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Each part fits a MoneyField, but their sum (the audit event's amount) must fit one too.
 _MAX_OUTSTANDING = Decimal(10) ** (MAX_DIGITS - DECIMAL_PLACES)
+
+
+def _max_length(model: type[models.Model], name: str) -> int:
+    max_length = getattr(model._meta.get_field(name), "max_length", None)
+    if not isinstance(max_length, int):
+        raise TypeError(f"{model.__name__}.{name} has no max_length")
+    return max_length
+
+
 _MAX_LENGTH = {
-    "loan_number": Loan._meta.get_field("loan_number").max_length,
-    "borrower_name": Borrower._meta.get_field("full_name").max_length,
-    "national_id": Borrower._meta.get_field("national_id").max_length,
+    "loan_number": _max_length(Loan, "loan_number"),
+    "borrower_name": _max_length(Borrower, "full_name"),
+    "national_id": _max_length(Borrower, "national_id"),
 }
 
 
@@ -176,11 +187,11 @@ class _RowParser:
         }
         # A bad amount stands in as zero, so the outstanding total is only checked when all are good.
         amounts_valid = len(self.errors.items) == errors_before_amounts
-        principal_disbursed = self._amount(line, "principal_disbursed", cell("principal_disbursed"))
+        principal_disbursed = self._optional_amount(line, "principal_disbursed", cell("principal_disbursed"))
         due_date = self._date(line, "due_date", cell("due_date"), required=True)
         disbursed_on = self._date(line, "disbursed_on", cell("disbursed_on"), required=False)
         officer = cell("officer") or None
-        outstanding = sum((amount or ZERO for amount in amounts.values()), ZERO)
+        outstanding = sum(amounts.values(), ZERO)
         if amounts_valid and outstanding >= _MAX_OUTSTANDING:
             self.errors.add(line, f"the outstanding total {outstanding:,.2f} is too large")
         status = self._status(line, cell("status"), outstanding if amounts_valid else None)
@@ -227,12 +238,11 @@ class _RowParser:
             return ""
         return parsed
 
-    def _amount(self, line: int, column: str, text: str, *, required: bool = False) -> Decimal | None:
+    def _amount(self, line: int, column: str, text: str, *, required: bool = False) -> Decimal:
         if not text:
             if required:
                 self.errors.add(line, f"{column} is empty")
-            # An empty optional amount is zero, except principal_disbursed where it means "not given".
-            return None if column == "principal_disbursed" else ZERO
+            return ZERO  # an empty optional amount is zero
         parsed = self._amounts.get(text)
         if parsed is None:
             try:
@@ -248,6 +258,10 @@ class _RowParser:
             self.errors.add(line, f"{column} {text!r} is negative")
             return ZERO
         return parsed
+
+    def _optional_amount(self, line: int, column: str, text: str) -> Decimal | None:
+        # principal_disbursed: empty means "not given", not zero.
+        return self._amount(line, column, text) if text else None
 
     def _date(self, line: int, column: str, text: str, *, required: bool) -> date | None:
         if not text:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection, models
 from django.utils import timezone
 from tqdm import tqdm
 
 from core.actors import Actor
+from core.db import column_of, concrete_field
+from core.exceptions import ImportFailed
 from core.models import AuditEvent, Borrower, BorrowerPhone, Language, Loan
 from core.money import ZERO
 from core.phones import msisdn_hash
@@ -132,7 +135,8 @@ def _write_borrowers(
     *, plans: dict[int | str, _BorrowerPlan], book: _Book, now: datetime, bar: tqdm
 ) -> _WrittenBorrowers:
     written = _WrittenBorrowers(id_of={}, officer_of={}, created=0, updated=0)
-    new_plans = [plan for plan in plans.values() if isinstance(plan.key, str)]
+    # (phone, plan) of each borrower to create: a new borrower's key is its phone number.
+    new_plans = [(plan.key, plan) for plan in plans.values() if isinstance(plan.key, str)]
     for batch in _batches(new_plans, _BATCH_SIZE):
         created = Borrower.objects.bulk_create(
             [
@@ -142,7 +146,7 @@ def _write_borrowers(
                     preferred_language=plan.language or Language.ENGLISH,
                     loan_officer_id=book.officer_ids[plan.officer] if plan.officer else None,
                 )
-                for plan in batch
+                for _, plan in batch
             ]
         )
         # save() is not called by bulk_create, so the digest BorrowerPhone.save() keeps is computed here.
@@ -150,16 +154,16 @@ def _write_borrowers(
             [
                 BorrowerPhone(
                     borrower_id=borrower.pk,
-                    number=plan.key,
-                    msisdn_hash=msisdn_hash(plan.key),
+                    number=phone,
+                    msisdn_hash=msisdn_hash(phone),
                     is_primary=True,
                 )
-                for plan, borrower in zip(batch, created, strict=True)
+                for (phone, _), borrower in zip(batch, created, strict=True)
             ]
         )
-        for plan, borrower in zip(batch, created, strict=True):
-            written.id_of[plan.key] = borrower.pk
-            written.officer_of[plan.key] = borrower.loan_officer_id
+        for (phone, _), borrower in zip(batch, created, strict=True):
+            written.id_of[phone] = borrower.pk
+            written.officer_of[phone] = borrower.loan_officer_id
         written.created += len(batch)
         bar.update(len(batch))
 
@@ -171,7 +175,10 @@ def _write_borrowers(
         current = dict(zip(_BORROWER_COLUMNS, book.borrowers[plan.key], strict=True))
         changes = _borrower_changes(plan, plan.key, book)
         written.id_of[plan.key] = plan.key
-        written.officer_of[plan.key] = changes.get("loan_officer_id", current["loan_officer_id"])
+        # What _borrower_changes gives loan_officer_id when the file names an officer.
+        written.officer_of[plan.key] = (
+            book.officer_ids[plan.officer] if plan.officer else current["loan_officer_id"]
+        )
         if changes:
             changed_states.append({**current, **changes})
             changed_fields.update(changes)
@@ -240,6 +247,10 @@ def _write_loans(
         changed: list[tuple[str, dict[str, object], dict[str, tuple[object, object]]]] = []
         changed_fields: set[str] = set()
         for row in batch:
+            if row.due_date is None:
+                # The parser leaves a due date out only on a row it reported, and rows are written
+                # only from a file without errors.
+                raise ImportFailed([f"line {row.line}: due_date is empty"])
             key = borrower_key_of_phone[row.phone]
             if row.loan_number in book.loans:
                 if row.loan_number not in loans_to_update:
@@ -309,7 +320,9 @@ def _update_rows(
         return
     meta = model._meta
     pk = meta.pk
-    fields = [meta.get_field(name) for name in [*field_names, "updated_at"]]
+    pk_column = column_of(pk)
+    fields = [concrete_field(model, name) for name in [*field_names, "updated_at"]]
+    columns = [column_of(field) for field in fields]
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
     params = [
@@ -324,23 +337,23 @@ def _update_rows(
         if connection.vendor == "postgresql":
             # The casts give VALUES its column types (a column of NULLs would otherwise be text).
             assignments = ", ".join(
-                f"{quote(field.column)} = v.{quote(field.column)}::{field.db_type(connection)}"
-                for field in fields
+                f"{quote(column)} = v.{quote(column)}::{field.db_type(connection)}"
+                for field, column in zip(fields, columns, strict=True)
             )
-            names = ", ".join(quote(field.column) for field in [pk, *fields])
+            names = ", ".join(quote(column) for column in [pk_column, *columns])
             for batch in _batches(params, _BATCH_SIZE):
                 values = ", ".join(["(" + ", ".join(["%s"] * len(batch[0])) + ")"] * len(batch))
                 # Only column and table names from the model's _meta are interpolated; values are parameters.
                 cursor.execute(
                     f"UPDATE {table} SET {assignments} FROM (VALUES {values}) AS v({names}) "  # noqa: S608
-                    f"WHERE {table}.{quote(pk.column)} = v.{quote(pk.column)}",
+                    f"WHERE {table}.{quote(pk_column)} = v.{quote(pk_column)}",
                     [value for row in batch for value in row],
                 )
         else:
             # SQLite runs executemany in-process: one prepared statement, no round trips.
-            assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+            assignments = ", ".join(f"{quote(column)} = %s" for column in columns)
             cursor.executemany(
-                f"UPDATE {table} SET {assignments} WHERE {quote(pk.column)} = %s",  # noqa: S608
+                f"UPDATE {table} SET {assignments} WHERE {quote(pk_column)} = %s",  # noqa: S608
                 [[*row[1:], row[0]] for row in params],
             )
 
@@ -349,7 +362,7 @@ def _audit_event(
     actor: Actor,
     action: str,
     loan_number: str,
-    state: dict[str, object],
+    state: dict[str, Any],
     now: datetime,
     changes: dict[str, tuple[object, object]] | None = None,
 ) -> AuditEvent:
@@ -374,7 +387,7 @@ def _audit_event(
         action=action,
         borrower_id=state["borrower_id"],
         loan_id=state["id"],
-        object_type=Loan._meta.model_name,
+        object_type=Loan._meta.model_name or "",  # None only before the class is built
         object_id=str(state["id"]),
         amount=sum(parts.values(), ZERO),
         data=data,
