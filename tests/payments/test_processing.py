@@ -326,18 +326,23 @@ def test_sweeper_rings_for_payments_whose_ring_was_lost(mpesa_config, borrower, 
     assert target.outstanding == D("3000.00")
 
 
-def test_a_lost_ring_does_not_block_later_ones(mpesa_config, borrower):
-    from django.core.cache import cache
+def test_a_lost_ring_does_not_block_later_ones(mpesa_config, borrower, monkeypatch):
+    import time
 
-    from core.doorbell import TTL
-    from payments.tasks import DOORBELL_KEY, ring_doorbell
+    from core import doorbell
+    from payments.tasks import ring_doorbell
 
-    cache.set(DOORBELL_KEY, 1, timeout=TTL)  # a ring whose drain never ran
-    assert ring_doorbell() is False
-    cache.delete(DOORBELL_KEY)  # what the TTL does after DOORBELL_TTL seconds
+    monkeypatch.setattr(doorbell, "TTL", 1)
+    ring_doorbell()  # rings, and its drain runs...
+    monkeypatch.setattr("payments.tasks.drain_received_task.delay", lambda: None)
+    assert ring_doorbell() is True  # ...and re-armed the bell; this ring's drain is lost
     loan(borrower, "LOAN-000091", "5000", 5)
     tx = stored_payment(mpesa_config, bill_reference="LOAN-000091")
-    assert ring_doorbell() is True
+    assert ring_doorbell() is False  # the lost ring still blocks...
+    monkeypatch.undo()
+    monkeypatch.setattr(doorbell, "TTL", 1)
+    time.sleep(1.1)
+    assert ring_doorbell() is True  # ...until its TTL ends
     tx.refresh_from_db()
     assert tx.status == "processed"
 
