@@ -391,30 +391,15 @@ class Bench:
         from django.db import connection
         from django.test.utils import CaptureQueriesContext
 
-        from payments.models import MpesaTransaction
-        from payments.parsing import normalize_bill_reference, parse_c2b_body
+        from payments.parsing import parse_c2b_body
         from payments.services import transaction_process
+        from payments.services.callbacks import new_transaction
 
         bodies, trans_ids, _ = self.payloads.batch(QUERY_SAMPLE)
         for body in bodies:
             payload = parse_c2b_body(body)
             # Stored directly, not through the callback, which would also hand them to the worker.
-            MpesaTransaction.objects.create(
-                trans_id=payload.trans_id,
-                transaction_type=payload.transaction_type,
-                trans_time=payload.trans_time,
-                amount=payload.amount,
-                business_short_code=payload.business_short_code,
-                bill_reference=payload.bill_reference,
-                bill_reference_normalized=normalize_bill_reference(payload.bill_reference),
-                invoice_number=payload.invoice_number,
-                org_account_balance=payload.org_account_balance,
-                third_party_trans_id=payload.third_party_trans_id,
-                msisdn=payload.msisdn,
-                msisdn_kind=payload.msisdn_kind,
-                first_name=payload.first_name,
-                config=self.config,
-            )
+            new_transaction(payload, self.config).save(force_insert=True)
         counts, statuses = [], Counter()
         started = time.perf_counter()
         for trans_id in trans_ids:

@@ -25,6 +25,7 @@ from typing import Protocol
 
 from core.money import format_money
 from core.phones import try_normalize_phone
+from payments.parsing import normalize_bill_reference
 
 LOAN_PREFIX = "LOAN"
 # Without the LOAN prefix only short numbers are read as loan numbers: longer ones are more likely
@@ -100,7 +101,7 @@ def loan_number_candidates(bill_reference: str) -> list[str]:
     raw = (bill_reference or "").strip().upper()
     if not raw:
         return []
-    compact = re.sub(r"[\s\-_./#:]+", "", raw)
+    compact = normalize_bill_reference(raw)
     candidates = [raw, compact]
     digits = None
     if compact.startswith(LOAN_PREFIX) and compact[len(LOAN_PREFIX) :].isdigit():
@@ -247,7 +248,7 @@ def _settle_bare_number(
 ) -> Identification | None:
     """A bare number (``654321``) can be a loan number and someone else's national ID at once. Then
     the payer decides when they are one of the two; otherwise nobody is guessed (staff decide)."""
-    reference = re.sub(r"[\s\-_./#:]+", "", (payment.bill_reference or "").upper())
+    reference = normalize_bill_reference(payment.bill_reference)
     if not reference.isdigit():
         return found
     holder = directory.borrower_by_national_id(reference)

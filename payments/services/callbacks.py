@@ -207,24 +207,7 @@ def _confirm(config: MpesaConfiguration, inbound: InboundRequest) -> CallbackAns
     from payments.tasks import ring_doorbell
 
     callback = _new_callback(config, inbound, outcome=CallbackRequest.Outcome.ACCEPTED, result_code="0")
-    payment = MpesaTransaction(
-        trans_id=payload.trans_id,
-        transaction_type=payload.transaction_type,
-        trans_time=payload.trans_time,
-        amount=payload.amount,
-        business_short_code=payload.business_short_code,
-        bill_reference=payload.bill_reference,
-        bill_reference_normalized=normalize_bill_reference(payload.bill_reference),
-        invoice_number=payload.invoice_number,
-        org_account_balance=payload.org_account_balance,
-        third_party_trans_id=payload.third_party_trans_id,
-        msisdn=payload.msisdn,
-        msisdn_kind=payload.msisdn_kind,
-        first_name=payload.first_name,
-        middle_name=payload.middle_name,
-        last_name=payload.last_name,
-        config=config,
-    )
+    payment = new_transaction(payload, config)
     try:
         created = _insert_confirmation(callback, payment)
     except DataError as exc:
@@ -252,6 +235,28 @@ def _confirm(config: MpesaConfiguration, inbound: InboundRequest) -> CallbackAns
     transaction.on_commit(ring_doorbell, robust=True)
     logger.info("mpesa confirmation %s stored", payload.trans_id)
     return CallbackAnswer(200, dict(CONFIRMED))
+
+
+def new_transaction(payload: C2BPayload, config: MpesaConfiguration) -> MpesaTransaction:
+    """The (unsaved) transaction row for a parsed confirmation."""
+    return MpesaTransaction(
+        trans_id=payload.trans_id,
+        transaction_type=payload.transaction_type,
+        trans_time=payload.trans_time,
+        amount=payload.amount,
+        business_short_code=payload.business_short_code,
+        bill_reference=payload.bill_reference,
+        bill_reference_normalized=normalize_bill_reference(payload.bill_reference),
+        invoice_number=payload.invoice_number,
+        org_account_balance=payload.org_account_balance,
+        third_party_trans_id=payload.third_party_trans_id,
+        msisdn=payload.msisdn,
+        msisdn_kind=payload.msisdn_kind,
+        first_name=payload.first_name,
+        middle_name=payload.middle_name,
+        last_name=payload.last_name,
+        config=config,
+    )
 
 
 def _insert_confirmation(callback: CallbackRequest, payment: MpesaTransaction) -> bool:
