@@ -68,6 +68,20 @@ class Processes:
             self.stop(name)
 
 
+def autogroup_nice(pid: int, nice: int) -> bool:
+    """Give the scheduler autogroup of ``pid`` (its session) the weight of ``nice``; returns whether it could.
+
+    With autogroup scheduling (Linux, ``/proc/sys/kernel/sched_autogroup_enabled``) every session is
+    one scheduling entity and the CPU is shared between sessions before nice values are looked at:
+    a process started with ``nice -n 10`` in a session of its own competes with the web server's
+    session as an equal. Writing the autogroup's nice is what makes the lower priority real."""
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(f"{nice}\n")
+    except OSError:
+        return False
+    return True
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))

@@ -74,6 +74,7 @@ from bench.harness import (  # noqa: E402
     BIN,
     Processes,
     Refused,
+    autogroup_nice,
     bench_environment,
     cpu_snapshot,
     free_port,
@@ -96,6 +97,7 @@ VALIDATION_P99_TARGET_MS = 50.0
 BARE_RATIO_TARGET = 0.7
 SCALE_RATIO_TARGET = 1.2
 BUILD_1M_TARGET_S = 120.0
+WORKER_NICE = 10
 
 
 # --- the run --------------------------------------------------------------------------------------
@@ -183,7 +185,7 @@ class Bench:
         worker = [
             "nice",
             "-n",
-            "10",
+            str(WORKER_NICE),
             str(BIN / "celery"),
             "-A",
             "config",
@@ -193,9 +195,10 @@ class Bench:
             "--loglevel",
             "WARNING",
         ]
-        self.processes.start(
+        started_worker = self.processes.start(
             "worker", [*worker, "--without-mingle", "--without-gossip", "--hostname", "bench-payments@%h"]
         )
+        self.results["worker_autogroup_nice"] = autogroup_nice(started_worker.pid, WORKER_NICE)
         deadline = time.monotonic() + 60
         healthy = False
         while time.monotonic() < deadline and not healthy:

@@ -129,6 +129,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# The M-Pesa confirmation INSERT is a server-side prepared statement (core.db.execute_prepared).
+# Turn it off behind a connection pooler in transaction mode, which moves sessions between clients.
+DB_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", default=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and Celery ---------------------------------------------------------------------------
@@ -156,6 +159,13 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 # Drain tasks started per doorbell ring: the number of worker processes that may post payments side
 # by side (match it to the total worker concurrency when scaling out).
 PAYMENTS_DRAINERS = env.int("PAYMENTS_DRAINERS", default=2)
+# A web process that rang the payments doorbell less than this many seconds ago does not ring again
+# (the Redis round trip was a fifth of a confirmation's cost); a drain looks for work until this long
+# after it re-armed the bell, so nothing waits for the sweeper. 0 rings for every payment. Always 0
+# when tasks run in-process (a drain would wait inside the request).
+PAYMENTS_DOORBELL_DEBOUNCE = (
+    0.0 if CELERY_TASK_ALWAYS_EAGER else env.float("PAYMENTS_DOORBELL_DEBOUNCE", default=0.5)
+)
 CELERY_BEAT_SCHEDULE = {
     "sweep-received-payments": {"task": "payments.sweep_received", "schedule": 60.0},
     "sweep-outbox": {"task": "core.outbox_sweep", "schedule": 60.0},

@@ -1,7 +1,17 @@
-"""Model metadata for the code that writes its own SQL (the loan import's bulk UPDATE, the M-Pesa
-callback's one-statement INSERT)."""
+"""Model metadata and statement helpers for the code that writes its own SQL (the loan import's bulk
+UPDATE, the M-Pesa callback's one-statement INSERT)."""
 
-from django.db import models
+import functools
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, connections, models
+from django.db.backends.utils import CursorWrapper
+from django.utils import timezone
+
+_UNDEFINED_PREPARED_STATEMENT = "26000"  # invalid_sql_statement_name
 
 
 def concrete_field(model: type[models.Model], name: str) -> models.Field:
@@ -19,3 +29,114 @@ def column_of(field: models.Field) -> str:
     if field.column is None:
         raise TypeError(f"{field} has no column")
     return field.column
+
+
+# --- hot-path INSERTs ------------------------------------------------------------------------------
+
+_MISSING = object()
+# Fields whose preparation leaves a ``str`` (text) or an ``int`` (integers, foreign keys) as it is,
+# so the hot path skips it. Exact types: a subclass (an encrypted text field, say) may prepare its
+# values in its own way. ``None`` is left as it is by every field but JSONField (JSON null).
+_TEXT_FIELDS = frozenset({models.CharField, models.TextField})
+_INTEGER_FIELDS = frozenset(
+    {
+        models.IntegerField,
+        models.PositiveIntegerField,
+        models.BigIntegerField,
+        models.SmallIntegerField,
+        models.ForeignKey,
+    }
+)
+
+
+# How insert_params treats each field: _NOW fields take the time (auto_now, auto_now_add),
+# _AS_IS fields pass str/int/None untouched, the rest go through get_db_prep_save.
+_NOW, _TEXT, _INTEGER, _OTHER = range(4)
+
+
+@functools.cache
+def _insert_plan(
+    model: type[models.Model], exclude: frozenset[str]
+) -> tuple[tuple[str, ...], tuple[tuple[str, models.Field, int, bool], ...]]:
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key and f.name not in exclude]
+    plan = []
+    for field in fields:
+        kind = type(field)
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            mode = _NOW
+        elif kind in _TEXT_FIELDS:
+            mode = _TEXT
+        elif kind in _INTEGER_FIELDS:
+            mode = _INTEGER
+        else:
+            mode = _OTHER
+        plan.append((field.attname, field, mode, kind is not models.JSONField))
+    return tuple(column_of(f) for f in fields), tuple(plan)
+
+
+def insert_params(
+    model: type[models.Model],
+    values: Mapping[str, Any],
+    *,
+    exclude: Iterable[str] = (),
+    using: str = "default",
+) -> tuple[tuple[str, ...], list]:
+    """The columns an INSERT of one ``model`` row writes and their values, prepared as ``save()``
+    would prepare them, without building an instance.
+
+    ``values`` maps attribute names (``config_id`` for a foreign key) to Python values; a field left
+    out takes its default, and ``auto_now``/``auto_now_add`` fields the current time (as ``save()``,
+    whatever ``values`` says). For hot paths only: there, an instance and the ORM's field-by-field
+    preparation cost more than the INSERT. ``tests/core/test_db.py`` holds it to what the ORM writes."""
+    columns, plan = _insert_plan(model, frozenset(exclude))
+    db = connections[using]
+    now = None
+    params = []
+    for attname, field, mode, none_is_null in plan:
+        if mode == _NOW:
+            value = now = now or timezone.now()
+        else:
+            value = values.get(attname, _MISSING)
+            if value is _MISSING:
+                value = field.get_default()
+        if (
+            (value is None and none_is_null)
+            or (mode == _TEXT and isinstance(value, str))
+            or (mode == _INTEGER and type(value) is int)
+        ):
+            params.append(value)
+        else:
+            params.append(field.get_db_prep_save(value, db))
+    return columns, params
+
+
+# Statements PREPAREd on each database connection (PostgreSQL keeps them for the session, whatever
+# happens to transactions). Keyed by the driver's connection, so a reconnect starts afresh.
+_prepared: "weakref.WeakKeyDictionary[Any, set[str]]" = weakref.WeakKeyDictionary()
+
+
+def execute_prepared(cursor: CursorWrapper, name: str, sql: str, params: Sequence) -> None:
+    """Run ``sql`` (``%s`` placeholders) as the server-side prepared statement ``name``: parsed and
+    planned once per connection instead of on every call. PostgreSQL only; behind a pooler in
+    transaction mode (which moves sessions between clients) set DB_PREPARED_STATEMENTS=false."""
+    if not settings.DB_PREPARED_STATEMENTS:
+        cursor.execute(sql, params)
+        return
+    raw = cursor.db.connection
+    known = _prepared.setdefault(raw, set())
+    if name not in known:
+        placeholders = tuple(f"${n}" for n in range(1, len(params) + 1))
+        cursor.execute(f"PREPARE {name} AS {sql % placeholders}")
+        known.add(name)
+    execute = f"EXECUTE {name} ({', '.join(['%s'] * len(params))})"
+    try:
+        cursor.execute(execute, params)
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "pgcode", None) != _UNDEFINED_PREPARED_STATEMENT:
+            raise
+        # Deallocated behind our back (DISCARD ALL, a pooler): forget it; prepare again and retry
+        # when that is possible (outside a transaction, which the error has just aborted).
+        known.discard(name)
+        if cursor.db.in_atomic_block:
+            raise
+        execute_prepared(cursor, name, sql, params)

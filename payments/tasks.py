@@ -8,6 +8,7 @@ message arriving: the sweeper rings again for anything left due.
 """
 
 import logging
+import time
 from datetime import timedelta
 
 from celery import shared_task
@@ -29,14 +30,21 @@ STUCK_AFTER = timedelta(seconds=60)
 
 def ring_doorbell(*, force: bool = False) -> bool:
     """Enqueue ``PAYMENTS_DRAINERS`` drain tasks unless a ring is already pending. Returns whether it rang."""
-    return doorbell.ring(DOORBELL_KEY, drain_received_task, copies=settings.PAYMENTS_DRAINERS, force=force)
+    return doorbell.ring(
+        DOORBELL_KEY,
+        drain_received_task,
+        copies=settings.PAYMENTS_DRAINERS,
+        force=force,
+        debounce=settings.PAYMENTS_DOORBELL_DEBOUNCE,
+    )
 
 
 @shared_task(name="payments.drain_received", ignore_result=True)
 def drain_received_task() -> int:
     """Process due received payments until none is left (or a batch is done). Returns how many."""
-    doorbell.rearm(DOORBELL_KEY)
-    for done in range(DRAIN_BATCH):
+    rearmed_at = doorbell.rearm(DOORBELL_KEY)
+    done = 0
+    while done < DRAIN_BATCH:
         try:
             tx = transaction_process_next()
         except TransientProcessingError as exc:
@@ -48,9 +56,17 @@ def drain_received_task() -> int:
                 drain_received_task.apply_async(countdown=delay)
             if exc.trans_id is None:
                 return done  # the queue itself was unreachable: stop, the delayed drain retries
+            done += 1
             continue
         if tx is None:
-            return done
+            # Web processes that rang just before the re-arm skip ringing for a moment: their
+            # payments may still arrive, and this drain is the one that must find them.
+            wait = doorbell.settled(rearmed_at, settings.PAYMENTS_DOORBELL_DEBOUNCE)
+            if not wait:
+                return done
+            time.sleep(wait)
+            continue
+        done += 1
     drain_received_task.delay()  # more may be waiting: continue in a fresh task
     return DRAIN_BATCH
 

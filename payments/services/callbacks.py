@@ -10,10 +10,10 @@ import logging
 import time
 from dataclasses import dataclass
 
-from django.db import DataError, IntegrityError, connection, models, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from core.db import column_of, concrete_field
+from core.db import column_of, concrete_field, execute_prepared, insert_params
 from core.services.outbox import outbox_queue_for_staff, staff_to_alert
 from payments.matching import IDENTIFIERS
 from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction, callback_token_digest
@@ -80,20 +80,20 @@ def config_cache_clear() -> None:
     _configs.clear()
 
 
-def _new_callback(config: MpesaConfiguration, inbound: InboundRequest, **fields) -> CallbackRequest:
-    headers = {k: v for k, v in inbound.headers.items() if k.lower() not in _HIDDEN_HEADERS}
-    return CallbackRequest(
-        kind=inbound.kind,
-        config=config,
-        source_ip=inbound.source_ip,
-        headers=headers,
-        body=inbound.body.decode("utf-8", errors="backslashreplace"),
+def _callback_values(config: MpesaConfiguration, inbound: InboundRequest, **fields) -> dict:
+    """The values of a ``CallbackRequest`` row for ``inbound`` (attribute names), ``fields`` included."""
+    return {
+        "kind": inbound.kind,
+        "config_id": config.pk,
+        "source_ip": inbound.source_ip,
+        "headers": {k: v for k, v in inbound.headers.items() if k.lower() not in _HIDDEN_HEADERS},
+        "body": inbound.body.decode("utf-8", errors="backslashreplace"),
         **fields,
-    )
+    }
 
 
 def _store(config: MpesaConfiguration, inbound: InboundRequest, **fields) -> CallbackRequest:
-    callback = _new_callback(config, inbound, **fields)
+    callback = CallbackRequest(**_callback_values(config, inbound, **fields))
     callback.save(force_insert=True)
     return callback
 
@@ -206,10 +206,9 @@ def _confirm(config: MpesaConfiguration, inbound: InboundRequest) -> CallbackAns
 
     from payments.tasks import ring_doorbell
 
-    callback = _new_callback(config, inbound, outcome=CallbackRequest.Outcome.ACCEPTED, result_code="0")
-    payment = new_transaction(payload, config)
+    callback = _callback_values(config, inbound, outcome=CallbackRequest.Outcome.ACCEPTED, result_code="0")
     try:
-        created = _insert_confirmation(callback, payment)
+        created = _insert_confirmation(callback, transaction_values(payload, config))
     except DataError as exc:
         _store(
             config,
@@ -237,77 +236,74 @@ def _confirm(config: MpesaConfiguration, inbound: InboundRequest) -> CallbackAns
     return CallbackAnswer(200, dict(CONFIRMED))
 
 
+def transaction_values(payload: C2BPayload, config: MpesaConfiguration) -> dict:
+    """The values of the ``MpesaTransaction`` row of a parsed confirmation (attribute names)."""
+    return {
+        "trans_id": payload.trans_id,
+        "transaction_type": payload.transaction_type,
+        "trans_time": payload.trans_time,
+        "amount": payload.amount,
+        "business_short_code": payload.business_short_code,
+        "bill_reference": payload.bill_reference,
+        "bill_reference_normalized": normalize_bill_reference(payload.bill_reference),
+        "invoice_number": payload.invoice_number,
+        "org_account_balance": payload.org_account_balance,
+        "third_party_trans_id": payload.third_party_trans_id,
+        "msisdn": payload.msisdn,
+        "msisdn_kind": payload.msisdn_kind,
+        "first_name": payload.first_name,
+        "middle_name": payload.middle_name,
+        "last_name": payload.last_name,
+        "config_id": config.pk,
+    }
+
+
 def new_transaction(payload: C2BPayload, config: MpesaConfiguration) -> MpesaTransaction:
     """The (unsaved) transaction row for a parsed confirmation."""
-    return MpesaTransaction(
-        trans_id=payload.trans_id,
-        transaction_type=payload.transaction_type,
-        trans_time=payload.trans_time,
-        amount=payload.amount,
-        business_short_code=payload.business_short_code,
-        bill_reference=payload.bill_reference,
-        bill_reference_normalized=normalize_bill_reference(payload.bill_reference),
-        invoice_number=payload.invoice_number,
-        org_account_balance=payload.org_account_balance,
-        third_party_trans_id=payload.third_party_trans_id,
-        msisdn=payload.msisdn,
-        msisdn_kind=payload.msisdn_kind,
-        first_name=payload.first_name,
-        middle_name=payload.middle_name,
-        last_name=payload.last_name,
-        config=config,
-    )
+    return MpesaTransaction(**transaction_values(payload, config))
 
 
-def _insert_confirmation(callback: CallbackRequest, payment: MpesaTransaction) -> bool:
-    """Store the raw request and the payment together. Returns False, with the request stored as a
-    duplicate, when a payment with the same ``TransID`` exists. Raises ``DataError`` (nothing
-    stored) when a value does not fit its column."""
+def _insert_confirmation(callback: dict, payment: dict) -> bool:
+    """Store the raw request and the payment together (their values as ``_callback_values`` and
+    ``transaction_values`` give them). Returns False, with the request stored as a duplicate, when a
+    payment with the same ``TransID`` exists. Raises ``DataError`` (nothing stored) when a value
+    does not fit its column."""
     if connection.vendor == "postgresql":
         return _insert_confirmation_in_one_statement(callback, payment)
     with transaction.atomic():
-        callback.save(force_insert=True)
-        payment.callback = callback
+        request = CallbackRequest(**callback)
+        request.save(force_insert=True)
         try:
             with transaction.atomic():
-                payment.save(force_insert=True)
+                MpesaTransaction(**payment, callback=request).save(force_insert=True)
         except IntegrityError:
-            callback.outcome = CallbackRequest.Outcome.DUPLICATE
-            callback.save(update_fields=["outcome"])
+            request.outcome = CallbackRequest.Outcome.DUPLICATE
+            request.save(update_fields=["outcome"])
             return False
     return True
 
 
-def _insert_confirmation_in_one_statement(callback: CallbackRequest, payment: MpesaTransaction) -> bool:
+def _insert_confirmation_in_one_statement(callback: dict, payment: dict) -> bool:
     # The hot path of every payment. Through the ORM it took a transaction, two INSERTs and a
     # savepoint around the second (to catch a duplicate TransID); one statement with two
-    # data-modifying CTEs and ON CONFLICT does the same in a single round trip and commit, at a
-    # third of the CPU (bench/payments.py). Column lists come from the models, so they cannot drift.
-    callback_columns, callback_values = _insert_columns(callback)
-    payment_columns, payment_values = _insert_columns(payment, exclude="callback")
+    # data-modifying CTEs and ON CONFLICT does the same in a single round trip and commit. It is
+    # prepared once per connection, and its parameters are built without model instances: both
+    # cost more than the INSERTs (bench/payments.py). Columns come from the models, so they cannot
+    # drift.
+    callback_columns, callback_params = insert_params(CallbackRequest, callback)
+    payment_columns, payment_params = insert_params(MpesaTransaction, payment, exclude=("callback",))
     with connection.cursor() as cursor:
-        cursor.execute(
-            _confirmation_sql(callback_columns, payment_columns), [*callback_values, *payment_values]
+        execute_prepared(
+            cursor,
+            "haven_confirmation_insert",
+            _confirmation_sql(callback_columns, payment_columns),
+            [*callback_params, *payment_params],
         )
-        callback.pk, payment.pk = cursor.fetchone()
-    payment.callback = callback
-    if payment.pk is None:
-        CallbackRequest.objects.filter(pk=callback.pk).update(outcome=CallbackRequest.Outcome.DUPLICATE)
-        callback.outcome = CallbackRequest.Outcome.DUPLICATE
+        callback_pk, payment_pk = cursor.fetchone()
+    if payment_pk is None:
+        CallbackRequest.objects.filter(pk=callback_pk).update(outcome=CallbackRequest.Outcome.DUPLICATE)
         return False
     return True
-
-
-@functools.cache
-def _insertable_fields(model: type[models.Model], exclude: str) -> tuple[models.Field, ...]:
-    return tuple(f for f in model._meta.concrete_fields if not f.primary_key and f.name != exclude)
-
-
-def _insert_columns(obj: models.Model, exclude: str = "") -> tuple[tuple[str, ...], list]:
-    """The columns an INSERT of ``obj`` writes and their values, prepared as the ORM would."""
-    fields = _insertable_fields(type(obj), exclude)
-    values = [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields]
-    return tuple(column_of(f) for f in fields), values
 
 
 @functools.cache

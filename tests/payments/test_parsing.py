@@ -11,6 +11,7 @@ from payments.parsing import (
     classify_msisdn,
     normalize_bill_reference,
     parse_c2b_body,
+    parse_trans_time,
 )
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "daraja"
@@ -118,3 +119,18 @@ def test_bill_reference_normalisation():
 def test_every_callback_fixture_is_real_json():
     for path in [*FIXTURES.glob("confirmation_*.json"), *FIXTURES.glob("validation_*.json")]:
         assert "TransID" in json.loads(path.read_text())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["2023112112132", "202311211213255", "20231321121325", "20230230121325", "2023112112132x", "", None, {}],
+)
+def test_trans_time_is_exactly_fourteen_digits_of_a_real_time(raw):
+    with pytest.raises(MalformedCallback, match="TransTime"):
+        parse_trans_time(raw)
+
+
+def test_trans_time_may_come_as_a_json_number():
+    assert parse_trans_time(20231121121325) == datetime.datetime(
+        2023, 11, 21, 12, 13, 25, tzinfo=ZoneInfo("Africa/Nairobi")
+    )

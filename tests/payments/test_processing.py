@@ -2,6 +2,7 @@
 loans into credit, notifications, failure and retry, and the sweeper."""
 
 import datetime
+import time
 from decimal import Decimal as D
 
 import pytest
@@ -327,8 +328,6 @@ def test_sweeper_rings_for_payments_whose_ring_was_lost(mpesa_config, borrower, 
 
 
 def test_a_lost_ring_does_not_block_later_ones(mpesa_config, borrower, monkeypatch):
-    import time
-
     from core import doorbell
     from payments.tasks import ring_doorbell
 
@@ -456,3 +455,49 @@ def test_a_transient_failure_through_the_api_is_503_not_500(mpesa_config, monkey
     response = client.post(f"/api/v1/transactions/{tx.trans_id}/reprocess", content_type="application/json")
     assert response.status_code == 503
     assert response.json()["detail"].startswith("processing is briefly unavailable, try again shortly")
+
+
+def test_a_debounced_web_process_rings_once_per_window(settings, monkeypatch):
+    from core import doorbell
+    from payments.tasks import ring_doorbell
+
+    settings.PAYMENTS_DOORBELL_DEBOUNCE = 60.0
+    drains = []
+    monkeypatch.setattr("payments.tasks.drain_received_task.delay", lambda: drains.append(1))
+    assert ring_doorbell() is True
+    doorbell.rearm("payments:doorbell")  # a drain started and re-armed the bell...
+    assert ring_doorbell() is False  # ...yet this process asked a moment ago: no cache call, no drain
+    assert ring_doorbell(force=True) is True  # the sweeper's force is never debounced
+    monkeypatch.setitem(
+        doorbell._last_asked, "payments:doorbell", doorbell._last_asked["payments:doorbell"] - 61
+    )
+    doorbell.rearm("payments:doorbell")
+    assert ring_doorbell() is True  # the window has passed
+    assert len(drains) == 3 * settings.PAYMENTS_DRAINERS
+
+
+def test_a_drain_waits_out_the_debounce_for_payments_whose_ring_was_skipped(
+    mpesa_config, borrower, settings, monkeypatch
+):
+    # A web process that rang just before the drain re-armed the bell skips its next ring; the
+    # payment it stores then is found because the drain keeps looking until the window is over.
+    target = loan(borrower, "LOAN-000092", "5000", 5)
+    settings.PAYMENTS_DOORBELL_DEBOUNCE = 0.2
+    waits = []
+    sleep = time.sleep
+
+    def payment_arrives_while_waiting(seconds):
+        waits.append(seconds)
+        if len(waits) == 1:
+            stored_payment(mpesa_config, trans_id="RKL51ZDR9Y", bill_reference="LOAN-000092")
+        sleep(seconds)
+
+    monkeypatch.setattr("payments.tasks.time.sleep", payment_arrives_while_waiting)
+    assert drain_received_task() == 1
+    assert len(waits) == 1 and 0 < waits[0] <= 0.2  # one wait, no longer than the window
+    target.refresh_from_db()
+    assert target.outstanding == D("4000.00")
+
+    settings.PAYMENTS_DOORBELL_DEBOUNCE = 0.0
+    assert drain_received_task() == 0
+    assert len(waits) == 1  # without a debounce a drain stops as soon as it finds nothing
