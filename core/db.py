@@ -34,9 +34,8 @@ def column_of(field: models.Field) -> str:
 # --- hot-path INSERTs ------------------------------------------------------------------------------
 
 _MISSING = object()
-# Fields whose preparation leaves a ``str`` (text) or an ``int`` (integers, foreign keys) as it is,
-# so the hot path skips it. Exact types: a subclass (an encrypted text field, say) may prepare its
-# values in its own way. ``None`` is left as it is by every field but JSONField (JSON null).
+# Fields whose preparation leaves a ``str`` (text) or an ``int`` (integers, foreign keys) as it is.
+# Exact types: a subclass (an encrypted text field, say) may prepare its values in its own way.
 _TEXT_FIELDS = frozenset({models.CharField, models.TextField})
 _INTEGER_FIELDS = frozenset(
     {
@@ -48,9 +47,9 @@ _INTEGER_FIELDS = frozenset(
     }
 )
 
-
-# How insert_params treats each field: _NOW fields take the time (auto_now, auto_now_add),
-# _AS_IS fields pass str/int/None untouched, the rest go through get_db_prep_save.
+# How insert_params treats each field: _NOW fields take the time (auto_now, auto_now_add); _TEXT
+# and _INTEGER fields pass a str / an int untouched; every field but a JSONField (where None is JSON
+# null) passes None untouched; everything else goes through get_db_prep_save.
 _NOW, _TEXT, _INTEGER, _OTHER = range(4)
 
 

@@ -10,7 +10,7 @@ sweepers ring with ``force`` for anything left due.
 With a ``debounce``, a process that asked the cache less than ``debounce`` seconds ago does not ask
 again: its row is announced by that earlier ask. At that ask the bell was pending (set then or
 before), so some drain re-arms it at or after that moment; a drain that keeps looking for work until
-``debounce`` seconds after its re-arm (``Drain.settled``) therefore finds every row committed before
+``debounce`` seconds after its re-arm (``settled``) therefore finds every row committed before
 an ask that was skipped.
 """
 

@@ -1,4 +1,5 @@
-"""factory_boy factories for the lending core. Phone numbers are unique, valid Kenyan mobiles."""
+"""factory_boy factories for the lending core and the M-Pesa configuration. Phone numbers are unique,
+valid Kenyan mobiles."""
 
 import datetime
 from decimal import Decimal
@@ -7,6 +8,7 @@ import factory
 from django.utils import timezone
 
 from core.models import Borrower, BorrowerPhone, Loan, User
+from payments.models import MpesaConfiguration
 
 
 class OfficerFactory(factory.django.DjangoModelFactory):
@@ -67,3 +69,17 @@ class LoanFactory(factory.django.DjangoModelFactory):
     disbursed_on = factory.LazyFunction(lambda: timezone.localdate() - datetime.timedelta(days=20))
     due_date = factory.LazyFunction(lambda: timezone.localdate() + datetime.timedelta(days=10))
     loan_officer = factory.LazyAttribute(lambda loan: loan.borrower.loan_officer)
+
+
+class MpesaConfigurationFactory(factory.django.DjangoModelFactory):
+    """A paybill on the local environment (the emulator); tests override what they look at."""
+
+    class Meta:
+        model = MpesaConfiguration
+
+    name = "Test paybill"
+    environment = MpesaConfiguration.Environment.LOCAL
+    consumer_key = "test-key"
+    consumer_secret = "test-secret"
+    business_short_code = "600984"
+    base_url = "https://pay.haven.example"

@@ -10,7 +10,7 @@ from django.core.cache import cache
 from payments.models import MpesaConfiguration, MpesaTransaction
 from payments.parsing import NAIROBI
 from payments.services import transaction_process
-from tests.factories import BorrowerFactory, LoanFactory, OfficerFactory
+from tests.factories import BorrowerFactory, LoanFactory, MpesaConfigurationFactory, OfficerFactory
 
 OWN_PHONE = "+254722000000"
 OTHER_PHONE = "+254733000000"
@@ -26,13 +26,8 @@ def _fresh_cache():
 
 @pytest.fixture
 def mpesa_config(db) -> MpesaConfiguration:
-    return MpesaConfiguration.objects.create(
-        name="Test paybill",
-        environment=MpesaConfiguration.Environment.LOCAL,
-        consumer_key="CK-plain-consumer-key-0123456789",
-        consumer_secret="CS-plain-consumer-secret-9876543210",
-        business_short_code="600984",
-        base_url="https://pay.haven.example",
+    return MpesaConfigurationFactory(
+        consumer_key="CK-plain-consumer-key-0123456789", consumer_secret="CS-plain-consumer-secret-9876543210"
     )
 
 

@@ -21,7 +21,7 @@ from core.models import Loan
 from payments.models import MpesaConfiguration, MpesaTransaction
 from payments.parsing import NAIROBI
 from payments.services import transaction_process
-from tests.factories import AdminFactory, BorrowerFactory, LoanFactory
+from tests.factories import AdminFactory, BorrowerFactory, LoanFactory, MpesaConfigurationFactory
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -79,12 +79,10 @@ def emulator(live_server, settings) -> MpesaConfiguration:
     """The local Daraja emulator on the live server, and a configuration whose callbacks come back to it."""
     settings.MPESA_EMULATOR_ENABLED = True
     settings.MPESA_EMULATOR_URL = f"{live_server.url}/daraja-emulator"
-    return MpesaConfiguration.objects.create(
+    return MpesaConfigurationFactory(
         name="Browser paybill",
-        environment=MpesaConfiguration.Environment.LOCAL,
         consumer_key="browser-key",
         consumer_secret="browser-secret",
-        business_short_code="600984",
         base_url=live_server.url,
     )
 

@@ -8,9 +8,10 @@ from django.db import DatabaseError, connection
 from psycopg2.extras import Inet, Json
 
 from core.db import execute_prepared, insert_params
-from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction
+from payments.models import CallbackRequest, MpesaTransaction
 from payments.parsing import parse_c2b_body
 from payments.services.callbacks import transaction_values
+from tests.factories import MpesaConfigurationFactory
 from tests.payments.conftest import FIXTURES
 
 pytestmark = pytest.mark.django_db
@@ -20,14 +21,7 @@ NAIROBI = datetime.timezone(datetime.timedelta(hours=3))
 
 @pytest.fixture
 def config():
-    return MpesaConfiguration.objects.create(
-        name="Paybill",
-        environment=MpesaConfiguration.Environment.LOCAL,
-        consumer_key="k",
-        consumer_secret="s",
-        business_short_code="600984",
-        base_url="https://pay.haven.example",
-    )
+    return MpesaConfigurationFactory()
 
 
 def orm_params(obj, exclude=()):

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from payments.models import MpesaConfiguration
+from tests.factories import MpesaConfigurationFactory
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "daraja"
 
@@ -27,14 +28,7 @@ def _fresh_config_cache():
 
 @pytest.fixture
 def mpesa_config(db) -> MpesaConfiguration:
-    return MpesaConfiguration.objects.create(
-        name="Test paybill",
-        environment=MpesaConfiguration.Environment.LOCAL,
-        consumer_key="test-key",
-        consumer_secret="test-secret",
-        business_short_code="600984",
-        base_url="https://pay.haven.example",
-    )
+    return MpesaConfigurationFactory()
 
 
 @pytest.fixture
