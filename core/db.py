@@ -2,12 +2,12 @@
 UPDATE, the M-Pesa callback's one-statement INSERT)."""
 
 import functools
-import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
@@ -109,9 +109,15 @@ def insert_params(
     return columns, params
 
 
-# Statements PREPAREd on each database connection (PostgreSQL keeps them for the session, whatever
-# happens to transactions). Keyed by the driver's connection, so a reconnect starts afresh.
-_prepared: "weakref.WeakKeyDictionary[Any, set[str]]" = weakref.WeakKeyDictionary()
+def _prepared_on(db: BaseDatabaseWrapper) -> set[str]:
+    """The statements PREPAREd on ``db``'s current connection (PostgreSQL keeps them for the session,
+    whatever happens to transactions). Kept on the wrapper with the driver connection they belong
+    to, so a reconnect starts afresh; holding that connection means it cannot be mistaken for a new
+    one. (A WeakKeyDictionary did the same at the cost of a weak reference per call.)"""
+    state = db.__dict__.get("_haven_prepared")
+    if state is None or state[0] is not db.connection:
+        state = db.__dict__["_haven_prepared"] = (db.connection, set())
+    return state[1]
 
 
 def execute_prepared(cursor: CursorWrapper, name: str, sql: str, params: Sequence) -> None:
@@ -121,8 +127,7 @@ def execute_prepared(cursor: CursorWrapper, name: str, sql: str, params: Sequenc
     if not settings.DB_PREPARED_STATEMENTS:
         cursor.execute(sql, params)
         return
-    raw = cursor.db.connection
-    known = _prepared.setdefault(raw, set())
+    known = _prepared_on(cursor.db)
     if name not in known:
         placeholders = tuple(f"${n}" for n in range(1, len(params) + 1))
         cursor.execute(f"PREPARE {name} AS {sql % placeholders}")

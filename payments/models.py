@@ -219,7 +219,7 @@ class MpesaTransaction(models.Model):
         CREDIT = "credit", "No active loan: credit"
         MANUAL = "manual", "Assigned by staff"
 
-    trans_id = models.CharField(max_length=32, unique=True)
+    trans_id = models.CharField(max_length=32)  # unique: see Meta.constraints
     transaction_type = models.CharField(max_length=32, blank=True)
     trans_time = models.DateTimeField()
     amount = MoneyField()
@@ -292,6 +292,9 @@ class MpesaTransaction(models.Model):
             models.Index(fields=["trans_time"], name="mpesa_tx_trans_time"),
         ]
         constraints = [
+            # A constraint rather than unique=True, which on PostgreSQL adds a second (LIKE) index
+            # that no query uses and every confirmation would have to write.
+            models.UniqueConstraint(fields=["trans_id"], name="mpesa_tx_trans_id_unique"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="mpesa_tx_amount_positive"),
             one_of("status", TransactionStatus, "mpesa_tx_status_known"),
             one_of("msisdn_kind", MsisdnKind, "mpesa_tx_msisdn_kind_known"),
