@@ -136,3 +136,19 @@ def test_prepared_statements_can_be_turned_off(settings):
         assert cursor.fetchone() == (7,)
         cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name = 'haven_test_off'")
         assert cursor.fetchone() == (0,)
+
+
+@pytest.mark.postgres("server-side prepared statements")
+@pytest.mark.django_db(transaction=True)
+def test_a_new_connection_prepares_its_statements_afresh(settings):
+    from django.db import transaction
+
+    settings.DB_PREPARED_STATEMENTS = True
+    sql = "SELECT %s::int - 1"
+    with connection.cursor() as cursor:
+        execute_prepared(cursor, "haven_test_decrement", sql, [1])
+    connection.close()  # the server forgets the session's statements
+    # Inside a transaction a stale "already prepared" could not be retried: it would raise.
+    with transaction.atomic(), connection.cursor() as cursor:
+        execute_prepared(cursor, "haven_test_decrement", sql, [43])
+        assert cursor.fetchone() == (42,)
