@@ -132,7 +132,9 @@ class MpesaConfiguration(models.Model):
 
 
 class CallbackRequest(models.Model):
-    """An inbound Daraja callback exactly as it arrived, stored before anything else happens."""
+    """An inbound Daraja request exactly as it arrived: every validation, and every confirmation that
+    did not become a new payment (malformed, refused, a duplicate ``TransID``). A confirmation that
+    does become a payment is stored raw on its ``MpesaTransaction``, in the same INSERT."""
 
     class Kind(models.TextChoices):
         VALIDATION = "validation", "Validation"
@@ -234,19 +236,16 @@ class MpesaTransaction(models.Model):
     first_name = models.CharField(max_length=100, blank=True)
     middle_name = models.CharField(max_length=100, blank=True)
     last_name = models.CharField(max_length=100, blank=True)
+    # The confirmation request as it arrived (empty for a payment entered another way). It lives on the
+    # payment row, not in CallbackRequest, so that storing a payment is one row in one statement.
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    raw_headers = models.JSONField(default=dict, blank=True)
+    raw_body = models.TextField(blank=True)
 
     # Every index here is paid on each confirmation's insert (the hot path): foreign keys that are
-    # never searched by (configuration, raw request, payer, reviewer) go without one.
+    # never searched by (configuration, payer, reviewer) go without one.
     config = models.ForeignKey(
         MpesaConfiguration, on_delete=models.PROTECT, related_name="transactions", db_index=False
-    )
-    callback = models.ForeignKey(
-        CallbackRequest,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="transactions",
-        db_index=False,
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     identified_by = models.CharField(max_length=16, choices=IdentifiedBy.choices, blank=True)

@@ -135,11 +135,11 @@ def transaction_export(request: HttpRequest) -> HttpResponseBase:
 
 
 def payload_for_staff(tx: MpesaTransaction) -> str:
-    """The callback body the payment came in, pretty-printed when it is JSON, with the payer's
+    """The confirmation body the payment came in, pretty-printed when it is JSON, with the payer's
     number shown the way the rest of the page shows it (masked, or the digest shortened)."""
-    if tx.callback is None:
+    body = tx.raw_body
+    if not body:
         return ""
-    body = tx.callback.body
     try:
         data = json.loads(body)
     except ValueError:
@@ -163,7 +163,6 @@ def transaction_detail(request: HttpRequest, trans_id: str) -> HttpResponse:
             "events": transaction_audit_events(tx),
             # Only a payment still waiting has a next attempt; for the others the field is history.
             "waiting": tx.status == MpesaTransaction.Status.RECEIVED,
-            "callback": tx.callback,
             "can_reprocess": tx.status in REPROCESSABLE,
             "can_assign": tx.status != MpesaTransaction.Status.REVERSED,
             "can_review": tx.reviewed_at is None,

@@ -1,15 +1,16 @@
-"""Inbound Daraja callbacks exactly as they arrived: evidence, never edited. Admins only (the
-bodies carry payers' numbers and names)."""
+"""Inbound Daraja requests exactly as they arrived: evidence, never edited. Admins only (the bodies
+carry payers' numbers and names). A confirmation that became a payment is kept on the payment's own
+page; here are validations and the confirmations that did not (malformed, refused, duplicates)."""
+
+import json
 
 from django.contrib import admin
-from django.db.models import QuerySet
-from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html_join
+from django.utils.html import format_html
 
 from core.admin import ReadOnlyAdminMixin
 from payments.admin.base import AdminsOnlyMixin, pretty_json
-from payments.models import CallbackRequest
+from payments.models import CallbackRequest, MpesaTransaction
 
 
 @admin.register(CallbackRequest)
@@ -33,9 +34,6 @@ class CallbackRequestAdmin(ReadOnlyAdminMixin, AdminsOnlyMixin, admin.ModelAdmin
     )
     readonly_fields = fields
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).prefetch_related("transactions")
-
     @admin.display(description="headers")
     def headers_pretty(self, callback: CallbackRequest) -> str:
         return pretty_json(callback.headers)
@@ -45,10 +43,15 @@ class CallbackRequestAdmin(ReadOnlyAdminMixin, AdminsOnlyMixin, admin.ModelAdmin
         # A malformed body is stored too; it is shown as received, escaped.
         return pretty_json(callback.body) if callback.body else "(empty)"
 
-    @admin.display(description="payments")
+    @admin.display(description="payment")
     def payments(self, callback: CallbackRequest) -> str:
-        rows = [
-            (reverse("admin:payments_mpesatransaction_change", args=[tx.pk]), tx.trans_id)
-            for tx in callback.transactions.all()
-        ]
-        return format_html_join(", ", '<a href="{}">{}</a>', rows) if rows else "—"
+        """The payment a confirmation's TransID names (the one a duplicate repeated), if stored."""
+        try:
+            trans_id = json.loads(callback.body).get("TransID")
+        except (ValueError, AttributeError):
+            return "—"
+        tx = MpesaTransaction.objects.filter(trans_id=str(trans_id)).only("pk", "trans_id").first()
+        if callback.kind != CallbackRequest.Kind.CONFIRMATION or tx is None:
+            return "—"
+        url = reverse("admin:payments_mpesatransaction_change", args=[tx.pk])
+        return format_html('<a href="{}">{}</a>', url, tx.trans_id)

@@ -19,7 +19,7 @@ from core.http import staff_user
 from core.models import AuditEvent, Loan
 from core.money import to_money
 from core.phones import mask_phone, try_normalize_phone
-from payments.admin.base import form_page, money, selected_one
+from payments.admin.base import form_page, money, pretty_json, selected_one
 from payments.filters import transactions_filter
 from payments.forms import AssignToLoanForm, ReverseForm, ReviewNoteForm
 from payments.models import Allocation, CallbackRequest, MpesaTransaction, MpesaTransactionQuerySet
@@ -31,6 +31,8 @@ from payments.services import (
     transaction_reprocess,
     transaction_reverse,
 )
+
+RAW_REQUEST = "Confirmation request as received"
 
 
 class AllocationInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -105,7 +107,6 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "msisdn_kind",
                     "payer_name",
                     "config",
-                    "callback_link",
                 )
             },
         ),
@@ -129,6 +130,11 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             {"fields": ("attempts", "last_error", "received_at", "processed_at", "processing_ms")},
         ),
         ("Audit trail", {"fields": ("audit_trail",)}),
+        # Raw payloads are for admins (see get_fieldsets).
+        (
+            RAW_REQUEST,
+            {"fields": ("source_ip", "raw_headers_pretty", "raw_body_pretty"), "classes": ["collapse"]},
+        ),
     )
     readonly_fields = flatten_fieldsets(fieldsets)
 
@@ -158,12 +164,13 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return "—"
         return format_html("<ol>{}</ol>", format_html_join("", "<li>{}</li>", ((note,) for note in tx.notes)))
 
-    @admin.display(description="raw callback")
-    def callback_link(self, tx: MpesaTransaction) -> str:
-        if tx.callback is None:
-            return "—"
-        url = reverse("admin:payments_callbackrequest_change", args=[tx.callback_id])
-        return format_html('<a href="{}">{}</a>', url, tx.callback)
+    @admin.display(description="headers")
+    def raw_headers_pretty(self, tx: MpesaTransaction) -> str:
+        return pretty_json(tx.raw_headers) if tx.raw_headers else "—"
+
+    @admin.display(description="body")
+    def raw_body_pretty(self, tx: MpesaTransaction) -> str:
+        return pretty_json(tx.raw_body) if tx.raw_body else "(none stored: entered another way)"
 
     @admin.display(description="events")
     def audit_trail(self, tx: MpesaTransaction) -> str:
@@ -189,14 +196,12 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         )
 
     def get_fieldsets(self, request: HttpRequest, obj: MpesaTransaction | None = None):
+        # The raw request carries the payer's number and names as sent: shown to whoever may see
+        # raw callbacks (admins), as on the CallbackRequest pages.
         callbacks = self.admin_site._registry.get(CallbackRequest)
         if callbacks is not None and callbacks.has_view_permission(request):
             return self.fieldsets
-        # Raw payloads are for admins: no link to a page that would refuse the officer.
-        return [
-            (name, {**options, "fields": tuple(f for f in options["fields"] if f != "callback_link")})
-            for name, options in self.fieldsets
-        ]
+        return [(name, options) for name, options in self.fieldsets if name != RAW_REQUEST]
 
     # --- Search: the M-Pesa code, a phone number in any form, the account, an exact amount ---------
 

@@ -1,8 +1,10 @@
 """Daraja C2B callbacks: store the request as it came, answer Safaricom, hand the payment to a worker.
 
-The hot path of a confirmation is two inserts (the raw request, the transaction) in one commit and
-a task enqueued after it; matching and posting happen in ``payments.tasks``. The transaction row
-is the durable record: if the enqueue is lost, the sweeper finds the row still ``received``.
+The hot path of a confirmation is one INSERT of the payment, the raw request on the same row, and a
+task enqueued after it; matching and posting happen in ``payments.tasks``. The transaction row is
+the durable record: if the enqueue is lost, the sweeper finds the row still ``received``. Every
+other request (validations, malformed or refused confirmations, duplicates) is stored raw as a
+``CallbackRequest``.
 """
 
 import functools
@@ -10,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import DataError, connection, transaction
 from django.utils import timezone
 
 from core.db import column_of, concrete_field, execute_prepared, insert_params
@@ -80,20 +82,18 @@ def config_cache_clear() -> None:
     _configs.clear()
 
 
-def _callback_values(config: MpesaConfiguration, inbound: InboundRequest, **fields) -> dict:
-    """The values of a ``CallbackRequest`` row for ``inbound`` (attribute names), ``fields`` included."""
+def _raw_request(inbound: InboundRequest) -> dict:
+    """The request as it arrived, as stored on a ``CallbackRequest`` or a payment (attribute names):
+    its source address, its headers (credentials left out) and its body."""
     return {
-        "kind": inbound.kind,
-        "config_id": config.pk,
         "source_ip": inbound.source_ip,
         "headers": {k: v for k, v in inbound.headers.items() if k.lower() not in _HIDDEN_HEADERS},
         "body": inbound.body.decode("utf-8", errors="backslashreplace"),
-        **fields,
     }
 
 
 def _store(config: MpesaConfiguration, inbound: InboundRequest, **fields) -> CallbackRequest:
-    callback = CallbackRequest(**_callback_values(config, inbound, **fields))
+    callback = CallbackRequest(kind=inbound.kind, config=config, **_raw_request(inbound), **fields)
     callback.save(force_insert=True)
     return callback
 
@@ -206,9 +206,11 @@ def _confirm(config: MpesaConfiguration, inbound: InboundRequest) -> CallbackAns
 
     from payments.tasks import ring_doorbell
 
-    callback = _callback_values(config, inbound, outcome=CallbackRequest.Outcome.ACCEPTED, result_code="0")
+    raw = _raw_request(inbound)
+    payment = transaction_values(payload, config)
+    payment.update(source_ip=raw["source_ip"], raw_headers=raw["headers"], raw_body=raw["body"])
     try:
-        created = _insert_confirmation(callback, transaction_values(payload, config))
+        created = _insert_payment(payment)
     except DataError as exc:
         _store(
             config,
@@ -219,7 +221,8 @@ def _confirm(config: MpesaConfiguration, inbound: InboundRequest) -> CallbackAns
         )
         return CallbackAnswer(400, {"ResultCode": "C2B00016", "ResultDesc": "Rejected: malformed payload"})
     if not created:
-        # The same TransID again (Safaricom re-delivered): acknowledge, create nothing.
+        # The same TransID again (Safaricom re-delivered): acknowledge, keep the request, create nothing.
+        _store(config, inbound, outcome=CallbackRequest.Outcome.DUPLICATE, result_code="0")
         logger.info("mpesa confirmation %s is a duplicate", payload.trans_id)
         return CallbackAnswer(200, dict(CONFIRMED))
     if payload.business_short_code != config.business_short_code:
@@ -263,66 +266,33 @@ def new_transaction(payload: C2BPayload, config: MpesaConfiguration) -> MpesaTra
     return MpesaTransaction(**transaction_values(payload, config))
 
 
-def _insert_confirmation(callback: dict, payment: dict) -> bool:
-    """Store the raw request and the payment together (their values as ``_callback_values`` and
-    ``transaction_values`` give them). Returns False, with the request stored as a duplicate, when a
-    payment with the same ``TransID`` exists. Raises ``DataError`` (nothing stored) when a value
-    does not fit its column."""
-    if connection.vendor == "postgresql":
-        return _insert_confirmation_in_one_statement(callback, payment)
-    with transaction.atomic():
-        request = CallbackRequest(**callback)
-        request.save(force_insert=True)
-        try:
-            with transaction.atomic():
-                MpesaTransaction(**payment, callback=request).save(force_insert=True)
-        except IntegrityError:
-            request.outcome = CallbackRequest.Outcome.DUPLICATE
-            request.save(update_fields=["outcome"])
-            return False
-    return True
+def _insert_payment(payment: dict) -> bool:
+    """Store a payment (its values as ``transaction_values`` gives them, and the raw request) unless
+    one with the same ``TransID`` exists. Returns whether it was stored. Raises ``DataError``
+    (nothing stored) when a value does not fit its column.
 
-
-def _insert_confirmation_in_one_statement(callback: dict, payment: dict) -> bool:
-    # The hot path of every payment. Through the ORM it took a transaction, two INSERTs and a
-    # savepoint around the second (to catch a duplicate TransID); one statement with two
-    # data-modifying CTEs and ON CONFLICT does the same in a single round trip and commit. It is
-    # prepared once per connection, and its parameters are built without model instances: both
-    # cost more than the INSERTs (bench/payments.py). Columns come from the models, so they cannot
-    # drift.
-    callback_columns, callback_params = insert_params(CallbackRequest, callback)
-    payment_columns, payment_params = insert_params(MpesaTransaction, payment, exclude=("callback",))
+    The hot path of every payment: one INSERT, with ``ON CONFLICT DO NOTHING`` instead of a
+    savepoint to catch a duplicate, its parameters built without a model instance and, on
+    PostgreSQL, prepared once per connection (all of which cost more than the INSERT itself:
+    bench/payments.py). Columns come from the model, so they cannot drift."""
+    columns, params = insert_params(MpesaTransaction, payment)
+    sql = _payment_insert_sql(columns)
     with connection.cursor() as cursor:
-        execute_prepared(
-            cursor,
-            "haven_confirmation_insert",
-            _confirmation_sql(callback_columns, payment_columns),
-            [*callback_params, *payment_params],
-        )
-        callback_pk, payment_pk = cursor.fetchone()
-    if payment_pk is None:
-        CallbackRequest.objects.filter(pk=callback_pk).update(outcome=CallbackRequest.Outcome.DUPLICATE)
-        return False
-    return True
+        if connection.vendor == "postgresql":
+            execute_prepared(cursor, "haven_payment_insert", sql, params)
+        else:
+            cursor.execute(sql, params)
+        return cursor.fetchone() is not None
 
 
 @functools.cache
-def _confirmation_sql(callback_columns: tuple[str, ...], payment_columns: tuple[str, ...]) -> str:
+def _payment_insert_sql(columns: tuple[str, ...]) -> str:
     quote = connection.ops.quote_name
-    callback_table = quote(CallbackRequest._meta.db_table)
-    payment_table = quote(MpesaTransaction._meta.db_table)
-    callback_link = quote(column_of(concrete_field(MpesaTransaction, "callback")))
     trans_id = quote(column_of(concrete_field(MpesaTransaction, "trans_id")))
     # Identifiers come from model metadata, quoted; every value is a query parameter.
     return (
-        f"WITH callback AS ("  # noqa: S608
-        f"INSERT INTO {callback_table} ({', '.join(map(quote, callback_columns))}) "
-        f"VALUES ({', '.join(['%s'] * len(callback_columns))}) RETURNING id"
-        f"), payment AS ("
-        f"INSERT INTO {payment_table} ({', '.join(map(quote, payment_columns))}, {callback_link}) "
-        f"VALUES ({', '.join(['%s'] * len(payment_columns))}, (SELECT id FROM callback)) "
-        f"ON CONFLICT ({trans_id}) DO NOTHING RETURNING id"
-        f") SELECT callback.id, payment.id FROM callback LEFT JOIN payment ON TRUE"
+        f"INSERT INTO {quote(MpesaTransaction._meta.db_table)} ({', '.join(map(quote, columns))}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(columns))}) ON CONFLICT ({trans_id}) DO NOTHING RETURNING id"
     )
 
 

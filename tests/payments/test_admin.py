@@ -585,18 +585,33 @@ def test_reverse_needs_a_reason_and_undoes_the_posting(admin_client, admin_user,
     assert AuditEvent.objects.get(action="mpesa.reversed").reason == "Safaricom reversed it"
 
 
-def test_change_page_shows_notes_allocations_callback_and_audit_trail(admin_client, mpesa_config):
+def test_change_page_shows_notes_allocations_raw_request_and_audit_trail(admin_client, mpesa_config):
     loan = make_loan("LOAN-000400", "5000")
-    callback = CallbackRequest.objects.create(kind="confirmation", config=mpesa_config, body="{}", headers={})
+    body = '{"TransID": "RKL51ZDR4F", "FirstName": "<b>NICHOLAS</b>"}'
     tx = transaction_process(
-        trans_id=stored_payment(mpesa_config, bill_reference="LOAN-000400", callback=callback).trans_id
+        trans_id=stored_payment(
+            mpesa_config,
+            bill_reference="LOAN-000400",
+            source_ip="196.201.214.200",
+            raw_headers={"User-Agent": "Apache-HttpClient"},
+            raw_body=body,
+        ).trans_id
+    )
+    duplicate = CallbackRequest.objects.create(
+        kind="confirmation", config=mpesa_config, body=body, outcome="duplicate", result_code="0"
     )
 
     page = admin_client.get(change_url(tx)).content.decode()
 
     assert "<ol><li>" in page and f"<li>{escape(tx.notes[0])}</li>" in page
     assert f'href="{change_url(loan)}">LOAN-000400</a>' in page
-    assert f'href="{change_url(callback)}"' in page
+    assert "Confirmation request as received" in page and "196.201.214.200" in page
+    assert escape('"FirstName": "<b>NICHOLAS</b>"') in page and "<b>NICHOLAS" not in page
+    assert escape('"User-Agent": "Apache-HttpClient"') in page
+    # The raw request of a second delivery links to the payment its TransID names.
+    assert (
+        f'href="{change_url(tx)}">RKL51ZDR4F</a>' in admin_client.get(change_url(duplicate)).content.decode()
+    )
     assert "<td>repayment.posted</td>" in page
     assert 'name="amount"' not in page and 'name="trans_id"' not in page
 
@@ -660,10 +675,12 @@ def test_the_list_masks_phone_numbers(admin_client, mpesa_config):
 def test_officers_see_and_act_on_their_portfolio_only(officer_client, officer, mpesa_config):
     mine = make_loan("LOAN-000500", "5000", borrower=BorrowerFactory(loan_officer=officer))
     theirs = make_loan("LOAN-000501", "5000", borrower=BorrowerFactory(loan_officer=OfficerFactory()))
-    callback = CallbackRequest.objects.create(kind="confirmation", config=mpesa_config, body="{}")
     own_tx = transaction_process(
         trans_id=stored_payment(
-            mpesa_config, trans_id="SKMINE0001", bill_reference=mine.loan_number, callback=callback
+            mpesa_config,
+            trans_id="SKMINE0001",
+            bill_reference=mine.loan_number,
+            raw_body='{"TransID": "SKMINE0001", "MSISDN": "254712345678"}',
         ).trans_id
     )
     other_tx = transaction_process(
@@ -679,7 +696,9 @@ def test_officers_see_and_act_on_their_portfolio_only(officer_client, officer, m
 
     own_page = officer_client.get(change_url(own_tx))
     assert own_page.status_code == 200 and "<td>repayment.posted</td>" in own_page.content.decode()
-    assert change_url(callback) not in own_page.content.decode()  # raw payloads are for admins
+    # Raw payloads are for admins.
+    assert "Confirmation request as received" not in own_page.content.decode()
+    assert "254712345678" not in own_page.content.decode()
 
     response = officer_client.get(change_url(other_tx))
     assert response.status_code == 302 and response.url == reverse("admin:index")

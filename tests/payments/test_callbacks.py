@@ -33,11 +33,11 @@ def test_confirmation_is_stored_acknowledged_and_posted(post_callback, loan, mon
     assert response.status_code == 200
     assert response.json() == {"ResultCode": 0, "ResultDesc": "Success"}
     assert enqueued == ["drain", "drain"]  # the doorbell rang once the row was committed
-    raw = CallbackRequest.objects.get()
-    assert (raw.kind, raw.outcome, raw.source_ip) == ("confirmation", "accepted", "127.0.0.1")
-    assert json.loads(raw.body)["TransID"] == "RKL51ZDR4F"
+    # The request is stored raw on the payment row itself, in the same INSERT.
+    assert not CallbackRequest.objects.exists()
     tx = MpesaTransaction.objects.get()
-    assert tx.callback == raw
+    assert tx.source_ip == "127.0.0.1" and tx.raw_headers["Content-Type"] == "application/json"
+    assert json.loads(tx.raw_body)["TransID"] == "RKL51ZDR4F"
     assert (tx.trans_id, tx.amount, tx.msisdn_kind) == ("RKL51ZDR4F", D("1500.00"), "hashed")
     assert tx.status == "received"
     drain_received_task()
@@ -67,10 +67,10 @@ def test_the_same_trans_id_again_answers_success_and_creates_nothing(post_callba
     second = post_callback("confirmation", payload)
     assert first.json() == second.json() == {"ResultCode": 0, "ResultDesc": "Success"}
     assert MpesaTransaction.objects.count() == 1
-    assert list(CallbackRequest.objects.order_by("id").values_list("outcome", flat=True)) == [
-        "accepted",
-        "duplicate",
-    ]
+    # The second delivery is kept as evidence, as a duplicate.
+    duplicate = CallbackRequest.objects.get()
+    assert (duplicate.kind, duplicate.outcome, duplicate.result_code) == ("confirmation", "duplicate", "0")
+    assert duplicate.body == MpesaTransaction.objects.get().raw_body
     loan.refresh_from_db()
     assert loan.outstanding == D("3500.00")  # posted once
 
@@ -209,10 +209,8 @@ def test_forwarded_for_is_believed_only_from_a_trusted_proxy(post_callback, sett
         "confirmation", payload, REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="6.6.6.6, 196.201.214.200"
     )
     post_callback("confirmation", payload, REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR="196.201.214.200")
-    assert list(CallbackRequest.objects.order_by("id").values_list("source_ip", flat=True)) == [
-        "196.201.214.200",
-        "10.9.9.9",
-    ]
+    assert MpesaTransaction.objects.get().source_ip == "196.201.214.200"
+    assert CallbackRequest.objects.get().source_ip == "10.9.9.9"  # the duplicate
 
 
 def test_secret_headers_are_not_stored(post_callback):
@@ -222,9 +220,11 @@ def test_secret_headers_are_not_stored(post_callback):
         HTTP_AUTHORIZATION="Bearer abc",
         HTTP_X_REQUEST_ID="r-1",
     )
-    headers = CallbackRequest.objects.get().headers
-    assert "Authorization" not in headers
-    assert headers["X-Request-Id"] == "r-1"
+    post_callback("validation", daraja_payload("confirmation_hashed.json"), HTTP_COOKIE="sessionid=x")
+    for headers in (MpesaTransaction.objects.get().raw_headers, CallbackRequest.objects.get().headers):
+        assert not {"Authorization", "Cookie"} & set(headers)
+        assert headers["Content-Type"] == "application/json"
+    assert MpesaTransaction.objects.get().raw_headers["X-Request-Id"] == "r-1"
 
 
 def test_loan_untouched_when_unmatched(post_callback, loan):

@@ -5,6 +5,7 @@ uses the project's real callback URLs and is skipped until ``payments.views`` ex
 """
 
 import hashlib
+import json
 import re
 from datetime import timedelta
 
@@ -383,6 +384,10 @@ def test_simulate_reaches_the_real_callback_views(emulator_url, live_server):
 
     answer = mpesa_simulate(config=config, phone="0712345678", amount=500, bill_reference="LOAN-000123")
 
-    confirmations = CallbackRequest.objects.filter(kind=CallbackRequest.Kind.CONFIRMATION, config=config)
-    assert [answer["TransID"] in callback.body for callback in confirmations] == [True]
-    assert MpesaTransaction.objects.filter(trans_id=answer["TransID"], config=config).exists()
+    tx = MpesaTransaction.objects.get(config=config)
+    assert tx.trans_id == answer["TransID"] and json.loads(tx.raw_body)["TransID"] == answer["TransID"]
+    assert tx.raw_headers["Content-Type"] == "application/json"
+    # The validation request is kept as it came too; the confirmation became the payment.
+    assert list(CallbackRequest.objects.filter(config=config).values_list("kind", "outcome")) == [
+        ("validation", "accepted")
+    ]
