@@ -1,8 +1,13 @@
 """Model metadata and statement helpers for the code that writes its own SQL (the loan import's bulk
-UPDATE, the M-Pesa callback's one-statement INSERT)."""
+UPDATE, the M-Pesa confirmation's one-statement INSERT)."""
 
+import datetime
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -33,80 +38,125 @@ def column_of(field: models.Field) -> str:
 
 # --- hot-path INSERTs ------------------------------------------------------------------------------
 
-_MISSING = object()
-# Fields whose preparation leaves a ``str`` (text) or an ``int`` (integers, foreign keys) as it is.
-# Exact types: a subclass (an encrypted text field, say) may prepare its values in its own way.
-_TEXT_FIELDS = frozenset({models.CharField, models.TextField})
-_INTEGER_FIELDS = frozenset(
-    {
-        models.IntegerField,
-        models.PositiveIntegerField,
-        models.BigIntegerField,
-        models.SmallIntegerField,
-        models.ForeignKey,
-    }
+# The field types a JSON row may hold (see row_json): Django's own, and subclasses that prepare
+# their values as their Django base does (a money field with preset digits, say). Anything else (an
+# encrypted text field prepares its values its own way) is refused when the plan is made.
+_JSON_FIELDS = (
+    models.CharField,
+    models.TextField,
+    models.IntegerField,
+    models.ForeignKey,
+    models.DecimalField,
+    models.DateTimeField,
+    models.BooleanField,
+    models.GenericIPAddressField,
+    models.JSONField,
 )
+_PREPARATION = ("pre_save", "get_prep_value", "get_db_prep_value", "get_db_prep_save", "to_python")
 
-# How insert_params treats each field: _NOW fields take the time (auto_now, auto_now_add); _TEXT
-# and _INTEGER fields pass a str / an int untouched; every field but a JSONField (where None is JSON
-# null) passes None untouched; everything else goes through get_db_prep_save.
-_NOW, _TEXT, _INTEGER, _OTHER = range(4)
+
+def _writable_from_json(field: models.Field) -> bool:
+    kind = type(field)
+    base = next((cls for cls in kind.__mro__ if cls.__module__.startswith("django.")), None)
+    return (
+        base is not None
+        and issubclass(base, _JSON_FIELDS)
+        and all(getattr(kind, name) is getattr(base, name) for name in _PREPARATION)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _RowPlan:
+    columns: tuple[str, ...]
+    column_of: dict[str, str]  # attribute name -> column
+    constants: dict[str, Any]  # column -> default that is not a callable
+    factories: tuple[tuple[str, Callable[[], Any]], ...]  # column -> callable default
+    now: frozenset[str]  # auto_now / auto_now_add columns
 
 
 @functools.cache
-def _insert_plan(
-    model: type[models.Model], exclude: frozenset[str]
-) -> tuple[tuple[str, ...], tuple[tuple[str, models.Field, int, bool], ...]]:
+def _row_plan(model: type[models.Model], exclude: frozenset[str]) -> _RowPlan:
     fields = [f for f in model._meta.concrete_fields if not f.primary_key and f.name not in exclude]
-    plan = []
+    refused = [f.name for f in fields if not _writable_from_json(f)]
+    if refused:
+        raise TypeError(f"{model.__name__} fields {refused} cannot be written from JSON")
+    constants: dict[str, Any] = {}
+    factories = []
+    now = set()
     for field in fields:
-        kind = type(field)
+        column = column_of(field)
         if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-            mode = _NOW
-        elif kind in _TEXT_FIELDS:
-            mode = _TEXT
-        elif kind in _INTEGER_FIELDS:
-            mode = _INTEGER
+            now.add(column)
+        elif field.has_default() and callable(field.default):
+            factories.append((column, field.default))
         else:
-            mode = _OTHER
-        plan.append((field.attname, field, mode, kind is not models.JSONField))
-    return tuple(column_of(f) for f in fields), tuple(plan)
+            constants[column] = field.get_default()
+    return _RowPlan(
+        columns=tuple(column_of(f) for f in fields),
+        column_of={f.attname: column_of(f) for f in fields},
+        constants=constants,
+        factories=tuple(factories),
+        now=frozenset(now),
+    )
 
 
-def insert_params(
-    model: type[models.Model],
-    values: Mapping[str, Any],
-    *,
-    exclude: Iterable[str] = (),
-    using: str = "default",
-) -> tuple[tuple[str, ...], list]:
-    """The columns an INSERT of one ``model`` row writes and their values, prepared as ``save()``
-    would prepare them, without building an instance.
+def _json_value(value: object) -> object:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value} cannot be stored as a number")
+        return str(value)
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the hot paths write aware datetimes only")
+        return value.isoformat()
+    if isinstance(value, datetime.date | uuid.UUID):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} from JSON")
+
+
+def row_json(
+    model: type[models.Model], values: Mapping[str, Any], *, exclude: Iterable[str] = ()
+) -> tuple[tuple[str, ...], str]:
+    """The columns an INSERT of one ``model`` row writes, and the row as one JSON object for
+    ``jsonb_insert_sql`` (PostgreSQL), without building an instance.
 
     ``values`` maps attribute names (``config_id`` for a foreign key) to Python values; a field left
     out takes its default, and ``auto_now``/``auto_now_add`` fields the current time (as ``save()``,
-    whatever ``values`` says). For hot paths only: there, an instance and the ORM's field-by-field
-    preparation cost more than the INSERT. ``tests/core/test_db.py`` holds it to what the ORM writes."""
-    columns, plan = _insert_plan(model, frozenset(exclude))
-    db = connections[using]
-    now = None
-    params = []
-    for attname, field, mode, none_is_null in plan:
-        if mode == _NOW:
-            value = now = now or timezone.now()
-        else:
-            value = values.get(attname, _MISSING)
-            if value is _MISSING:
-                value = field.get_default()
-        if (
-            (value is None and none_is_null)
-            or (mode == _TEXT and isinstance(value, str))
-            or (mode == _INTEGER and type(value) is int)
-        ):
-            params.append(value)
-        else:
-            params.append(field.get_db_prep_save(value, db))
-    return columns, params
+    whatever ``values`` says). The server turns each value into its column's type with the type's own
+    input function, in C: on a hot path, building an instance, the ORM's field-by-field preparation
+    and the driver quoting thirty parameters cost more than the INSERT. Decimals and datetimes
+    (aware only) are written as text. ``tests/core/test_db.py`` holds the rows it writes to the
+    ORM's."""
+    plan = _row_plan(model, frozenset(exclude))
+    row = dict(plan.constants)
+    for column, factory in plan.factories:
+        row[column] = factory()
+    if plan.now:
+        now = timezone.now()
+        for column in plan.now:
+            row[column] = now
+    for attname, value in values.items():
+        try:
+            column = plan.column_of[attname]
+        except KeyError:
+            raise TypeError(f"{model.__name__} has no field {attname!r} to write") from None
+        if column not in plan.now:
+            row[column] = value
+    return plan.columns, json.dumps(row, default=_json_value)
+
+
+def jsonb_insert_sql(model: type[models.Model], columns: Sequence[str], *, suffix: str = "") -> str:
+    """``INSERT INTO <table> (<columns>) SELECT <columns> FROM jsonb_populate_record(...)`` with one
+    ``%s`` parameter: the row as ``row_json`` gives it. ``suffix`` follows (``ON CONFLICT ...``,
+    ``RETURNING ...``). Identifiers come from model metadata, quoted."""
+    quote = connections["default"].ops.quote_name
+    table = quote(model._meta.db_table)
+    names = ", ".join(map(quote, columns))
+    picked = ", ".join(f"r.{quote(column)}" for column in columns)
+    return (
+        f"INSERT INTO {table} ({names}) SELECT {picked} "  # noqa: S608 - identifiers from model metadata
+        f"FROM jsonb_populate_record(NULL::{table}, %s::jsonb) AS r {suffix}"
+    ).rstrip()
 
 
 def _prepared_on(db: BaseDatabaseWrapper) -> set[str]:

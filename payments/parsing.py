@@ -86,7 +86,11 @@ def _text(payload: dict, key: str, limit: int = 100) -> str:
         return ""
     if isinstance(value, dict | list):
         raise MalformedCallback(f"{key} must be text")
-    return str(value).strip()[:limit]
+    text = str(value)
+    if not text.isascii():
+        # JSON escapes can spell what no database text holds: a lone surrogate becomes "?".
+        text = text.encode("utf-8", errors="replace").decode("utf-8")
+    return text.replace("\x00", "").strip()[:limit]
 
 
 def parse_c2b_body(body: bytes | str) -> C2BPayload:

@@ -12,10 +12,10 @@ import logging
 import time
 from dataclasses import dataclass
 
-from django.db import DataError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from core.db import column_of, concrete_field, execute_prepared, insert_params
+from core.db import column_of, concrete_field, execute_prepared, jsonb_insert_sql, row_json
 from core.services.outbox import outbox_queue_for_staff, staff_to_alert
 from payments.matching import IDENTIFIERS
 from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction, callback_token_digest
@@ -88,7 +88,8 @@ def _raw_request(inbound: InboundRequest) -> dict:
     return {
         "source_ip": inbound.source_ip,
         "headers": {k: v for k, v in inbound.headers.items() if k.lower() not in _HIDDEN_HEADERS},
-        "body": inbound.body.decode("utf-8", errors="backslashreplace"),
+        # Bytes that are not UTF-8, and NUL (which no database text holds), as backslash escapes.
+        "body": inbound.body.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00"),
     }
 
 
@@ -269,30 +270,32 @@ def new_transaction(payload: C2BPayload, config: MpesaConfiguration) -> MpesaTra
 def _insert_payment(payment: dict) -> bool:
     """Store a payment (its values as ``transaction_values`` gives them, and the raw request) unless
     one with the same ``TransID`` exists. Returns whether it was stored. Raises ``DataError``
-    (nothing stored) when a value does not fit its column.
-
-    The hot path of every payment: one INSERT, with ``ON CONFLICT DO NOTHING`` instead of a
-    savepoint to catch a duplicate, its parameters built without a model instance and, on
-    PostgreSQL, prepared once per connection (all of which cost more than the INSERT itself:
-    bench/payments.py). Columns come from the model, so they cannot drift."""
-    columns, params = insert_params(MpesaTransaction, payment)
-    sql = _payment_insert_sql(columns)
+    (nothing stored) when a value does not fit its column."""
+    if connection.vendor != "postgresql":
+        try:
+            with transaction.atomic():
+                MpesaTransaction(**payment).save(force_insert=True)
+        except IntegrityError:
+            if not MpesaTransaction.objects.filter(trans_id=payment["trans_id"]).exists():
+                raise
+            return False
+        return True
+    # The hot path of every payment: one INSERT, ``ON CONFLICT DO NOTHING`` where the ORM would need
+    # a savepoint to catch a duplicate, the row sent as one JSON parameter that the server converts
+    # column by column, and the statement prepared once per connection. Each of those replaced
+    # something that cost more than the INSERT itself (bench/payments.py). Columns come from the
+    # model, so they cannot drift.
+    columns, row = row_json(MpesaTransaction, payment)
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            execute_prepared(cursor, "haven_payment_insert", sql, params)
-        else:
-            cursor.execute(sql, params)
+        execute_prepared(cursor, "haven_payment_insert", _payment_insert_sql(columns), [row])
         return cursor.fetchone() is not None
 
 
 @functools.cache
 def _payment_insert_sql(columns: tuple[str, ...]) -> str:
-    quote = connection.ops.quote_name
-    trans_id = quote(column_of(concrete_field(MpesaTransaction, "trans_id")))
-    # Identifiers come from model metadata, quoted; every value is a query parameter.
-    return (
-        f"INSERT INTO {quote(MpesaTransaction._meta.db_table)} ({', '.join(map(quote, columns))}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(columns))}) ON CONFLICT ({trans_id}) DO NOTHING RETURNING id"
+    trans_id = connection.ops.quote_name(column_of(concrete_field(MpesaTransaction, "trans_id")))
+    return jsonb_insert_sql(
+        MpesaTransaction, columns, suffix=f"ON CONFLICT ({trans_id}) DO NOTHING RETURNING id"
     )
 
 

@@ -1,13 +1,14 @@
 """The statement helpers of hot paths: held to what the ORM itself would write."""
 
 import datetime
+import json
 from decimal import Decimal as D
 
 import pytest
 from django.db import DatabaseError, connection
-from psycopg2.extras import Inet, Json
+from django.utils import timezone
 
-from core.db import execute_prepared, insert_params
+from core.db import execute_prepared, jsonb_insert_sql, row_json
 from payments.models import CallbackRequest, MpesaTransaction
 from payments.parsing import parse_c2b_body
 from payments.services.callbacks import transaction_values
@@ -24,75 +25,95 @@ def config():
     return MpesaConfigurationFactory()
 
 
-def orm_params(obj, exclude=()):
-    fields = [f for f in type(obj)._meta.concrete_fields if not f.primary_key and f.name not in exclude]
-    return [f.column for f in fields], [
-        f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields
-    ]
+def stored(model, pk) -> dict:
+    row = model.objects.filter(pk=pk).values().get()
+    del row["id"]
+    return row
 
 
-def comparable(value):
-    # psycopg2's adapters (JSON, inet) compare by what they hold.
-    if isinstance(value, Json):
-        return ("json", value.adapted)
-    if isinstance(value, Inet):
-        return ("inet", value.addr)
-    return value
+def same_row(model, values, **changes):
+    """Write ``values`` with row_json and with the ORM; both rows must read back the same."""
+    columns, row = row_json(model, values)
+    with connection.cursor() as cursor:
+        cursor.execute(jsonb_insert_sql(model, columns, suffix="RETURNING id"), [row])
+        mine = stored(model, cursor.fetchone()[0])
+    theirs = stored(model, model.objects.create(**{**values, **changes}).pk)
+    now_columns = {"received_at", "next_attempt_at"}  # the time of the INSERT: a call apart
+    for column in now_columns & mine.keys():
+        assert abs(mine.pop(column) - theirs.pop(column)) < datetime.timedelta(seconds=5), column
+    assert mine == {**theirs, **{k: mine[k] for k in changes}}
+    assert [type(v) for v in mine.values()] == [type(v) for v in theirs.values()]
+    return mine
 
 
-def same_params(model, values, exclude=()):
-    columns, params = insert_params(model, values, exclude=exclude)
-    orm_columns, orm = orm_params(model(**values), exclude)
-    assert list(columns) == orm_columns
-    now_columns = {f.column for f in model._meta.concrete_fields if getattr(f, "auto_now_add", False)}
-    now_columns |= {"next_attempt_at"}  # default=timezone.now: a call apart
-    for column, mine, theirs in zip(columns, params, orm, strict=True):
-        if column in now_columns:
-            if isinstance(mine, str):  # SQLite takes datetimes as text
-                mine, theirs = datetime.datetime.fromisoformat(mine), datetime.datetime.fromisoformat(theirs)
-            assert abs(mine - theirs) < datetime.timedelta(seconds=5), column
-        else:
-            assert comparable(mine) == comparable(theirs), column
-            assert type(mine) is type(theirs), column
-
-
-def test_insert_params_prepare_a_payment_as_the_orm_does(config):
+@pytest.mark.postgres("jsonb_populate_record")
+def test_a_confirmation_row_from_json_is_the_row_the_orm_writes(config):
     payload = parse_c2b_body((FIXTURES / "confirmation_hashed.json").read_bytes())
-    same_params(MpesaTransaction, transaction_values(payload, config), exclude=("callback",))
+    values = {
+        **transaction_values(payload, config),
+        "source_ip": "196.201.214.200",
+        "raw_headers": {"Content-Type": "application/json", "X-Forwarded-For": ["a", "b"]},
+        "raw_body": '{"TransID": "RKL51ZDR4F", "FirstName": "Wanjikũ \\u00e9"}',
+    }
+    row = same_row(MpesaTransaction, values, trans_id="RKL51ZDR4G")
+    assert row["amount"] == D("1500.00") and row["org_account_balance"] == D("25430.00")
+    assert row["trans_time"] == datetime.datetime(2023, 11, 21, 9, 13, 25, tzinfo=datetime.UTC)
+    assert row["status"] == "received" and row["notes"] == [] and row["attempts"] == 0
 
 
-def test_insert_params_prepare_every_kind_of_field_as_the_orm_does(config):
-    # Set values for fields the confirmation leaves to their defaults: None, ints, JSON, datetimes.
+@pytest.mark.postgres("jsonb_populate_record")
+def test_every_kind_of_field_from_json_is_what_the_orm_writes(config, admin_user):
     values = {
         **transaction_values(parse_c2b_body((FIXTURES / "confirmation_masked.json").read_bytes()), config),
         "status": MpesaTransaction.Status.FAILED,
-        "notes": ["tried the bill reference", {"nested": D("1.50").__str__()}],
+        "notes": ["tried the bill reference", {"nested": "1.50", "n": 2, "t": True, "none": None}],
         "attempts": 3,
-        "processed_at": datetime.datetime(2026, 12, 1, 8, 0, tzinfo=NAIROBI),
+        "processed_at": datetime.datetime(2026, 12, 1, 8, 0, 0, 123456, tzinfo=NAIROBI),
         "processing_ms": 42,
         "last_error": "boom",
         "borrower_id": None,
+        "reviewed_by_id": admin_user.pk,
+        "org_account_balance": None,
+        "amount": D("0.01"),
+        "source_ip": "2001:db8::1",
+        "raw_body": "",
     }
-    same_params(MpesaTransaction, values, exclude=("callback",))
-    same_params(
+    same_row(MpesaTransaction, values, trans_id="RKL51ZDR4H")
+    same_row(
         CallbackRequest,
         {
             "kind": CallbackRequest.Kind.CONFIRMATION,
             "config_id": config.pk,
-            "source_ip": "196.201.214.200",
-            "headers": {"Content-Type": "application/json"},
-            "body": '{"TransID": "RKL51ZDR4F"}',
-            "outcome": CallbackRequest.Outcome.ACCEPTED,
-            "result_code": "0",
+            "source_ip": None,
+            "headers": {},
+            "body": r"not json, \x00 as text",
+            "outcome": CallbackRequest.Outcome.MALFORMED,
+            "result_code": "400",
+            "error": "body is not JSON",
         },
     )
 
 
-def test_a_value_that_needs_converting_still_goes_through_its_field(config):
+def test_what_json_cannot_carry_is_refused_before_anything_is_sent(config):
+    from payments.models import MpesaConfiguration
+
+    with pytest.raises(TypeError, match="consumer_key"):  # encrypted: prepared its own way
+        row_json(MpesaConfiguration, {})
     values = transaction_values(parse_c2b_body((FIXTURES / "confirmation_hashed.json").read_bytes()), config)
-    values["amount"] = "1500.5"  # text for a DecimalField
-    _, params = insert_params(MpesaTransaction, values, exclude=("callback",))
-    assert D("1500.5") in params
+    with pytest.raises(ValueError, match="naive"):
+        row_json(MpesaTransaction, {**values, "trans_time": datetime.datetime(2026, 1, 1, 8, 0)})  # noqa: DTZ001
+    with pytest.raises(ValueError, match="NaN"):
+        row_json(MpesaTransaction, {**values, "amount": D("NaN")})
+    with pytest.raises(TypeError, match="no field 'callback'"):
+        row_json(MpesaTransaction, {**values, "callback": None})
+
+
+def test_auto_now_columns_take_the_time_of_the_insert(config):
+    values = transaction_values(parse_c2b_body((FIXTURES / "confirmation_hashed.json").read_bytes()), config)
+    long_ago = datetime.datetime(2001, 1, 1, tzinfo=datetime.UTC)
+    _, row = row_json(MpesaTransaction, {**values, "received_at": long_ago})
+    received = datetime.datetime.fromisoformat(json.loads(row)["received_at"])
+    assert abs(received - timezone.now()) < datetime.timedelta(seconds=5)
 
 
 @pytest.mark.postgres("server-side prepared statements")

@@ -114,6 +114,28 @@ def test_malformed_confirmation_is_400_and_kept_for_staff(post_callback, body, r
     assert not MpesaTransaction.objects.exists()
 
 
+def test_a_nul_byte_or_bad_utf8_in_the_body_is_kept_as_an_escape(post_callback):
+    body = b'{"TransID": "RKL51ZDR4F\x00", "Name": "\xff"}'
+    response = post_callback("confirmation", body)
+    assert response.status_code == 400
+    raw = CallbackRequest.objects.get()
+    assert raw.outcome == "malformed" and raw.body == '{"TransID": "RKL51ZDR4F\\x00", "Name": "\\xff"}'
+
+
+def test_escapes_no_database_can_hold_are_cleaned_and_the_payment_kept(post_callback, loan):
+    # \u0000 and a lone surrogate are valid JSON escapes but no text column holds them.
+    body = (
+        json.dumps(daraja_payload("confirmation_hashed.json"))
+        .replace('"FirstName": "NICHOLAS"', '"FirstName": "NICHOLAS\\u0000"')
+        .replace('"LastName": ""', '"LastName": "KIP\\ud800"')
+    )
+    response = post_callback("confirmation", body.encode())
+    assert response.status_code == 200 and response.json()["ResultCode"] == 0
+    tx = MpesaTransaction.objects.get()
+    assert (tx.first_name, tx.last_name, tx.status) == ("NICHOLAS", "KIP?", "processed")
+    assert tx.raw_body == body
+
+
 def test_oversized_body_is_refused_without_being_read(post_callback):
     body = b'{"pad": "' + b"x" * (65 * 1024) + b'"}'
     response = post_callback("confirmation", body)
