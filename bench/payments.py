@@ -34,10 +34,14 @@ Default run, every figure from the same run:
        the machine to themselves, and (b') is the backlog drained by the worker alone;
   (c)  validation, open loop at 50 requests/s for 20 s: latency p50/p99 (target p99 < 50 ms);
   (d)  the bare endpoint (``bench/bare.py``: one INSERT of the body) against confirmations, in three
-       back-to-back pairs of 1,000 requests with the same bodies (``Bench.ratio_rounds``): the bare
-       load with the worker idle, the confirmations with the worker posting them; acks/s of each and
-       the median of the three ratios (target >= 0.7). (d') the same with the worker paused for the
-       confirmations too. Pairs, because this machine's speed drifts by a quarter within a run.
+       back-to-back pairs of 1,000 requests with the same bodies (``Bench.ratio_rounds``), both halves
+       of a pair with the same background: the confirmations first, which the worker starts posting,
+       then the bare load while it is still posting them (its backlog over each bare load is shown);
+       acks/s of each and the median of the three ratios (target >= 0.7). (d') the same with the
+       worker stopped for both halves: the web path alone. Pairs, because this machine's speed drifts
+       by a quarter within a run; the same background in both halves, because on two cores the
+       worker's posting (and the database work it causes, at normal priority) takes from whichever
+       load runs beside it.
 ``--scale`` runs (a) and (b) on a 10,000-loan and then a 1,000,000-loan portfolio, then (e) a steady
 50 confirmations/s for 20 s while the worker posts them, and compares the sizes: steady ack latency
 p50 and p99, mean processing_ms of the steady payments, and queries per payment (targets: ratio
@@ -453,27 +457,33 @@ class Bench:
         return result
 
     def ratio_rounds(self, *, worker_posting: bool) -> dict:
-        """(d) the bare endpoint against confirmations, in ``RATIO_ROUNDS`` back-to-back pairs: each
-        round sends the same fresh bodies to the bare endpoint, then as confirmations. The bare load
-        always has an idle worker (stopped: the bare endpoint gives it nothing to do); with
-        ``worker_posting`` the worker runs during the confirmations, posting them as they come, else
-        it stays stopped until the last round is done. The ratio is the median of the rounds'."""
+        """(d) the bare endpoint against confirmations, in ``RATIO_ROUNDS`` back-to-back pairs with the
+        same fresh bodies, both halves of a pair sharing the machine with the same background work.
+        With ``worker_posting`` the worker runs throughout and each round sends the confirmations
+        first, then the bare load: the bare load arrives while the worker is still posting the
+        confirmations just acknowledged (the backlog it had, at the start and the end of each bare
+        load, is reported to show it). Without, the worker is stopped for both halves until the last
+        round is done. The ratio is the median of the rounds'."""
         label = "posting" if worker_posting else "paused"
         per_round = max(1, self.args.confirmations // RATIO_ROUNDS)
+        order = ("confirmation", "bare") if worker_posting else ("bare", "confirmation")
         rounds = []
         used = {"bare": Counter(), "confirmation": Counter()}
         acks = {"bare": 0, "confirmation": 0}
         loadgen_cpu = {"bare": 0.0, "confirmation": 0.0}
+        self.worker_signal(signal.SIGCONT if worker_posting else signal.SIGSTOP)
         for number in range(1, RATIO_ROUNDS + 1):
             bodies, _, _ = self.payloads.batch(per_round)
             rate = {}
             errors = 0
-            for kind in ("bare", "confirmation"):
-                posting = worker_posting and kind == "confirmation"
-                self.worker_signal(signal.SIGCONT if posting else signal.SIGSTOP)
+            backlog = None
+            for kind in order:
+                waiting_before = self.received_backlog()
                 cpu_before = self.cpu()
                 result = self.load(f"ratio-{label}-{number}-{kind}", self.url(kind), bodies)
                 used[kind] += self.cpu() - cpu_before
+                if kind == "bare" and worker_posting:
+                    backlog = (waiting_before, self.received_backlog())
                 acks[kind] += result["acknowledged"]
                 loadgen_cpu[kind] += result["cpu_s"]
                 rate[kind] = result["acks_per_s"]
@@ -484,6 +494,7 @@ class Bench:
                     "acks_per_s": rate["confirmation"],
                     "ratio": rate["confirmation"] / (rate["bare"] or float("nan")),
                     "errors": errors,
+                    "backlog_during_bare": backlog,
                 }
             )
         self.worker_signal(signal.SIGCONT)
@@ -498,6 +509,12 @@ class Bench:
                 kind: _cpu_per(used[kind], acks[kind], loadgen_cpu_s=loadgen_cpu[kind]) for kind in used
             },
         }
+
+    def received_backlog(self) -> int:
+        """Payments stored and not yet posted: the worker's backlog."""
+        from payments.models import MpesaTransaction
+
+        return MpesaTransaction.objects.filter(status=MpesaTransaction.Status.RECEIVED).count()
 
     # --- the two runs
 
@@ -632,6 +649,20 @@ def _ratio_rows(prefix: str, what: str, measured: dict) -> list[Row]:
         (f"{prefix} confirmation / bare acks/s, {what}", pairs, "", ""),
         (f"{prefix} CPU ms per bare ack, {what}", _cpu(cpu["bare"]), "", ""),
         (f"{prefix} CPU ms per confirmation ack, {what}", _cpu(cpu["confirmation"]), "", ""),
+        *(
+            [
+                (
+                    f"{prefix} worker backlog over each bare load",
+                    ", ".join(
+                        f"{r['backlog_during_bare'][0]:,} -> {r['backlog_during_bare'][1]:,}" for r in rounds
+                    ),
+                    "",
+                    "",
+                )
+            ]
+            if all(r.get("backlog_during_bare") for r in rounds)
+            else []
+        ),
         (f"{prefix} errors, {what}", str(measured["errors"]), "0", _verdict(measured["errors"] == 0)),
         (
             f"{prefix} ratio, {what} (median of {len(rounds)} pairs)",
