@@ -61,9 +61,14 @@ def classify_msisdn(raw: str) -> tuple[str, str | None]:
     return "masked", None
 
 
+BILL_REFERENCE_MAX = 64
+
+
 def normalize_bill_reference(raw: str) -> str:
-    """Upper case, with spaces, dashes and similar separators removed: ``"loan 123"`` -> ``"LOAN123"``."""
-    return _REFERENCE_NOISE.sub("", (raw or "").upper())
+    """Upper case, with spaces, dashes and similar separators removed: ``"loan 123"`` -> ``"LOAN123"``.
+    At most ``BILL_REFERENCE_MAX`` characters, as the reference itself: upper case can be longer
+    than the text it comes from (``"ß"`` -> ``"SS"``)."""
+    return _REFERENCE_NOISE.sub("", (raw or "").upper())[:BILL_REFERENCE_MAX]
 
 
 def parse_trans_time(raw: str) -> datetime:
@@ -132,7 +137,7 @@ def parse_c2b_body(body: bytes | str) -> C2BPayload:
         trans_time=parse_trans_time(payload["TransTime"]),
         amount=amount,
         business_short_code=short_code,
-        bill_reference=_text(payload, "BillRefNumber", 64),
+        bill_reference=_text(payload, "BillRefNumber", BILL_REFERENCE_MAX),
         invoice_number=_text(payload, "InvoiceNumber", 64),
         org_account_balance=balance,
         third_party_trans_id=_text(payload, "ThirdPartyTransID", 64),

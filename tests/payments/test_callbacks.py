@@ -136,6 +136,28 @@ def test_escapes_no_database_can_hold_are_cleaned_and_the_payment_kept(post_call
     assert tx.raw_body == body
 
 
+def test_a_reference_longer_in_upper_case_still_fits(post_callback, db):
+    response = post_callback(
+        "confirmation", daraja_payload("confirmation_hashed.json", BillRefNumber="straße " * 9 + "ß")
+    )
+    assert response.status_code == 200
+    tx = MpesaTransaction.objects.get()
+    assert len(tx.bill_reference) == 64 and tx.bill_reference_normalized == ("STRASSE" * 10)[:64]
+
+
+@pytest.mark.postgres("only PostgreSQL enforces column sizes")
+@pytest.mark.django_db(transaction=True)  # as the view runs: the failed INSERT ends no outer transaction
+def test_a_value_that_does_not_fit_its_column_is_400_and_kept(post_callback, monkeypatch):
+    monkeypatch.setattr("payments.services.callbacks.normalize_bill_reference", lambda raw: "X" * 65)
+    response = post_callback("confirmation", daraja_payload("confirmation_hashed.json"))
+    assert response.status_code == 400
+    assert response.json() == {"ResultCode": "C2B00016", "ResultDesc": "Rejected: malformed payload"}
+    raw = CallbackRequest.objects.get()
+    assert raw.outcome == "malformed" and "does not fit the transaction record" in raw.error
+    assert json.loads(raw.body)["TransID"] == "RKL51ZDR4F"
+    assert not MpesaTransaction.objects.exists()
+
+
 def test_oversized_body_is_refused_without_being_read(post_callback):
     body = b'{"pad": "' + b"x" * (65 * 1024) + b'"}'
     response = post_callback("confirmation", body)
