@@ -652,12 +652,13 @@ def _ratio_rows(prefix: str, what: str, measured: dict) -> list[Row]:
         *(
             [
                 (
+                    # Left at the end of every bare load: the worker was posting throughout.
                     f"{prefix} worker backlog over each bare load",
                     ", ".join(
                         f"{r['backlog_during_bare'][0]:,} -> {r['backlog_during_bare'][1]:,}" for r in rounds
                     ),
-                    "",
-                    "",
+                    "> 0 left",
+                    _verdict(all(r["backlog_during_bare"][1] > 0 for r in rounds)),
                 )
             ]
             if all(r.get("backlog_during_bare") for r in rounds)
