@@ -179,6 +179,14 @@ class AssignToLoanForm(forms.Form):
         ]
 
 
+class ReprocessForm(forms.Form):
+    reason = ReasonField(
+        label="Reason",
+        required=False,
+        help_text="Optional; kept in the audit trail of each payment with your name.",
+    )
+
+
 class ReviewNoteForm(forms.Form):
     note = ReasonField(
         label="Note", required=False, help_text="Optional; kept in the payment's notes and the audit trail."

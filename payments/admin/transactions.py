@@ -5,9 +5,11 @@ of staff as the actor. Officers see their own portfolio's payments only."""
 from typing import cast
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import flatten_fieldsets
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -21,7 +23,7 @@ from core.money import to_money
 from core.phones import mask_phone, try_normalize_phone
 from payments.admin.base import form_page, money, pretty_json, selected_one
 from payments.filters import transactions_filter
-from payments.forms import AssignToLoanForm, ReverseForm, ReviewNoteForm
+from payments.forms import AssignToLoanForm, ReprocessForm, ReverseForm, ReviewNoteForm
 from payments.models import Allocation, CallbackRequest, MpesaTransaction, MpesaTransactionQuerySet
 from payments.selectors import transaction_audit_events
 from payments.services import (
@@ -33,6 +35,8 @@ from payments.services import (
 )
 
 RAW_REQUEST = "Confirmation request as received"
+BULK_ACTION_TEMPLATE = "admin/payments/bulk_action_form.html"
+BULK_REPROCESS_LIMIT = 200
 
 
 class AllocationInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -244,11 +248,37 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ]
 
     @admin.action(description="Reprocess", permissions=["process"])
-    def reprocess(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def reprocess(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """Reprocessing can post payments to loans: a page lists what was selected and asks for an
+        optional reason before anything runs."""
+        selected = list(queryset.order_by("trans_time", "id")[: BULK_REPROCESS_LIMIT + 1])
+        if len(selected) > BULK_REPROCESS_LIMIT:
+            self.message_user(
+                request, f"Reprocess at most {BULK_REPROCESS_LIMIT} payments at a time.", messages.ERROR
+            )
+            return None
+        form = ReprocessForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            self._reprocess_each(request, selected, reason=form.cleaned_data["reason"])
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Reprocess {len(selected)} payment{'s' if len(selected) != 1 else ''}",
+            "opts": self.model._meta,
+            "objects": [(tx.pk, self._details(tx)) for tx in selected],
+            "form": form,
+            "media": self.media + form.media,
+            "action": "reprocess",
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "submit_label": "Reprocess",
+        }
+        return TemplateResponse(request, BULK_ACTION_TEMPLATE, context)
+
+    def _reprocess_each(self, request: HttpRequest, selected: list[MpesaTransaction], *, reason: str) -> None:
         actor = Actor.staff(staff_user(request))
-        for trans_id in queryset.values_list("trans_id", flat=True):
+        for trans_id in (tx.trans_id for tx in selected):
             try:
-                tx = transaction_reprocess(trans_id=trans_id, actor=actor)
+                tx = transaction_reprocess(trans_id=trans_id, actor=actor, reason=reason)
             except HavenError as exc:
                 self.message_user(request, f"{trans_id}: {exc.detail}", messages.ERROR)
             except TransientProcessingError:

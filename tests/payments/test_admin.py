@@ -453,30 +453,71 @@ def test_reprocess_a_failed_payment(admin_client, admin_user, mpesa_config, monk
     assert tx.status == "failed"
     monkeypatch.undo()
 
-    response = admin_client.post(
-        changelist("mpesatransaction"),
-        {"action": "reprocess", "_selected_action": [tx.pk], "index": 0},
-        follow=True,
+    page = admin_client.post(
+        changelist("mpesatransaction"), {"action": "reprocess", "_selected_action": [tx.pk], "index": 0}
     )
+    assert page.status_code == 200 and "admin/payments/bulk_action_form.html" in [
+        t.name for t in page.templates
+    ]
+    html = page.content.decode()
+    assert "Reprocess 1 payment" in html and tx.trans_id in html and 'name="reason"' in html
+    tx.refresh_from_db()
+    assert tx.status == "failed"  # nothing runs before the page is confirmed
+
+    response = submit_action(admin_client, "mpesatransaction", "reprocess", [tx.pk], reason="ledger fixed")
 
     assert _messages(response) == [("success", f"{tx.trans_id} reprocessed: Processed.")]
     tx.refresh_from_db()
     assert (tx.status, tx.attempts) == ("processed", 2)
+    assert f"reprocess requested by {admin_user.username}: ledger fixed" in tx.notes
     loan.refresh_from_db()
     assert loan.outstanding == D("4000.00")
     event = AuditEvent.objects.get(action="mpesa.reprocessed")
-    assert (event.actor_user, event.object_id) == (admin_user, str(tx.pk))
+    assert (event.actor_user, event.object_id, event.reason) == (admin_user, str(tx.pk), "ledger fixed")
+
+
+def test_reprocess_several_payments_at_once(admin_client, mpesa_config):
+    make_loan("LOAN-000062", "5000")
+    unmatched = [
+        stored_payment(mpesa_config, trans_id=f"SKUNMAT00{i}", bill_reference="rent", status="unmatched")
+        for i in range(3)
+    ]
+    MpesaTransaction.objects.filter(pk=unmatched[0].pk).update(bill_reference="LOAN-000062")
+    ids = [tx.pk for tx in unmatched]
+
+    html = admin_client.post(
+        changelist("mpesatransaction"), {"action": "reprocess", "_selected_action": ids, "index": 0}
+    ).content.decode()
+    assert "Reprocess 3 payments" in html and all(tx.trans_id in html for tx in unmatched)
+    assert html.count('name="_selected_action"') == 3
+
+    response = submit_action(admin_client, "mpesatransaction", "reprocess", ids, reason="")
+
+    assert sorted(_messages(response)) == [
+        ("success", "SKUNMAT000 reprocessed: Processed."),
+        ("warning", "SKUNMAT001 reprocessed: Unmatched."),
+        ("warning", "SKUNMAT002 reprocessed: Unmatched."),
+    ]
+    assert Repayment.objects.count() == 1
+
+
+def test_reprocess_refuses_a_selection_too_large_to_review(admin_client, mpesa_config, monkeypatch):
+    monkeypatch.setattr("payments.admin.transactions.BULK_REPROCESS_LIMIT", 2)
+    ids = [stored_payment(mpesa_config, trans_id=f"SKMANY000{i}", status="unmatched").pk for i in range(3)]
+    response = admin_client.post(
+        changelist("mpesatransaction"),
+        {"action": "reprocess", "_selected_action": ids, "index": 0},
+        follow=True,
+    )
+    assert _messages(response) == [("error", "Reprocess at most 2 payments at a time.")]
+    assert set(MpesaTransaction.objects.values_list("attempts", flat=True)) == {0}
 
 
 def test_reprocess_a_processed_payment_is_an_error_message(admin_client, mpesa_config):
     make_loan("LOAN-000061", "5000")
     tx = transaction_process(trans_id=stored_payment(mpesa_config, bill_reference="LOAN-000061").trans_id)
 
-    response = admin_client.post(
-        changelist("mpesatransaction"),
-        {"action": "reprocess", "_selected_action": [tx.pk], "index": 0},
-        follow=True,
-    )
+    response = submit_action(admin_client, "mpesatransaction", "reprocess", [tx.pk])
 
     [(level, text)] = _messages(response)
     assert level == "error" and "only received, failed or unmatched" in text
