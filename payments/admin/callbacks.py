@@ -46,12 +46,14 @@ class CallbackRequestAdmin(ReadOnlyAdminMixin, AdminsOnlyMixin, admin.ModelAdmin
     @admin.display(description="payment")
     def payments(self, callback: CallbackRequest) -> str:
         """The payment a confirmation's TransID names (the one a duplicate repeated), if stored."""
+        if callback.kind != CallbackRequest.Kind.CONFIRMATION:
+            return "—"
         try:
             trans_id = json.loads(callback.body).get("TransID")
         except (ValueError, AttributeError):
             return "—"
         tx = MpesaTransaction.objects.filter(trans_id=str(trans_id)).only("pk", "trans_id").first()
-        if callback.kind != CallbackRequest.Kind.CONFIRMATION or tx is None:
+        if tx is None:
             return "—"
         url = reverse("admin:payments_mpesatransaction_change", args=[tx.pk])
         return format_html('<a href="{}">{}</a>', url, tx.trans_id)
