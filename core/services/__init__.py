@@ -3,13 +3,12 @@
 from core.services.audit import audit_record
 from core.services.borrowers import (
     borrower_create,
-    borrower_credit_add,
     borrower_credit_apply_to_loan,
-    borrower_credit_use,
     borrower_phone_add,
     borrower_update,
     repayment_receive,
 )
+from core.services.credit import borrower_credit_add, borrower_credit_use
 from core.services.imports import ImportResult, loan_import_csv
 from core.services.loans import (
     PostingResult,

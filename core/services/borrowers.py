@@ -5,11 +5,12 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 
 from core.actors import Actor
-from core.exceptions import InvalidAmount, InvalidInput, InvalidState
+from core.exceptions import InvalidInput, InvalidState
 from core.models import Borrower, BorrowerPhone, CreditEntry, Language, Loan, User
 from core.money import to_money
 from core.phones import mask_phone, normalize_phone
 from core.services.audit import audit_record
+from core.services.credit import borrower_credit_add, borrower_credit_use
 from core.services.loans import CREDIT_SOURCE, PostingResult, repayment_post
 
 
@@ -90,68 +91,6 @@ def borrower_phone_add(
     except IntegrityError:
         raise InvalidInput(f"{mask_phone(e164)} already belongs to a borrower") from None
     return phone
-
-
-def _credit_move(
-    *, borrower: Borrower, amount: Decimal, actor: Actor, reference: str, reason: str, action: str
-) -> CreditEntry:
-    with transaction.atomic():
-        locked = Borrower.objects.select_for_update().get(pk=borrower.pk)
-        balance = locked.credit_balance + amount
-        if balance < 0:
-            raise InvalidState(f"credit balance is {locked.credit_balance:.2f}, less than {-amount:.2f}")
-        locked.credit_balance = balance
-        locked.save(update_fields=["credit_balance", "updated_at"])
-        entry = CreditEntry.objects.create(
-            borrower=locked, amount=amount, balance_after=balance, reference=reference, reason=reason
-        )
-        audit_record(
-            action=action,
-            actor=actor,
-            borrower=locked,
-            obj=entry,
-            amount=abs(amount),
-            reason=reason,
-            data={"reference": reference, "balance_after": f"{balance:.2f}"},
-        )
-    borrower.credit_balance = balance
-    return entry
-
-
-def borrower_credit_add(
-    *, borrower: Borrower, amount: Decimal, actor: Actor, reference: str = "", reason: str = ""
-) -> CreditEntry:
-    """Hold ``amount`` for the borrower as credit (an overpayment). Returns the ledger entry.
-    Raises ``InvalidAmount`` for a non-positive amount."""
-    amount = to_money(amount)
-    if amount <= 0:
-        raise InvalidAmount("credit must be more than zero")
-    return _credit_move(
-        borrower=borrower,
-        amount=amount,
-        actor=actor,
-        reference=reference,
-        reason=reason,
-        action="credit.added",
-    )
-
-
-def borrower_credit_use(
-    *, borrower: Borrower, amount: Decimal, actor: Actor, reference: str = "", reason: str = ""
-) -> CreditEntry:
-    """Take ``amount`` out of the borrower's credit (refund, or applied to a loan). Raises
-    ``InvalidAmount`` for a non-positive amount and ``InvalidState`` when the credit is short."""
-    amount = to_money(amount)
-    if amount <= 0:
-        raise InvalidAmount("the amount must be more than zero")
-    return _credit_move(
-        borrower=borrower,
-        amount=-amount,
-        actor=actor,
-        reference=reference,
-        reason=reason,
-        action="credit.used",
-    )
 
 
 def borrower_credit_apply_to_loan(*, loan: Loan, amount: Decimal, actor: Actor, reason: str) -> PostingResult:

@@ -18,6 +18,7 @@ from core.exceptions import InvalidAmount, InvalidInput, InvalidState
 from core.models import Borrower, Counter, Loan, Repayment, User
 from core.money import ZERO, to_money
 from core.services.audit import audit_record
+from core.services.credit import borrower_credit_add
 from core.waterfall import Split, split_payment
 
 LOAN_NUMBER_FORMAT = "LOAN-{:06d}"
@@ -223,8 +224,6 @@ def repayment_reverse(*, repayment: Repayment, actor: Actor, reason: str) -> Rep
             reversal_of=posting,
         )
         if posting.source == CREDIT_SOURCE:
-            from core.services.borrowers import borrower_credit_add
-
             borrower_credit_add(
                 borrower=loan.borrower,
                 amount=posting.amount,
