@@ -8,6 +8,7 @@ legend is HTML beside it (``daily_volume_legend``), where it can wrap.
 """
 
 import datetime
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.utils.html import format_html, format_html_join
@@ -61,68 +62,82 @@ def _describe(row: dict) -> str:
     )
 
 
-def daily_volume_svg(daily: list[dict]) -> SafeString:
-    """An SVG of ``daily`` (``payment_stats()["daily"]``: ``{"date", "count", "amount"}`` oldest
-    first): a bar per day for the amount (left axis, KES) and a line with a dot per day for the
-    count (right axis). Scales stretch to the data; the SVG scales to its container's width."""
-    days = len(daily) or 1
-    slot = PLOT_WIDTH / days
-    top_amount = nice_ceiling(max((row["amount"] for row in daily), default=Decimal(0)))
-    top_count = nice_ceiling(max((row["count"] for row in daily), default=0))
-    baseline = TOP + PLOT_HEIGHT
+@dataclass(frozen=True, slots=True)
+class _Scale:
+    """Where a day and a value sit on the drawing: ``days`` slots across, two vertical axes."""
 
-    def amount_y(amount: Decimal) -> float:
+    days: int
+    top_amount: Decimal
+    top_count: Decimal
+
+    @property
+    def slot(self) -> float:
+        return PLOT_WIDTH / (self.days or 1)
+
+    @property
+    def baseline(self) -> int:
+        return TOP + PLOT_HEIGHT
+
+    def x(self, index: int) -> float:
+        """The middle of day ``index``'s slot."""
+        return LEFT + index * self.slot + self.slot / 2
+
+    def amount_y(self, amount: Decimal) -> float:
         # Pixels, not money: a float is fine once the amount has been scaled.
-        return baseline - float(amount / top_amount) * PLOT_HEIGHT
+        return self.baseline - float(amount / self.top_amount) * PLOT_HEIGHT
 
-    def count_y(count: int | Decimal) -> float:
-        return baseline - float(Decimal(count) / top_count) * PLOT_HEIGHT
+    def count_y(self, count: int | Decimal) -> float:
+        return self.baseline - float(Decimal(count) / self.top_count) * PLOT_HEIGHT
 
+
+def _axes(scale: _Scale) -> SafeString:
+    """Grid lines with amount labels on the left, count labels on the right."""
+    amount_levels = (
+        (Decimal(0), "0"),
+        (scale.top_amount / 2, compact_amount(scale.top_amount / 2)),
+        (scale.top_amount, compact_amount(scale.top_amount)),
+    )
     grid = format_html_join(
         "",
         '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#ddd"/>'
         '<text x="{}" y="{}" text-anchor="end" dominant-baseline="middle" class="chart-axis">{}</text>',
         (
-            (
-                LEFT,
-                _px(amount_y(level)),
-                WIDTH - RIGHT,
-                _px(amount_y(level)),
-                LEFT - 6,
-                _px(amount_y(level)),
-                label,
-            )
-            for level, label in (
-                (Decimal(0), "0"),
-                (top_amount / 2, compact_amount(top_amount / 2)),
-                (top_amount, compact_amount(top_amount)),
-            )
+            (LEFT, _px(y), WIDTH - RIGHT, _px(y), LEFT - 6, _px(y), label)
+            for y, label in ((scale.amount_y(level), label) for level, label in amount_levels)
         ),
     )
     count_labels = format_html_join(
         "",
         '<text x="{}" y="{}" dominant-baseline="middle" class="chart-axis">{}</text>',
         (
-            (WIDTH - RIGHT + 6, _px(count_y(level)), compact_amount(level))
-            for level in (Decimal(0), top_count)
+            (WIDTH - RIGHT + 6, _px(scale.count_y(level)), compact_amount(level))
+            for level in (Decimal(0), scale.top_count)
         ),
     )
-    bars = format_html_join(
+    return format_html("{}{}", grid, count_labels)
+
+
+def _amount_bars(daily: list[dict], scale: _Scale) -> SafeString:
+    return format_html_join(
         "",
         '<rect class="chart-bar" x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}</title></rect>',
         (
             (
-                _px(LEFT + index * slot + slot * 0.15),
-                _px(amount_y(row["amount"])),
-                _px(slot * 0.7),
-                _px(baseline - amount_y(row["amount"])),
+                _px(LEFT + index * scale.slot + scale.slot * 0.15),
+                _px(scale.amount_y(row["amount"])),
+                _px(scale.slot * 0.7),
+                _px(scale.baseline - scale.amount_y(row["amount"])),
                 BAR_COLOUR,
                 _describe(row),
             )
             for index, row in enumerate(daily)
         ),
     )
-    points = [(LEFT + index * slot + slot / 2, count_y(row["count"])) for index, row in enumerate(daily)]
+
+
+def _count_line(daily: list[dict], scale: _Scale) -> SafeString:
+    """The daily counts as a line, with a dot (and its figures on hover) per day."""
+    points = [(scale.x(index), scale.count_y(row["count"])) for index, row in enumerate(daily)]
     line = format_html(
         '<polyline class="chart-line" points="{}" fill="none" stroke="{}" stroke-width="2"/>',
         " ".join(f"{x:.1f},{y:.1f}" for x, y in points),
@@ -133,46 +148,59 @@ def daily_volume_svg(daily: list[dict]) -> SafeString:
         '<circle class="chart-dot" cx="{}" cy="{}" r="3.5" fill="{}"><title>{}</title></circle>',
         ((_px(x), _px(y), LINE_COLOUR, _describe(row)) for (x, y), row in zip(points, daily, strict=True)),
     )
-    day_labels = format_html_join(
+    return format_html("{}{}", line, dots)
+
+
+def _day_labels(daily: list[dict], scale: _Scale) -> SafeString:
+    return format_html_join(
         "",
         '<text x="{}" y="{}" text-anchor="middle" class="chart-axis">{}</text>',
         (
-            (_px(LEFT + index * slot + slot / 2), baseline + 22, _day_label(row["date"]))
+            (_px(scale.x(index)), scale.baseline + 22, _day_label(row["date"]))
             for index, row in enumerate(daily)
             # Counted back from the last day, so today always has its label.
             if (len(daily) - 1 - index) % X_LABEL_EVERY == 0
         ),
     )
-    empty = (
-        format_html(
-            '<text x="{}" y="{}" text-anchor="middle" class="chart-empty">No payments in these days</text>',
-            LEFT + PLOT_WIDTH // 2,
-            TOP + PLOT_HEIGHT // 2,
-        )
-        if not any(row["count"] for row in daily)
-        else ""
+
+
+def _empty_note(daily: list[dict]) -> SafeString | str:
+    if any(row["count"] for row in daily):
+        return ""
+    return format_html(
+        '<text x="{}" y="{}" text-anchor="middle" class="chart-empty">No payments in these days</text>',
+        LEFT + PLOT_WIDTH // 2,
+        TOP + PLOT_HEIGHT // 2,
     )
-    first, last = (daily[0]["date"], daily[-1]["date"]) if daily else (None, None)
-    title = f"Payments per day, {first} to {last}" if daily else "Payments per day"
+
+
+def daily_volume_svg(daily: list[dict]) -> SafeString:
+    """An SVG of ``daily`` (``payment_stats()["daily"]``: ``{"date", "count", "amount"}`` oldest
+    first): a bar per day for the amount (left axis, KES) and a line with a dot per day for the
+    count (right axis). Scales stretch to the data; the SVG scales to its container's width."""
+    scale = _Scale(
+        days=len(daily),
+        top_amount=nice_ceiling(max((row["amount"] for row in daily), default=Decimal(0))),
+        top_count=nice_ceiling(max((row["count"] for row in daily), default=0)),
+    )
+    title = f"Payments per day, {daily[0]['date']} to {daily[-1]['date']}" if daily else "Payments per day"
     return format_html(
         '<svg class="chart" viewBox="0 0 {} {}" role="img" aria-labelledby="daily-chart-title" '
         'xmlns="http://www.w3.org/2000/svg" font-size="13">'
-        '<title id="daily-chart-title">{}</title>{}{}{}{}{}{}{}'
+        '<title id="daily-chart-title">{}</title>{}{}{}{}{}'
         '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#888"/></svg>',
         WIDTH,
         HEIGHT,
         title,
-        grid,
-        count_labels,
-        bars,
-        line,
-        dots,
-        day_labels,
-        empty,
+        _axes(scale),
+        _amount_bars(daily, scale),
+        _count_line(daily, scale),
+        _day_labels(daily, scale),
+        _empty_note(daily),
         LEFT,
-        baseline,
+        scale.baseline,
         WIDTH - RIGHT,
-        baseline,
+        scale.baseline,
     )
 
 
