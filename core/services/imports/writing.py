@@ -228,6 +228,9 @@ def _loan_changes(
     return kept, len(kept) != len(changes)
 
 
+_LoanChange = tuple[str, dict[str, object], dict[str, tuple[object, object]]]
+
+
 def _write_loans(
     *,
     rows: list[_Row],
@@ -244,61 +247,66 @@ def _write_loans(
     written = _WrittenLoans()
     for batch in _batches(rows, _BATCH_SIZE):
         new_loans: list[Loan] = []
-        changed: list[tuple[str, dict[str, object], dict[str, tuple[object, object]]]] = []
-        changed_fields: set[str] = set()
+        changed: list[_LoanChange] = []
         for row in batch:
             if row.due_date is None:
                 # The parser leaves a due date out only on a row it reported, and rows are written
                 # only from a file without errors.
                 raise ImportFailed([f"line {row.line}: due_date is empty"])
             key = borrower_key_of_phone[row.phone]
-            if row.loan_number in book.loans:
-                if row.loan_number not in loans_to_update:
-                    continue
-                changes, balances_kept = _loan_changes(row, book, borrower_id=borrowers.id_of[key], now=now)
+            borrower_id = borrowers.id_of[key]
+            if row.loan_number not in book.loans:
+                named_officer = book.officer_ids[row.officer] if row.officer else None
+                officer_id = named_officer or borrowers.officer_of[key]
+                new_loans.append(
+                    _new_loan(row, row.due_date, borrower_id=borrower_id, officer_id=officer_id, now=now)
+                )
+            elif row.loan_number in loans_to_update:
+                changes, balances_kept = _loan_changes(row, book, borrower_id=borrower_id, now=now)
                 written.balances_kept += balances_kept
                 if changes:
                     current = dict(zip(_LOAN_COLUMNS, book.loans[row.loan_number], strict=True))
                     # Every other column keeps the value just read under lock.
                     state = {**current, **{name: after for name, (_, after) in changes.items()}}
                     changed.append((row.loan_number, state, changes))
-                    changed_fields.update(changes)
-                continue
-            status = row.status or (Loan.Status.PAID if row.outstanding == 0 else Loan.Status.ACTIVE)
-            new_loans.append(
-                Loan(
-                    loan_number=row.loan_number,
-                    borrower_id=borrowers.id_of[key],
-                    principal_disbursed=(
-                        row.principal if row.principal_disbursed is None else row.principal_disbursed
-                    ),
-                    penalties=row.penalties,
-                    fees=row.fees,
-                    interest=row.interest,
-                    principal=row.principal,
-                    disbursed_on=row.disbursed_on,
-                    due_date=row.due_date,
-                    status=status,
-                    loan_officer_id=(book.officer_ids[row.officer] if row.officer else None)
-                    or borrowers.officer_of[key],
-                    paid_at=now if status == Loan.Status.PAID else None,
-                )
-            )
-
-        Loan.objects.bulk_create(new_loans)
-        _update_rows(Loan, sorted(changed_fields), [state for _, state, _ in changed], now)
-        events = [
-            _audit_event(actor, "loan.imported", loan.loan_number, vars(loan), now) for loan in new_loans
-        ]
-        events += [
-            _audit_event(actor, "loan.import_updated", loan_number, state, now, changes)
-            for loan_number, state, changes in changed
-        ]
-        AuditEvent.objects.bulk_create(events)
+        _save_loan_batch(new_loans=new_loans, changed=changed, actor=actor, now=now)
         written.created += len(new_loans)
         written.updated += len(changed)
         bar.update(len(batch))
     return written
+
+
+def _new_loan(row: _Row, due_date: date, *, borrower_id: int, officer_id: int | None, now: datetime) -> Loan:
+    status = row.status or (Loan.Status.PAID if row.outstanding == 0 else Loan.Status.ACTIVE)
+    return Loan(
+        loan_number=row.loan_number,
+        borrower_id=borrower_id,
+        principal_disbursed=row.principal if row.principal_disbursed is None else row.principal_disbursed,
+        penalties=row.penalties,
+        fees=row.fees,
+        interest=row.interest,
+        principal=row.principal,
+        disbursed_on=row.disbursed_on,
+        due_date=due_date,
+        status=status,
+        loan_officer_id=officer_id,
+        paid_at=now if status == Loan.Status.PAID else None,
+    )
+
+
+def _save_loan_batch(
+    *, new_loans: list[Loan], changed: list[_LoanChange], actor: Actor, now: datetime
+) -> None:
+    """Write one batch: the new loans, the changed ones, and an audit event for each."""
+    Loan.objects.bulk_create(new_loans)
+    changed_fields = sorted({name for _, _, changes in changed for name in changes})
+    _update_rows(Loan, changed_fields, [state for _, state, _ in changed], now)
+    events = [_audit_event(actor, "loan.imported", loan.loan_number, vars(loan), now) for loan in new_loans]
+    events += [
+        _audit_event(actor, "loan.import_updated", loan_number, state, now, changes)
+        for loan_number, state, changes in changed
+    ]
+    AuditEvent.objects.bulk_create(events)
 
 
 def _default_status(row: _Row, current_status: str) -> str:
