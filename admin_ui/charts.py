@@ -14,7 +14,7 @@ from decimal import Decimal
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from core.money import format_money
+from core.money import format_kes
 
 # On a 360 px phone the drawing is shown about 320 px wide (half size), so the stylesheet gives the
 # labels up to 20 units there: the margins leave room for labels that large.
@@ -57,8 +57,7 @@ def _day_label(day: datetime.date) -> str:
 def _describe(row: dict) -> str:
     count = row["count"]
     return (
-        f"{row['date']:%a %d %b %Y}: {count} payment{'' if count == 1 else 's'}, "
-        f"KES {format_money(row['amount'])}"
+        f"{row['date']:%a %d %b %Y}: {count} payment{'' if count == 1 else 's'}, {format_kes(row['amount'])}"
     )
 
 

@@ -54,3 +54,8 @@ def to_money(value: object) -> Decimal:
 def format_money(amount: Decimal) -> str:
     """``Decimal("1250.5")`` -> ``"1,250.50"`` for people (SMS, screens)."""
     return f"{amount.quantize(CENT):,.2f}"
+
+
+def format_kes(amount: Decimal) -> str:
+    """``Decimal("1250.5")`` -> ``"KES 1,250.50"``: an amount as every text and page shows it."""
+    return f"KES {format_money(amount)}"

@@ -10,12 +10,12 @@ from typing import TypeVar
 
 from django.db.models import Prefetch, Q, QuerySet
 
+from core.dates import nairobi_midnight
 from core.exceptions import InvalidInput, NotFound
 from core.models import BorrowerPhone, User
 from core.money import to_money
 from core.phones import msisdn_hash, normalize_phone
 from payments.models import Allocation, MpesaTransaction
-from payments.parsing import NAIROBI
 
 T = TypeVar("T")
 
@@ -25,10 +25,6 @@ def _given(value: T) -> T | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     return value
-
-
-def _local_midnight(day: datetime.date) -> datetime.datetime:
-    return datetime.datetime.combine(day, datetime.time.min, tzinfo=NAIROBI)
 
 
 def _as_date(value: datetime.date | str, name: str) -> datetime.date:
@@ -106,9 +102,9 @@ def transactions_filter(
         raise InvalidInput(f"date_from {first} is after date_to {last}")
     # Half-open ranges of local midnights: a payment at 23:59:59 belongs to its day, one at 00:00 to the next.
     if first is not None:
-        queryset = queryset.filter(trans_time__gte=_local_midnight(first))
+        queryset = queryset.filter(trans_time__gte=nairobi_midnight(first))
     if last is not None:
-        queryset = queryset.filter(trans_time__lt=_local_midnight(last + datetime.timedelta(days=1)))
+        queryset = queryset.filter(trans_time__lt=nairobi_midnight(last + datetime.timedelta(days=1)))
     return queryset
 
 

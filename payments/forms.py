@@ -16,9 +16,10 @@ from django.http import QueryDict
 from core.exceptions import InvalidPhoneNumber
 from core.forms import MoneyFormField, ReasonField
 from core.models import Loan
-from core.money import format_money
+from core.money import format_kes
 from core.phones import normalize_phone
 from payments.clients.daraja import MSISDN_FORMATS, callback_url_problem
+from payments.codes import is_short_code
 from payments.models import MpesaConfiguration
 
 
@@ -71,7 +72,7 @@ class MpesaConfigurationForm(forms.ModelForm):
 
     def clean_business_short_code(self) -> str:
         short_code = self.cleaned_data["business_short_code"].strip()
-        if not (short_code.isdigit() and 5 <= len(short_code) <= 7):
+        if not is_short_code(short_code):
             raise ValidationError("an M-Pesa short code is 5 to 7 digits", code="invalid")
         return short_code
 
@@ -174,7 +175,7 @@ class AssignToLoanForm(forms.Form):
         return [
             ("Loan", loan.loan_number),
             ("Borrower", loan.borrower),
-            ("Outstanding", f"KES {format_money(loan.outstanding)}"),
+            ("Outstanding", format_kes(loan.outstanding)),
             ("Due date", loan.due_date),
         ]
 

@@ -23,7 +23,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Protocol
 
-from core.money import format_money
+from core.money import format_kes
 from core.phones import try_normalize_phone
 from payments.parsing import normalize_bill_reference
 
@@ -236,8 +236,8 @@ def choose_loan(
         return (
             best,
             "amount",
-            f"KES {format_money(amount)} is within KES {format_money(tolerance)} of {best.loan_number}'s "
-            f"outstanding KES {format_money(best.outstanding)}",
+            f"{format_kes(amount)} is within {format_kes(tolerance)} of {best.loan_number}'s "
+            f"outstanding {format_kes(best.outstanding)}",
         )
     oldest = min(loans, key=_oldest_due_key)
     return oldest, "oldest_due", f"{oldest.loan_number} is the oldest due of {len(loans)} active loans"

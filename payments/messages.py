@@ -7,7 +7,7 @@ and falls back to shorter ones, so a long amount or loan number never spills int
 from dataclasses import dataclass
 from decimal import Decimal
 
-from core.money import format_money
+from core.money import format_kes
 
 SMS_LIMIT = 160
 BRAND = "HAVEN GRAZURI"
@@ -17,10 +17,6 @@ BRAND = "HAVEN GRAZURI"
 class ReceiptLine:
     loan_number: str
     outstanding_after: Decimal
-
-
-def _kes(amount: Decimal) -> str:
-    return f"KES {format_money(amount)}"
 
 
 def _fit(variants: list[str]) -> str:
@@ -40,21 +36,21 @@ def receipt_text(
     more = f" +{len(loans) - 1}" if len(loans) > 1 else ""
     left = sum((line.outstanding_after for line in loans), Decimal("0"))
     if language == "sw":
-        head = f"{BRAND}: Tumepokea {_kes(amount)} ({trans_id})"
+        head = f"{BRAND}: Tumepokea {format_kes(amount)} ({trans_id})"
         target = f" kwa {first.loan_number}{more}." if first else "."
         paid = " Mkopo umelipwa kikamilifu. Asante!" if len(loans) == 1 else " Mikopo imelipwa. Asante!"
-        balance = (f" Salio {_kes(left)}." if left > 0 else paid) if first else ""
-        extra = f" Akiba {_kes(credit)}." if credit > 0 else ""
+        balance = (f" Salio {format_kes(left)}." if left > 0 else paid) if first else ""
+        extra = f" Akiba {format_kes(credit)}." if credit > 0 else ""
         fix_long, fix_short = (
             f" Si mkopo sahihi? Jibu HAMISHA {trans_id} NAMBARI-YA-MKOPO",
             " Kosa? Jibu HAMISHA",
         )
     else:
-        head = f"{BRAND}: {_kes(amount)} received ({trans_id})"
+        head = f"{BRAND}: {format_kes(amount)} received ({trans_id})"
         target = f" for {first.loan_number}{more}." if first else "."
         paid = " Loan fully paid. Thank you!" if len(loans) == 1 else " Loans fully paid. Thank you!"
-        balance = (f" Balance {_kes(left)}." if left > 0 else paid) if first else ""
-        extra = f" Credit {_kes(credit)}." if credit > 0 else ""
+        balance = (f" Balance {format_kes(left)}." if left > 0 else paid) if first else ""
+        extra = f" Credit {format_kes(credit)}." if credit > 0 else ""
         fix_long, fix_short = f" Wrong loan? Reply MOVE {trans_id} LOAN-NUMBER", " Wrong loan? Reply MOVE"
     return _fit(
         [
@@ -75,27 +71,29 @@ def officer_note_text(
     credit: Decimal,
     strategy: str,
 ) -> str:
-    parts = [f"Payment {trans_id}: {_kes(amount)} from {borrower_name}"]
-    parts += [f"{line.loan_number} now {_kes(line.outstanding_after)}" for line in loans]
+    parts = [f"Payment {trans_id}: {format_kes(amount)} from {borrower_name}"]
+    parts += [f"{line.loan_number} now {format_kes(line.outstanding_after)}" for line in loans]
     if credit > 0:
-        parts.append(f"{_kes(credit)} held as credit")
+        parts.append(f"{format_kes(credit)} held as credit")
     parts.append(f"matched by {strategy.replace('_', ' ')}")
     return "; ".join(parts)
 
 
 def unmatched_alert_text(*, trans_id: str, amount: Decimal, bill_reference: str, payer_name: str) -> str:
     return (
-        f"Unmatched payment {trans_id}: {_kes(amount)} from {payer_name or 'unknown payer'}, "
+        f"Unmatched payment {trans_id}: {format_kes(amount)} from {payer_name or 'unknown payer'}, "
         f"account {bill_reference!r}. Assign it to a loan or mark it reviewed."
     )
 
 
 def failed_alert_text(*, trans_id: str, amount: Decimal, error: str) -> str:
-    return f"Payment {trans_id} ({_kes(amount)}) failed to post: {error[:300]}. Reprocess it once fixed."
+    return (
+        f"Payment {trans_id} ({format_kes(amount)}) failed to post: {error[:300]}. Reprocess it once fixed."
+    )
 
 
 def credit_alert_text(*, trans_id: str, borrower_name: str, credit: Decimal) -> str:
     return (
-        f"Overpayment {trans_id}: {_kes(credit)} held as credit for {borrower_name} "
+        f"Overpayment {trans_id}: {format_kes(credit)} held as credit for {borrower_name} "
         "(no active loan left to take it). Refund or apply it."
     )

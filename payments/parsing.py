@@ -10,16 +10,15 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
+from core.dates import NAIROBI
 from core.exceptions import InvalidAmount, InvalidInput
 from core.money import to_money
 from core.phones import try_normalize_phone
+from payments.codes import is_trans_id
 
-NAIROBI = ZoneInfo("Africa/Nairobi")
 _HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
 _TRANS_TIME = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$", re.ASCII)
-_TRANS_ID = re.compile(r"^[A-Za-z0-9]{6,32}$")
 _REFERENCE_NOISE = re.compile(r"[\s\-_./#:]+")
 
 
@@ -110,7 +109,7 @@ def parse_c2b_body(body: bytes | str) -> C2BPayload:
     trans_id = _text(payload, "TransID", 64)
     if not trans_id:
         raise MalformedCallback("TransID is missing")
-    if not _TRANS_ID.match(trans_id):
+    if not is_trans_id(trans_id):
         raise MalformedCallback(f"TransID {trans_id!r} is not an M-Pesa receipt number")
     raw_amount = payload.get("TransAmount")
     if raw_amount is None or raw_amount == "":

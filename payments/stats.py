@@ -7,19 +7,15 @@ from django.db.models import Aggregate, Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from core.dates import NAIROBI, nairobi_midnight
 from core.money import CENT, ZERO
 from payments.models import MpesaTransaction
-from payments.parsing import NAIROBI
 
 DAYS = 30
 PERIODS = (("today", 1), ("last_7_days", 7), ("last_30_days", DAYS))
 COUNTED_STATUSES = ("processed", "unmatched", "failed")
 
 Status = MpesaTransaction.Status
-
-
-def _local_midnight(day: datetime.date) -> datetime.datetime:
-    return datetime.datetime.combine(day, datetime.time.min, tzinfo=NAIROBI)
 
 
 def _money(value: Decimal | None) -> Decimal:
@@ -37,9 +33,9 @@ def _daily_rows(queryset: QuerySet, first_day: datetime.date, today: datetime.da
         # order_by() first: an ordering inherited from the caller would otherwise join the GROUP BY.
         queryset.order_by()
         .filter(
-            trans_time__gte=_local_midnight(first_day),
+            trans_time__gte=nairobi_midnight(first_day),
             # Up to the end of today, not "now": Safaricom's clock may run slightly ahead of ours.
-            trans_time__lt=_local_midnight(today + datetime.timedelta(days=1)),
+            trans_time__lt=nairobi_midnight(today + datetime.timedelta(days=1)),
         )
         .annotate(day=TruncDate("trans_time", tzinfo=NAIROBI))
         .values("day")

@@ -1,7 +1,6 @@
 """The M-Pesa configuration page (URL registration) and the test payment page (simulate)."""
 
 import json
-import re
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
@@ -14,10 +13,9 @@ from admin_ui.forms import SimulatedPaymentForm
 from core.exceptions import HavenError, InvalidAmount, InvalidPhoneNumber, NotFound
 from core.http import staff_user
 from core.models import User
+from payments.codes import is_trans_id
 from payments.models import MpesaConfiguration
 from payments.services.daraja import mpesa_register_urls, mpesa_simulate
-
-_TRANS_ID = re.compile(r"^[A-Za-z0-9]{6,32}$")
 
 
 def mask_secret(value: str) -> str:
@@ -121,7 +119,7 @@ def test_payment(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"M-Pesa accepted the test payment {trans_id}".rstrip() + ".")
             # Redirect after POST, so reloading the page does not pay again.
             target = reverse("admin_ui:test-payment")
-            return redirect(f"{target}?sent={trans_id}" if _TRANS_ID.match(trans_id) else target)
+            return redirect(f"{target}?sent={trans_id}" if is_trans_id(trans_id) else target)
     sent = request.GET.get("sent", "")
     return render(
         request,
@@ -129,7 +127,7 @@ def test_payment(request: HttpRequest) -> HttpResponse:
         {
             "config": config,
             "form": form,
-            "sent": sent if _TRANS_ID.match(sent) else "",
+            "sent": sent if is_trans_id(sent) else "",
             "is_production": config is not None
             and config.environment == MpesaConfiguration.Environment.PRODUCTION,
         },

@@ -15,13 +15,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from admin_ui.forms import AssignForm, ReprocessForm, ReverseForm, ReviewForm, TransactionFilterForm
+from core.dates import NAIROBI
 from core.exceptions import HavenError, NotFound
 from core.http import staff_user
 from core.logfilters import mask_phone_numbers
 from core.models import User
 from payments.filters import transaction_get, transactions_filter, transactions_for_user
 from payments.models import Allocation, MpesaTransaction
-from payments.parsing import NAIROBI
 from payments.selectors import transaction_audit_events
 from payments.services.actions import REPROCESSABLE
 

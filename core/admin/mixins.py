@@ -15,7 +15,7 @@ from django.template.response import TemplateResponse
 from core.exceptions import HavenError
 from core.http import staff_user
 from core.models import BorrowerPhone, User
-from core.money import format_money
+from core.money import format_kes
 from core.phones import try_normalize_phone
 
 ACTION_TEMPLATE = "admin/core/action_form.html"
@@ -31,7 +31,7 @@ else:
 
 
 def _money(amount: Decimal | None) -> str:
-    return "" if amount is None else f"KES {format_money(amount)}"
+    return "" if amount is None else format_kes(amount)
 
 
 def _adopt(obj: models.Model, created: models.Model) -> None:

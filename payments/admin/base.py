@@ -21,13 +21,13 @@ from django.utils.html import format_html
 
 from core.admin.mixins import ModelAdminMixinBase
 from core.exceptions import HavenError
-from core.money import format_money
+from core.money import format_kes
 
 ACTION_TEMPLATE = "admin/payments/action_form.html"
 
 
 def money(amount: Decimal | None) -> str:
-    return "" if amount is None else f"KES {format_money(amount)}"
+    return "" if amount is None else format_kes(amount)
 
 
 def pretty_json(value: object) -> str:

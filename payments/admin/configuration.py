@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from core.actors import Actor
 from core.exceptions import HavenError
 from core.http import staff_user
-from core.money import format_money
+from core.money import format_kes
 from core.phones import mask_phone
 from payments.admin.base import AdminsOnlyMixin, form_page, pretty_json
 from payments.forms import MpesaConfigurationForm, SimulatePaymentForm
@@ -223,7 +223,7 @@ class MpesaConfigurationAdmin(AdminsOnlyMixin, admin.ModelAdmin):
     def _simulated(self, config: MpesaConfiguration, data: dict, answer: dict) -> str:
         account = f" (account {data['bill_reference']})" if data["bill_reference"] else ""
         text = (
-            f"{mask_phone(data['phone'])} paid KES {format_money(data['amount'])} to "
+            f"{mask_phone(data['phone'])} paid {format_kes(data['amount'])} to "
             f"{config.business_short_code}{account} through the {config.get_environment_display()}."
         )
         trans_id = answer.get("TransID")

@@ -18,7 +18,6 @@ import string
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 from django.conf import settings
@@ -27,6 +26,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from core.dates import NAIROBI
 from core.exceptions import InvalidAmount
 from core.money import to_money
 from core.phones import mask_phone, msisdn_hash, try_normalize_phone
@@ -41,7 +41,6 @@ from payments.clients.daraja import (
 
 logger = logging.getLogger(__name__)
 
-NAIROBI = ZoneInfo("Africa/Nairobi")
 TOKEN_LIFETIME = 3599
 # M-Pesa gives the validation URL about 8 seconds before it applies the registered ResponseType.
 VALIDATION_TIMEOUT = 8.0

@@ -24,6 +24,7 @@ from payments.clients.daraja import (
     DarajaError,
     callback_url_problem,
 )
+from payments.codes import is_short_code
 from payments.models import MpesaConfiguration, new_callback_token
 
 
@@ -58,7 +59,7 @@ def mpesa_configure(
     if response_type not in Config.ResponseType.values:
         raise InvalidInput("response type must be exactly 'Completed' or 'Cancelled'")
     short_code = str(business_short_code).strip()
-    if not (short_code.isdigit() and 5 <= len(short_code) <= 7):
+    if not is_short_code(short_code):
         raise InvalidInput(f"{short_code!r} is not an M-Pesa short code (5 to 7 digits)")
     if not consumer_key or not consumer_secret:
         raise InvalidInput("the consumer key and the consumer secret are both required")

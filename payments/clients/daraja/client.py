@@ -29,7 +29,6 @@ from payments.clients.daraja.errors import (
     _require_accepted,
 )
 from payments.clients.daraja.inputs import (
-    _TRANS_ID,
     API_VERSIONS,
     COMMAND_IDS,
     MSISDN_FORMATS,
@@ -40,6 +39,7 @@ from payments.clients.daraja.inputs import (
     _whole_shillings,
 )
 from payments.clients.daraja.urls import callback_url_problem
+from payments.codes import is_trans_id
 
 # The package's name, as before the split, so log configuration and output keep naming it.
 logger = logging.getLogger("payments.clients.daraja")
@@ -448,7 +448,7 @@ class DarajaClient:
         Returns Daraja's acknowledgement (``ConversationID``, ``OriginatorConversationID``). Raises
         ``DarajaError``.
         """
-        if not _TRANS_ID.match(transaction_id or ""):
+        if not is_trans_id(transaction_id or ""):
             raise DarajaError(f"{transaction_id!r} is not an M-Pesa receipt number", permanent=True)
         if not initiator or not security_credential:
             raise DarajaError(

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
+from core.dates import NAIROBI
 from core.exceptions import InvalidAmount
 from core.money import to_money
 from core.phones import mask_phone
 from payments.clients.daraja.errors import DarajaError
-
-NAIROBI = ZoneInfo("Africa/Nairobi")
+from payments.codes import is_short_code
 
 RESPONSE_TYPES = ("Completed", "Cancelled")
 API_VERSIONS = ("v1", "v2")
 COMMAND_IDS = ("CustomerPayBillOnline", "CustomerBuyGoodsOnline")
 MSISDN_FORMATS = ("hashed", "masked", "plain")
 
-_SHORT_CODE = re.compile(r"^\d{5,7}$")
 _MSISDN = re.compile(r"^254\d{9}$")
-_TRANS_ID = re.compile(r"^[A-Za-z0-9]{6,32}$")
 
 
 def _whole_shillings(amount: object) -> int:
@@ -35,7 +32,7 @@ def _whole_shillings(amount: object) -> int:
 
 def _check_short_code(short_code: object) -> str:
     text = str(short_code).strip()
-    if not _SHORT_CODE.match(text):
+    if not is_short_code(text):
         raise DarajaError(f"{text!r} is not an M-Pesa short code (5 to 7 digits)", permanent=True)
     return text
 
