@@ -2,6 +2,8 @@
 
 from django import forms
 
+from core.forms import ReasonField
+from payments import forms as payments_forms
 from payments.models import MpesaTransaction
 
 
@@ -32,14 +34,22 @@ class TransactionFilterForm(forms.Form):
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
 
 
-class ReprocessForm(forms.Form):
-    prefix = "reprocess"  # four forms share the payment page; their field ids must not clash
+def _confirm(what: str, refusal: str) -> forms.BooleanField:
+    # Each action on the payment page moves money or changes what staff see: a tick confirms it.
+    return forms.BooleanField(label=f"I confirm: {what}", error_messages={"required": refusal})
 
-    reason = forms.CharField(required=False, max_length=500)
+
+# The payment page shows four action forms at once: each has a prefix so their field ids do not
+# clash. The fields themselves are the admin's (payments.forms), so both ask the same questions.
+
+
+class ReprocessForm(payments_forms.ReprocessForm):
+    prefix = "reprocess"
+
     # Reprocessing can post the payment to a loan: a money move, confirmed like the others.
-    confirm = forms.BooleanField(
-        label="I confirm: process this payment again (it may be posted to a loan)",
-        error_messages={"required": "Tick “I confirm” to reprocess the payment."},
+    confirm = _confirm(
+        "process this payment again (it may be posted to a loan)",
+        "Tick “I confirm” to reprocess the payment.",
     )
 
 
@@ -47,26 +57,22 @@ class AssignForm(forms.Form):
     prefix = "assign"
 
     loan_number = forms.CharField(max_length=32)
-    reason = forms.CharField(required=False, max_length=500)
-    confirm = forms.BooleanField(
-        label="I confirm: post this payment to that loan (where it went before is reversed)",
-        error_messages={"required": "Tick “I confirm” to move the money."},
+    reason = ReasonField(required=False)
+    confirm = _confirm(
+        "post this payment to that loan (where it went before is reversed)",
+        "Tick “I confirm” to move the money.",
     )
 
 
-class ReviewForm(forms.Form):
+class ReviewForm(payments_forms.ReviewNoteForm):
     prefix = "review"
 
-    note = forms.CharField(required=False, max_length=500)
 
-
-class ReverseForm(forms.Form):
+class ReverseForm(payments_forms.ReverseForm):
     prefix = "reverse"
 
-    reason = forms.CharField(max_length=500)
-    confirm = forms.BooleanField(
-        label="I confirm: undo every posting and credit of this payment",
-        error_messages={"required": "Tick “I confirm” to reverse the payment."},
+    confirm = _confirm(
+        "undo every posting and credit of this payment", "Tick “I confirm” to reverse the payment."
     )
 
 

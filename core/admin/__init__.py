@@ -8,11 +8,11 @@ their own portfolio. Phone numbers are masked in lists.
 Django's admin autodiscovery imports this package; importing the modules below registers every model.
 """
 
+from core.admin.actions import ACTION_TEMPLATE
 from core.admin.borrowers import BorrowerAdmin, BorrowerPhoneInline, LoanInline
 from core.admin.ledger import AuditEventAdmin, CreditEntryAdmin
 from core.admin.loans import DueFilter, LoanAdmin, RepaymentAdmin, RepaymentInline
 from core.admin.mixins import (
-    ACTION_TEMPLATE,
     PhoneSearchMixin,
     PortfolioScopedMixin,
     ReadOnlyAdminMixin,

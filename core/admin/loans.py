@@ -12,15 +12,15 @@ from django.utils import timezone
 
 from core import services
 from core.actors import Actor
+from core.admin.actions import form_page, selected_one
 from core.admin.mixins import (
     PhoneSearchMixin,
     PortfolioScopedMixin,
     ReadOnlyAdminMixin,
     ServiceErrorsAsMessagesMixin,
     _adopt,
-    _money,
-    _single_object_action,
     _staff_only,
+    money,
 )
 from core.exceptions import InvalidState
 from core.forms import ApplyCreditForm, LoanAddForm, ManualRepaymentForm, ReasonForm
@@ -81,14 +81,14 @@ def _loan_details(loan: Loan) -> list[tuple[str, object]]:
         ("Borrower", loan.borrower),
         ("Status", loan.get_status_display()),
         ("Due date", loan.due_date),
-        ("Outstanding", _money(loan.outstanding)),
+        ("Outstanding", money(loan.outstanding)),
         (
             "Penalties / fees / interest / principal",
             " / ".join(
                 format_money(part) for part in (loan.penalties, loan.fees, loan.interest, loan.principal)
             ),
         ),
-        ("Borrower's credit", _money(loan.borrower.credit_balance)),
+        ("Borrower's credit", money(loan.borrower.credit_balance)),
     ]
 
 
@@ -101,12 +101,12 @@ def _post_manual_repayment(loan: Loan, *, amount: Decimal, reference: str, reaso
     if result.applied > 0:
         status = " (paid)" if result.loan.status == Loan.Status.PAID else ""
         parts.append(
-            f"Posted {_money(result.applied)} to {loan}; outstanding now {_money(result.loan.outstanding)}{status}."
+            f"Posted {money(result.applied)} to {loan}; outstanding now {money(result.loan.outstanding)}{status}."
         )
     if credit is not None:
         parts.append(
-            f"{_money(result.excess)} more than the loan owed went to {loan.borrower}'s credit "
-            f"(credit now {_money(credit.balance_after)})."
+            f"{money(result.excess)} more than the loan owed went to {loan.borrower}'s credit "
+            f"(credit now {money(credit.balance_after)})."
         )
     return " ".join(parts)
 
@@ -223,16 +223,19 @@ class LoanAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioScopedM
     @admin.action(description="Post a manual repayment", permissions=["change"])
     def post_manual_repayment(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         actor = Actor.staff(staff_user(request))
-        return _single_object_action(
+        loan = selected_one(self, request, queryset, "Post a manual repayment")
+        if loan is None:
+            return None
+        return form_page(
             self,
             request,
-            queryset,
+            loan,
             action="post_manual_repayment",
             title="Post a manual repayment",
             submit_label="Post repayment",
             form_class=ManualRepaymentForm,
-            details=_loan_details,
-            perform=lambda loan, data: _post_manual_repayment(loan, **data, actor=actor),
+            details=_loan_details(loan),
+            perform=lambda data: _post_manual_repayment(loan, **data, actor=actor),
         )
 
     @admin.action(description="Apply credit", permissions=["change"])
@@ -245,25 +248,28 @@ class LoanAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioScopedM
             )
             credit_left = Borrower.objects.values_list("credit_balance", flat=True).get(pk=loan.borrower_id)
             return (
-                f"Applied {_money(result.applied)} of {loan.borrower}'s credit to {loan}; outstanding now "
-                f"{_money(result.loan.outstanding)}, credit left {_money(credit_left)}."
+                f"Applied {money(result.applied)} of {loan.borrower}'s credit to {loan}; outstanding now "
+                f"{money(result.loan.outstanding)}, credit left {money(credit_left)}."
             )
 
         def initial(loan: Loan) -> dict:
             usable = min(loan.borrower.credit_balance, loan.outstanding)
             return {"amount": usable} if usable > 0 else {}
 
-        return _single_object_action(
+        loan = selected_one(self, request, queryset, "Apply credit")
+        if loan is None:
+            return None
+        return form_page(
             self,
             request,
-            queryset,
+            loan,
             action="apply_credit",
             title="Apply credit",
             submit_label="Apply credit",
             form_class=ApplyCreditForm,
-            details=_loan_details,
-            perform=perform,
-            initial=initial,
+            details=_loan_details(loan),
+            perform=lambda data: perform(loan, data),
+            initial=initial(loan),
         )
 
     def has_write_off_permission(self, request: HttpRequest) -> bool:
@@ -276,18 +282,21 @@ class LoanAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioScopedM
 
         def perform(loan: Loan, data: dict) -> str:
             loan = services.loan_write_off(loan=loan, reason=data["reason"], actor=actor)
-            return f"{loan} written off with {_money(loan.outstanding)} outstanding."
+            return f"{loan} written off with {money(loan.outstanding)} outstanding."
 
-        return _single_object_action(
+        loan = selected_one(self, request, queryset, "Write off")
+        if loan is None:
+            return None
+        return form_page(
             self,
             request,
-            queryset,
+            loan,
             action="write_off",
             title="Write off",
             submit_label="Write off",
             form_class=ReasonForm,
-            details=_loan_details,
-            perform=perform,
+            details=_loan_details(loan),
+            perform=lambda data: perform(loan, data),
         )
 
 
@@ -327,14 +336,14 @@ class RepaymentAdmin(ReadOnlyAdminMixin, PortfolioScopedMixin, admin.ModelAdmin)
             reversal = services.repayment_reverse(repayment=repayment, reason=data["reason"], actor=actor)
             loan = reversal.loan
             return (
-                f"Reversed {_money(repayment.amount)} on {loan}; outstanding now {_money(loan.outstanding)} "
+                f"Reversed {money(repayment.amount)} on {loan}; outstanding now {money(loan.outstanding)} "
                 f"({loan.get_status_display().lower()})."
             )
 
         def details(repayment: Repayment) -> list[tuple[str, object]]:
             return [
                 ("Loan", repayment.loan),
-                ("Amount", _money(repayment.amount)),
+                ("Amount", money(repayment.amount)),
                 (
                     "Penalties / fees / interest / principal",
                     " / ".join(format_money(part) for part in repayment.split.values()),
@@ -344,14 +353,17 @@ class RepaymentAdmin(ReadOnlyAdminMixin, PortfolioScopedMixin, admin.ModelAdmin)
                 ("Posted at", repayment.posted_at),
             ]
 
-        return _single_object_action(
+        repayment = selected_one(self, request, queryset, "Reverse")
+        if repayment is None:
+            return None
+        return form_page(
             self,
             request,
-            queryset,
+            repayment,
             action="reverse_repayment",
             title="Reverse",
             submit_label="Reverse repayment",
             form_class=ReasonForm,
-            details=details,
-            perform=perform,
+            details=details(repayment),
+            perform=lambda data: perform(repayment, data),
         )

@@ -1,24 +1,18 @@
-"""What the core admin pages share: their mixins, small helpers and the one-row money action page."""
+"""What the admin pages share: their mixins and small helpers (the action page is ``core.admin.actions``)."""
 
-from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, TypeVar
 
-from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
 
 from core.exceptions import HavenError
 from core.http import staff_user
 from core.models import BorrowerPhone, User
 from core.money import format_kes
 from core.phones import try_normalize_phone
-
-ACTION_TEMPLATE = "admin/core/action_form.html"
 
 M = TypeVar("M", bound=models.Model)
 
@@ -30,7 +24,8 @@ else:
     ModelAdminMixinBase = object
 
 
-def _money(amount: Decimal | None) -> str:
+def money(amount: Decimal | None) -> str:
+    """An amount as admin lists show it: ``KES 1,250.00``, blank when there is none."""
     return "" if amount is None else format_kes(amount)
 
 
@@ -101,58 +96,3 @@ class PhoneSearchMixin(ModelAdminMixinBase):
             owners = BorrowerPhone.objects.filter(number=e164).values("borrower_id")
             results |= queryset.filter(**{f"{self.phone_search_field}__in": owners})
         return results, may_have_duplicates
-
-
-def _single_object_action(
-    model_admin: admin.ModelAdmin,
-    request: HttpRequest,
-    queryset: QuerySet[M],
-    *,
-    action: str,
-    title: str,
-    submit_label: str,
-    form_class: type[forms.Form],
-    details: Callable[[M], list[tuple[str, object]]],
-    perform: Callable[[M, dict], str],
-    initial: Callable[[M], dict] | None = None,
-) -> HttpResponse | None:
-    """Run a money action on exactly one selected row: show its form page, then call ``perform``.
-
-    The page posts back to the changelist with the action and the selected id, plus ``apply``. A
-    ``HavenError`` from the service becomes an error message; returning None sends the user back
-    to the changelist, where the message shows.
-    """
-    opts = model_admin.model._meta
-    if queryset.count() != 1:
-        model_admin.message_user(
-            request,
-            f"“{title}” works on one {opts.verbose_name} at a time: select exactly one.",
-            messages.ERROR,
-        )
-        return None
-    obj = queryset.get()
-    if "apply" in request.POST:
-        form = form_class(request.POST)
-        if form.is_valid():
-            try:
-                message = perform(obj, form.cleaned_data)
-            except HavenError as exc:
-                model_admin.message_user(request, f"{obj}: {exc.detail}", messages.ERROR)
-            else:
-                model_admin.message_user(request, message, messages.SUCCESS)
-            return None
-    else:
-        form = form_class(initial=initial(obj) if initial else None)
-    context = {
-        **model_admin.admin_site.each_context(request),
-        "title": f"{title}: {obj}",
-        "opts": opts,
-        "object": obj,
-        "details": details(obj),
-        "form": form,
-        "media": model_admin.media + form.media,
-        "action": action,
-        "action_checkbox_name": ACTION_CHECKBOX_NAME,
-        "submit_label": submit_label,
-    }
-    return TemplateResponse(request, ACTION_TEMPLATE, context)

@@ -12,11 +12,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from core.actors import Actor
+from core.admin.actions import form_page
 from core.exceptions import HavenError
 from core.http import staff_user
 from core.money import format_kes
 from core.phones import mask_phone
-from payments.admin.base import AdminsOnlyMixin, form_page, pretty_json
+from payments.admin.base import AdminsOnlyMixin, pretty_json
 from payments.forms import MpesaConfigurationForm, SimulatePaymentForm
 from payments.models import MpesaConfiguration, MpesaTransaction
 from payments.services.daraja import (

@@ -16,12 +16,14 @@ from django.utils.html import format_html, format_html_join
 
 from core.actors import Actor
 from core.admin import ReadOnlyAdminMixin
+from core.admin.actions import form_page, selected_one
+from core.admin.mixins import money
 from core.exceptions import HavenError, InvalidAmount
 from core.http import staff_user
 from core.models import AuditEvent, Loan
 from core.money import to_money
 from core.phones import mask_phone, try_normalize_phone
-from payments.admin.base import form_page, money, pretty_json, selected_one
+from payments.admin.base import pretty_json
 from payments.filters import transactions_filter
 from payments.forms import AssignToLoanForm, ReprocessForm, ReverseForm, ReviewNoteForm
 from payments.models import Allocation, CallbackRequest, MpesaTransaction, MpesaTransactionQuerySet

@@ -100,7 +100,7 @@ def action_page(client, model: str, action: str, ids: list[int]):
     """Choose the action on the changelist; returns its form page."""
     page = client.post(changelist(model), {"action": action, "_selected_action": ids, "index": 0})
     assert page.status_code == 200
-    assert "admin/payments/action_form.html" in [t.name for t in page.templates]
+    assert "admin/core/action_form.html" in [t.name for t in page.templates]
     return page
 
 
@@ -330,7 +330,7 @@ def test_simulate_from_the_change_page_pays_through_the_emulator_and_links_the_p
     assert url in admin_client.get(change_url(config)).content.decode()  # the button
 
     page = admin_client.get(url)
-    assert page.status_code == 200 and "admin/payments/action_form.html" in [t.name for t in page.templates]
+    assert page.status_code == 200 and "admin/core/action_form.html" in [t.name for t in page.templates]
     bad = admin_client.post(
         url, {"apply": "1", "phone": "12345", "amount": "10.50", "msisdn_format": "hashed"}
     )
@@ -379,7 +379,7 @@ def test_simulate_is_refused_in_production(admin_client, via):
             reverse("admin:payments_mpesaconfiguration_simulate", args=[config.pk]), follow=True
         )
 
-    assert "admin/payments/action_form.html" not in [t.name for t in response.templates]
+    assert "admin/core/action_form.html" not in [t.name for t in response.templates]
     assert _messages(response) == [
         ("error", f"{config}: M-Pesa has no simulation in production; pay from a real phone instead.")
     ]
