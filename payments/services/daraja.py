@@ -33,6 +33,42 @@ def _has_forbidden_word(text: str) -> bool:
     return any(word in lowered for word in FORBIDDEN_URL_WORDS)
 
 
+def _checked_configuration(
+    *,
+    environment: str,
+    api_version: str,
+    response_type: str,
+    business_short_code: str,
+    has_credentials: bool,
+    base_url: str,
+) -> tuple[str, str]:
+    """Check a configuration's fields before anything is written; returns the short code and the
+    base URL as they are stored. Raises ``InvalidInput`` naming the first field that is wrong."""
+    Config = MpesaConfiguration
+    if environment not in Config.Environment.values:
+        raise InvalidInput(f"environment must be one of {', '.join(Config.Environment.values)}")
+    if api_version not in Config.ApiVersion.values:
+        raise InvalidInput("API version must be v1 or v2")
+    if response_type not in Config.ResponseType.values:
+        raise InvalidInput("response type must be exactly 'Completed' or 'Cancelled'")
+    short_code = str(business_short_code).strip()
+    if not is_short_code(short_code):
+        raise InvalidInput(f"{short_code!r} is not an M-Pesa short code (5 to 7 digits)")
+    if not has_credentials:
+        raise InvalidInput("the consumer key and the consumer secret are both required")
+    base_url = (base_url or "").strip().rstrip("/")
+    try:
+        URLValidator(schemes=["http", "https"])(base_url)
+    except ValidationError:
+        raise InvalidInput(
+            "the base URL must be an absolute http(s) address, e.g. https://pay.example.com"
+        ) from None
+    problem = callback_url_problem(base_url, production=environment == Config.Environment.PRODUCTION)
+    if problem:
+        raise InvalidInput(f"the base URL cannot carry M-Pesa callbacks: {problem}")
+    return short_code, base_url
+
+
 def mpesa_configure(
     *,
     environment: str,
@@ -52,27 +88,14 @@ def mpesa_configure(
     missing credentials, or a base URL Daraja would refuse for callbacks.
     """
     Config = MpesaConfiguration
-    if environment not in Config.Environment.values:
-        raise InvalidInput(f"environment must be one of {', '.join(Config.Environment.values)}")
-    if api_version not in Config.ApiVersion.values:
-        raise InvalidInput("API version must be v1 or v2")
-    if response_type not in Config.ResponseType.values:
-        raise InvalidInput("response type must be exactly 'Completed' or 'Cancelled'")
-    short_code = str(business_short_code).strip()
-    if not is_short_code(short_code):
-        raise InvalidInput(f"{short_code!r} is not an M-Pesa short code (5 to 7 digits)")
-    if not consumer_key or not consumer_secret:
-        raise InvalidInput("the consumer key and the consumer secret are both required")
-    base_url = (base_url or "").strip().rstrip("/")
-    try:
-        URLValidator(schemes=["http", "https"])(base_url)
-    except ValidationError:
-        raise InvalidInput(
-            "the base URL must be an absolute http(s) address, e.g. https://pay.example.com"
-        ) from None
-    problem = callback_url_problem(base_url, production=environment == Config.Environment.PRODUCTION)
-    if problem:
-        raise InvalidInput(f"the base URL cannot carry M-Pesa callbacks: {problem}")
+    short_code, base_url = _checked_configuration(
+        environment=environment,
+        api_version=api_version,
+        response_type=response_type,
+        business_short_code=business_short_code,
+        has_credentials=bool(consumer_key and consumer_secret),
+        base_url=base_url,
+    )
 
     with transaction.atomic():
         config = Config.objects.select_for_update().filter(business_short_code=short_code).first()
