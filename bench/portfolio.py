@@ -18,10 +18,11 @@ import time
 from collections import Counter
 from datetime import datetime
 from decimal import Decimal
-from zoneinfo import ZoneInfo
+
+from core.dates import NAIROBI
 
 SHORT_CODE = "600984"
-NAIROBI = ZoneInfo("Africa/Nairobi")
+
 FIRST_NAMES = ["Jane", "John", "Mary", "Peter", "Grace", "Joseph", "Faith", "David", "Mercy", "Samuel"]
 LAST_NAMES = ["Wanjiru", "Otieno", "Kamau", "Achieng", "Mwangi", "Njeri", "Kiprop", "Wafula", "Chebet"]
 UNKNOWN_REFERENCES = ["", "", "RENT", "SCHOOL FEES", "SHOP", "CHAMA", "HOUSE B4"]
