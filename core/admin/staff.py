@@ -6,8 +6,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core import services
+from core.actors import Actor
 from core.admin.mixins import ReadOnlyAdminMixin
+from core.exceptions import InvalidState
 from core.forms import StaffChangeForm, StaffCreationForm
+from core.http import staff_user
 from core.models import ApiToken, User
 
 
@@ -17,10 +20,49 @@ class StaffUserAdmin(UserAdmin):
     add_form = StaffCreationForm
     # The ignores are for django-stubs: it types every ModelAdmin's fieldsets as Optional (UserAdmin's
     # is a tuple) and list_display as an instance attribute that depends on the model.
-    fieldsets = (*UserAdmin.fieldsets, ("Lending", {"fields": ("role", "phone")}))  # type: ignore[misc]
+    fieldsets = (  # type: ignore[misc]
+        *UserAdmin.fieldsets,
+        ("Lending", {"fields": ("role", "phone")}),
+        ("Telegram bot", {"fields": ("telegram_status",)}),
+    )
     add_fieldsets = (*UserAdmin.add_fieldsets, ("Lending", {"fields": ("role", "phone")}))
     list_display = (*UserAdmin.list_display, "role")  # type: ignore[misc]
     list_filter = ("role", *UserAdmin.list_filter)
+    readonly_fields = ("telegram_status",)
+    actions = ["make_telegram_link_code"]
+
+    @admin.display(description="Telegram")
+    def telegram_status(self, user: User) -> str:
+        if user.telegram_user_id is None:
+            linked = "Not linked."
+        elif user.telegram_unreachable:
+            linked = "Linked, but the bot was blocked: alerts go by SMS until they link again."
+        else:
+            linked = f"Linked since {user.telegram_linked_at:%Y-%m-%d %H:%M}: alerts go to Telegram."
+        return (
+            f"{linked} To link (or re-link), select this user in the user list and run the action "
+            "“Make a Telegram link code” (or: manage.py telegram_link USERNAME)."
+        )
+
+    def has_make_telegram_link_code_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("core.change_user")
+
+    @admin.action(description="Make a Telegram link code", permissions=["make_telegram_link_code"])
+    def make_telegram_link_code(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for user in queryset:
+            try:
+                code, link = services.user_telegram_code_create(
+                    user=user, actor=Actor.staff(staff_user(request))
+                )
+            except InvalidState as exc:
+                self.message_user(request, exc.detail, messages.ERROR)
+                continue
+            self.message_user(
+                request,
+                f"{user.get_username()}: open {link} within 15 minutes (or send /start {code} to the bot). "
+                "The code works once and is not shown again.",
+                messages.SUCCESS,
+            )
 
 
 @admin.register(ApiToken)
