@@ -29,7 +29,9 @@ def send_telegram(message: OutboxMessage) -> str:
     context = message.context or {}
     try:
         if context.get("kind") in PaymentAlert.Kind.values and context.get("trans_id"):
-            return alert_deliver(client=_client, message=message)
+            shown = alert_deliver(client=_client, message=message)
+            if shown is not None:
+                return shown
         return str(_client.send_message(chat_id=int(message.recipient), text=texts.fit(message.body)))
     except ExternalServiceError as exc:
         if exc.context.get("blocked") and message.user is not None:

@@ -14,7 +14,7 @@ whose ``permanent`` flag says whether trying again can help.
 import asyncio
 import datetime
 import logging
-import random
+import math
 import time
 import warnings
 from collections.abc import Awaitable, Callable
@@ -38,7 +38,11 @@ MAX_RETRY_WAIT = 30.0
 RETRIES_AFTER_429 = 3
 # The longest a call waits for a rate-limit slot before giving up (transiently).
 MAX_SLOT_WAIT = 60.0
-PAUSE_KEY = "telegram:paused"
+PAUSE_KEY = "telegram:paused-until"
+LOCK_KEY = "telegram:limiter-lock"
+SENT_KEY = "telegram:sent"
+# A worker that dies holding the limiter's lock blocks the others this long at most.
+LOCK_SECONDS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,34 +56,47 @@ Keyboard = list[list[Button]]
 
 class TelegramLimiter:
     """Telegram's limits for every process at once: one message per ``TELEGRAM_CHAT_INTERVAL`` seconds
-    per chat and ``TELEGRAM_MESSAGES_PER_SECOND`` in all, kept as expiring keys in the shared cache
-    (``cache.add`` is atomic on Redis and on the database cache). A 429 pauses everyone."""
+    per chat and ``TELEGRAM_MESSAGES_PER_SECOND`` in all, and a pause for everyone after a 429.
+
+    The state (when each chat last got a message, the send times of the last second) lives in the
+    shared cache and is read and written under a lock taken with ``cache.add``, atomic on Redis and
+    on the database cache. Times are values compared here, not key expiries: the database cache
+    rounds expiries to whole seconds, too coarse for these limits."""
 
     def acquire(self, chat_id: int | None) -> None:
         """Wait for a slot to write to ``chat_id`` (None: a call that is not a message, only the
         pause applies). Raises a transient ``ExternalServiceError`` after ``MAX_SLOT_WAIT``."""
         deadline = time.monotonic() + MAX_SLOT_WAIT
-        chat_taken = chat_id is None
         while True:
-            if not cache.get(PAUSE_KEY):
-                if not chat_taken:
-                    chat_taken = cache.add(
-                        f"telegram:chat:{chat_id}", 1, timeout=settings.TELEGRAM_CHAT_INTERVAL
-                    )
-                if chat_taken and (chat_id is None or self._global_slot()):
-                    return
+            paused_until = cache.get(PAUSE_KEY)
+            running = paused_until is None or paused_until <= time.time()
+            if running and (chat_id is None or self._take(chat_id)):
+                return
             if time.monotonic() > deadline:
                 raise ExternalServiceError("waited too long for a Telegram rate-limit slot")
-            time.sleep(0.05)
+            time.sleep(0.02)
 
-    def _global_slot(self) -> bool:
-        # N keys that each live one second: holding one is one of the N messages of the last second.
-        slots = list(range(settings.TELEGRAM_MESSAGES_PER_SECOND))
-        random.shuffle(slots)
-        return any(cache.add(f"telegram:all:{slot}", 1, timeout=1.0) for slot in slots)
+    def _take(self, chat_id: int) -> bool:
+        if not cache.add(LOCK_KEY, 1, timeout=LOCK_SECONDS):
+            return False
+        try:
+            now = time.time()
+            chat_key = f"telegram:chat:{chat_id}"
+            found = cache.get_many([chat_key, SENT_KEY])
+            last = found.get(chat_key)
+            recent = [at for at in found.get(SENT_KEY, []) if now - at < 1.0]
+            if last is not None and now - last < settings.TELEGRAM_CHAT_INTERVAL:
+                return False
+            if len(recent) >= settings.TELEGRAM_MESSAGES_PER_SECOND:
+                return False
+            keep_for = math.ceil(max(settings.TELEGRAM_CHAT_INTERVAL, 1.0)) + 2
+            cache.set_many({chat_key: now, SENT_KEY: [*recent, now]}, timeout=keep_for)
+            return True
+        finally:
+            cache.delete(LOCK_KEY)
 
     def pause(self, seconds: float) -> None:
-        cache.set(PAUSE_KEY, 1, timeout=seconds)
+        cache.set(PAUSE_KEY, time.time() + seconds, timeout=math.ceil(seconds) + 1)
 
 
 def _keyboard(buttons: Keyboard | None) -> InlineKeyboardMarkup | None:

@@ -154,9 +154,14 @@ def alert_for(*, trans_id: str, kind: str) -> PaymentAlert:
     return alert
 
 
-def alert_deliver(*, client: TelegramClient, message: OutboxMessage) -> str:
-    """The outbox's Telegram alert: the payment's alert of this kind, shown in the recipient's chat."""
-    alert = alert_for(trans_id=message.context["trans_id"], kind=message.context["kind"])
+def alert_deliver(*, client: TelegramClient, message: OutboxMessage) -> str | None:
+    """The outbox's Telegram alert: the payment's alert of this kind, shown in the recipient's chat.
+    Returns the Telegram message id, or ``None`` when no payment has that ``trans_id`` (the caller
+    then sends the message's text as it is)."""
+    trans_id = message.context["trans_id"]
+    if not MpesaTransaction.objects.filter(trans_id=trans_id).exists():
+        return None
+    alert = alert_for(trans_id=trans_id, kind=message.context["kind"])
     return alert_show(client=client, alert=alert, chat_id=int(message.recipient), user=message.user)
 
 

@@ -167,7 +167,9 @@ def _act(
             failure = texts.fit(
                 f"Could not {action.get_verb_display().lower()}: {exc.detail}", texts.ANSWER_LIMIT
             )
-            CallbackAction.objects.filter(pk=action.pk).update(outcome=failure)
+            # Nothing changed: the button works again (the state may allow it later, e.g. a loan
+            # reopened), and the failure is what a tap meanwhile would be told.
+            CallbackAction.objects.filter(pk=action.pk).update(used_at=None, used_by=None, outcome=failure)
             _audit(user, tap, action, "telegram.tap_failed", exc.detail)
             return TapResult(failure)
     finally:

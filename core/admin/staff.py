@@ -2,8 +2,12 @@
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 
 from core import services
 from core.actors import Actor
@@ -39,10 +43,42 @@ class StaffUserAdmin(UserAdmin):
             linked = "Linked, but the bot was blocked: alerts go by SMS until they link again."
         else:
             linked = f"Linked since {user.telegram_linked_at:%Y-%m-%d %H:%M}: alerts go to Telegram."
-        return (
-            f"{linked} To link (or re-link), select this user in the user list and run the action "
-            "“Make a Telegram link code” (or: manage.py telegram_link USERNAME)."
-        )
+        if user.pk is None:
+            return linked
+        url = reverse("admin:core_user_telegram_link", args=[user.pk])
+        return format_html('{} <a href="{}">Make a link code</a>', linked, url)
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.telegram_link_view)
+        return [
+            path("<path:object_id>/telegram-link/", view, name="core_user_telegram_link"),
+            *super().get_urls(),
+        ]
+
+    def telegram_link_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The user's page for a Telegram link code: a button, then the code and its link, shown once."""
+        user = self.get_object(request, object_id)
+        if user is None:
+            raise Http404("no such user")
+        if not self.has_change_permission(request, user):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Telegram link code for {user.get_username()}",
+            "opts": self.model._meta,
+            "original": user,
+            "status": self.telegram_status(user),
+        }
+        if request.method == "POST":
+            try:
+                code, link = services.user_telegram_code_create(
+                    user=user, actor=Actor.staff(staff_user(request))
+                )
+            except InvalidState as exc:
+                context["error"] = exc.detail
+            else:
+                context |= {"code": code, "link": link}
+        return TemplateResponse(request, "admin/core/user/telegram_link.html", context)
 
     def has_make_telegram_link_code_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("core.change_user")
