@@ -63,22 +63,24 @@ class TelegramLimiter:
     on the database cache. Times are values compared here, not key expiries: the database cache
     rounds expiries to whole seconds, too coarse for these limits."""
 
-    def acquire(self, chat_id: int | None) -> None:
+    def acquire(self, chat_id: int | None) -> float:
         """Wait for a slot to write to ``chat_id`` (None: a call that is not a message, only the
-        pause applies). Raises a transient ``ExternalServiceError`` after ``MAX_SLOT_WAIT``."""
+        pause applies). Returns the time (``time.time()``) the slot was recorded at. Raises a
+        transient ``ExternalServiceError`` after ``MAX_SLOT_WAIT``."""
         deadline = time.monotonic() + MAX_SLOT_WAIT
         while True:
             paused_until = cache.get(PAUSE_KEY)
-            running = paused_until is None or paused_until <= time.time()
-            if running and (chat_id is None or self._take(chat_id)):
-                return
+            if paused_until is None or paused_until <= time.time():
+                taken = time.time() if chat_id is None else self._take(chat_id)
+                if taken is not None:
+                    return taken
             if time.monotonic() > deadline:
                 raise ExternalServiceError("waited too long for a Telegram rate-limit slot")
             time.sleep(0.02)
 
-    def _take(self, chat_id: int) -> bool:
+    def _take(self, chat_id: int) -> float | None:
         if not cache.add(LOCK_KEY, 1, timeout=LOCK_SECONDS):
-            return False
+            return None
         try:
             now = time.time()
             chat_key = f"telegram:chat:{chat_id}"
@@ -86,12 +88,12 @@ class TelegramLimiter:
             last = found.get(chat_key)
             recent = [at for at in found.get(SENT_KEY, []) if now - at < 1.0]
             if last is not None and now - last < settings.TELEGRAM_CHAT_INTERVAL:
-                return False
+                return None
             if len(recent) >= settings.TELEGRAM_MESSAGES_PER_SECOND:
-                return False
+                return None
             keep_for = math.ceil(max(settings.TELEGRAM_CHAT_INTERVAL, 1.0)) + 2
             cache.set_many({chat_key: now, SENT_KEY: [*recent, now]}, timeout=keep_for)
-            return True
+            return now
         finally:
             cache.delete(LOCK_KEY)
 

@@ -211,26 +211,27 @@ def alert_resolve(*, client: TelegramClient, alert: PaymentAlert, outcome: str) 
     return True
 
 
-def alerts_resolved_elsewhere(*, client: TelegramClient, limit: int = 500) -> int:
+def alerts_resolved_elsewhere(*, client: TelegramClient, chunk: int = 500) -> int:
     """Close open alerts whose payment was resolved outside the bot, editing their messages. Returns
-    how many were closed. Run every minute by the bot's sweeper."""
-    open_alerts = list(
-        PaymentAlert.objects.filter(
-            resolved_at__isnull=True, created_at__gte=timezone.now() - WATCH_FOR
-        ).order_by("created_at")[:limit]
-    )
-    payments = {
-        tx.trans_id: tx
-        for tx in MpesaTransaction.objects.filter(
-            trans_id__in={a.trans_id for a in open_alerts}
-        ).select_related("reviewed_by")
-    }
-    closed = 0
-    for alert in open_alerts:
-        tx = payments.get(alert.trans_id)
-        resolution = payment_resolution(tx, alert.kind) if tx is not None else None
-        if resolution and alert_resolve(
-            client=client, alert=alert, outcome=texts.resolved_elsewhere(resolution)
-        ):
-            closed += 1
+    how many were closed. Run every minute by the bot's sweeper (alerts older than ``WATCH_FOR`` are
+    left: the staff pages and /pending still list their payments)."""
+    open_alerts = PaymentAlert.objects.filter(
+        resolved_at__isnull=True, created_at__gte=timezone.now() - WATCH_FOR
+    ).order_by("id")
+    closed, after = 0, 0
+    while batch := list(open_alerts.filter(id__gt=after)[:chunk]):
+        after = batch[-1].pk
+        payments = {
+            tx.trans_id: tx
+            for tx in MpesaTransaction.objects.filter(
+                trans_id__in={a.trans_id for a in batch}
+            ).select_related("reviewed_by")
+        }
+        for alert in batch:
+            tx = payments.get(alert.trans_id)
+            resolution = payment_resolution(tx, alert.kind) if tx is not None else None
+            if resolution and alert_resolve(
+                client=client, alert=alert, outcome=texts.resolved_elsewhere(resolution)
+            ):
+                closed += 1
     return closed

@@ -23,7 +23,7 @@ from bots.services.alerts import (
     payment_resolution,
 )
 from core.actors import Actor
-from core.exceptions import HavenError
+from core.exceptions import HavenError, NotFound
 from core.models import Loan, User
 from core.selectors import staff_by_telegram_id
 from core.services import audit_record
@@ -159,6 +159,8 @@ def _act(
                 tx = transaction_mark_reviewed(trans_id=tx.trans_id, actor=actor, note="from Telegram")
                 what = "Marked reviewed"
             else:
+                if _visible_loan(user, [action.loan_number]) is None:  # moved out since it was chosen
+                    raise NotFound(texts.TAP_LOAN_OUTSIDE_PORTFOLIO)
                 tx = transaction_assign(
                     trans_id=tx.trans_id, loan_number=action.loan_number, actor=actor, reason="from Telegram"
                 )

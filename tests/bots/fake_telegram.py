@@ -253,7 +253,7 @@ def _decode(raw: str, content_type: str) -> dict:
     params: dict = {}
     for key, values in parse_qs(raw, keep_blank_values=True).items():
         value = values[0]
-        if key in ("text", "url", "secret_token"):
+        if key in ("text", "url", "secret_token", "callback_query_id"):
             params[key] = value
             continue
         try:

@@ -399,3 +399,29 @@ def test_updates_are_processed_and_recorded(mpesa_config, process, admin, telegr
     tap(post_update, ADMIN_TG, buttons["Mark reviewed"], ADMIN_TG, alert_id)
     row = TelegramUpdate.objects.get()
     assert row.status == "processed" and row.processed_at is not None
+
+
+def test_confirm_refuses_a_loan_that_left_the_officers_portfolio_since_it_was_chosen(
+    mpesa_config, process, telegram, post_update
+):
+    officer = link(OfficerFactory(username="otieno"), OFFICER_TG)
+    borrower = BorrowerFactory(phones=["+254722000000"], loan_officer=officer)
+    LoanFactory(borrower=borrower, loan_number="LOAN-000050", status=Loan.Status.WRITTEN_OFF)
+    target = LoanFactory(borrower=BorrowerFactory(loan_officer=officer), loan_number="LOAN-000070")
+    process(stored_payment(mpesa_config, msisdn=msisdn_hash("+254722000000"), msisdn_kind="hashed"))
+    alert_id, _, buttons = alert_in(telegram, OFFICER_TG)
+    tap(post_update, OFFICER_TG, buttons["Assign…"], OFFICER_TG, alert_id)
+    prompt_id, _ = telegram.last_message(OFFICER_TG)
+    post_update(text_update(from_id=OFFICER_TG, text="LOAN-000070", reply_to=prompt_id))
+    confirm_id, _ = telegram.last_message(OFFICER_TG)
+    confirm = dict(telegram.buttons(OFFICER_TG, confirm_id))
+
+    other = OfficerFactory()
+    Loan.objects.filter(pk=target.pk).update(loan_officer=other)
+    target.borrower.loan_officer = other
+    target.borrower.save(update_fields=["loan_officer"])
+    tap(post_update, OFFICER_TG, confirm["Confirm"], OFFICER_TG, confirm_id)
+
+    assert answers(telegram)[-1] == f"Could not confirm: {texts.TAP_LOAN_OUTSIDE_PORTFOLIO}"
+    assert MpesaTransaction.objects.get().match_strategy == "credit"
+    assert AuditEvent.objects.get(action="telegram.tap_failed").actor_user == officer

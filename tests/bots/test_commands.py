@@ -155,3 +155,9 @@ def test_the_digest_is_scheduled_at_eight_nairobi_time():
     assert (entry["schedule"].hour, entry["schedule"].minute) == ({8}, {0})
     assert settings.CELERY_TIMEZONE == "Africa/Nairobi"
     assert MpesaTransaction.objects.count() == 0
+
+
+def test_no_digest_while_the_bot_is_off(admin, settings):
+    settings.OUTBOX_SENDERS = {"sms": "ussd.senders.send_sms"}
+    assert daily_digest_task() == 0
+    assert not OutboxMessage.objects.exists()
