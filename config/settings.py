@@ -208,7 +208,7 @@ TELEGRAM_HTTP_TIMEOUT = env.float("TELEGRAM_HTTP_TIMEOUT", default=10.0)
 TELEGRAM_CHAT_INTERVAL = env.float("TELEGRAM_CHAT_INTERVAL", default=1.0)
 TELEGRAM_MESSAGES_PER_SECOND = env.int("TELEGRAM_MESSAGES_PER_SECOND", default=25)
 # Public address of the staff pages, for the payment links in alerts.
-STAFF_BASE_URL = env.str("STAFF_BASE_URL", default="http://127.0.0.1:8000")
+STAFF_BASE_URL = env.str("STAFF_BASE_URL", default="") or ("http://127.0.0.1:8000" if DEBUG else "")
 if TELEGRAM_BOT_TOKEN:
     OUTBOX_SENDERS["telegram"] = "bots.senders.send_telegram"
     if not TELEGRAM_BOT_USERNAME:
@@ -217,6 +217,10 @@ if TELEGRAM_BOT_TOKEN:
         )
     if not DEBUG and len(TELEGRAM_WEBHOOK_SECRET) < 16:
         raise ImproperlyConfigured("TELEGRAM_BOT_TOKEN is set: TELEGRAM_WEBHOOK_SECRET needs 16+ characters")
+    if not DEBUG and not STAFF_BASE_URL.startswith("https://"):
+        raise ImproperlyConfigured(
+            "TELEGRAM_BOT_TOKEN is set: STAFF_BASE_URL must be the https:// staff address"
+        )
 
 # --- M-Pesa (Daraja) ---------------------------------------------------------------------------
 MPESA_SANDBOX_URL = env.str("MPESA_SANDBOX_URL", default="https://sandbox.safaricom.co.ke")

@@ -37,6 +37,23 @@ def test_an_incomplete_telegram_setup_fails_at_start():
         TELEGRAM_BOT_USERNAME="haven_bot",
     )
     assert no_secret.returncode != 0 and "TELEGRAM_WEBHOOK_SECRET" in no_secret.stderr
+    no_staff_url = run(
+        ["-c", "import django; django.setup()"],
+        **PRODUCTION,
+        TELEGRAM_BOT_TOKEN="1:x",
+        TELEGRAM_BOT_USERNAME="haven_bot",
+        TELEGRAM_WEBHOOK_SECRET="s" * 32,
+    )
+    assert no_staff_url.returncode != 0 and "STAFF_BASE_URL" in no_staff_url.stderr
+    complete = run(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        **PRODUCTION,
+        TELEGRAM_BOT_TOKEN="1:x",
+        TELEGRAM_BOT_USERNAME="haven_bot",
+        TELEGRAM_WEBHOOK_SECRET="s" * 32,
+        STAFF_BASE_URL="https://pay.haven.example",
+    )
+    assert complete.returncode == 0, complete.stderr
 
 
 @pytest.mark.django_db
