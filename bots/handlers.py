@@ -3,6 +3,7 @@ webhook and by ``manage.py telegram_poll`` alike. They parse the update (python-
 ``Update.de_json``), call one service or selector, and reply through ``TelegramClient``."""
 
 import logging
+from collections.abc import Callable
 
 from django.utils import timezone
 from telegram import Message, Update
@@ -14,7 +15,7 @@ from bots.services.alerts import alert_for, alert_show, alert_text, staff_url
 from bots.services.taps import Tap, loan_reply_handle, tap_handle
 from core.actors import Actor
 from core.exceptions import InvalidInput, NotFound
-from core.models import User
+from core.models import Loan, User
 from core.phones import try_normalize_phone
 from core.selectors import borrower_get_for_user_by_phone, loan_get_for_user, staff_by_telegram_id
 from core.services import audit_record
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 # The update types the bot reads (setWebhook and getUpdates ask for these only).
 ALLOWED_UPDATES = ["message", "callback_query"]
 PENDING_SHOWN = 10
+Say = Callable[[str], None]
 RECENT_PAYMENTS = 5
 
 
@@ -96,7 +98,7 @@ def _message(client: TelegramClient, message: Message) -> str:
     return command
 
 
-def _start(say, *, code: str, telegram_user_id: int, chat_id: int) -> str:
+def _start(say: Say, *, code: str, telegram_user_id: int, chat_id: int) -> str:
     try:
         user = user_telegram_link(code=code, telegram_user_id=telegram_user_id, chat_id=chat_id)
     except InvalidInput as exc:
@@ -125,7 +127,7 @@ def _show_open(client: TelegramClient, user: User, chat_id: int, tx: MpesaTransa
     )
 
 
-def _pending(client: TelegramClient, say, user: User, chat_id: int) -> None:
+def _pending(client: TelegramClient, say: Say, user: User, chat_id: int) -> None:
     pending = selectors.pending_for(user)
     shown = list(pending[:PENDING_SHOWN])
     if not shown:
@@ -138,7 +140,7 @@ def _pending(client: TelegramClient, say, user: User, chat_id: int) -> None:
         say(f"…and {more} more: {staff_url('admin_ui:transaction-list')}")
 
 
-def _find(client: TelegramClient, say, user: User, chat_id: int, query: str) -> None:
+def _find(client: TelegramClient, say: Say, user: User, chat_id: int, query: str) -> None:
     if not query:
         say(texts.FIND_USAGE)
         return
@@ -175,14 +177,14 @@ def _find(client: TelegramClient, say, user: User, chat_id: int, query: str) -> 
     say("\n".join(lines))
 
 
-def _loan_or_none(number: str, user: User):
+def _loan_or_none(number: str, user: User) -> Loan | None:
     try:
         return loan_get_for_user(loan_number=number, user=user)
     except NotFound:
         return None
 
 
-def _loan_line(loan) -> str:
+def _loan_line(loan: Loan) -> str:
     return texts.loan_text(
         loan_number=loan.loan_number,
         borrower=loan.borrower.full_name,

@@ -37,6 +37,7 @@ Verb = CallbackAction.Verb
 # Held while one person's final tap runs, so two people confirming at once cannot both act.
 ACTING_LOCK_SECONDS = 120
 MAX_CANDIDATES = 6
+ALREADY_DONE = "Already done."
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,8 @@ class TapResult:
     answer: str
     # Telegram calls made after the tap is answered (edits, new messages).
     then: list[Callable[[], object]] = field(default_factory=list)
+    # Nothing was done (already done, resolved, busy, not theirs): audited as a refusal.
+    refused: bool = False
 
 
 def tap_handle(*, client: TelegramClient, tap: Tap) -> str:
@@ -66,6 +69,8 @@ def tap_handle(*, client: TelegramClient, tap: Tap) -> str:
         return f"refused: {refusal}"
     assert user is not None and action is not None and tx is not None  # noqa: S101 - _refusal said so
     result = _VERBS[action.verb](client, user, action, tx, tap)
+    if result.refused:
+        _audit(user, tap, action, "telegram.tap_refused", result.answer)
     client.answer_callback(callback_query_id=tap.query_id, text=result.answer)
     for call in result.then:
         call()
@@ -132,6 +137,7 @@ def _resolved_already(
     return TapResult(
         texts.fit(f"Already resolved: {resolution}", texts.ANSWER_LIMIT),
         [lambda: alert_resolve(client=client, alert=alert, outcome=outcome)],
+        refused=True,
     )
 
 
@@ -141,7 +147,7 @@ def _act(
 ) -> TapResult:
     lock = f"telegram:acting:{tx.trans_id}"
     if not cache.add(lock, user.pk, timeout=ACTING_LOCK_SECONDS):
-        return TapResult(texts.TAP_BUSY)
+        return TapResult(texts.TAP_BUSY, refused=True)
     try:
         tx.refresh_from_db()
         already = _resolved_already(client, action, tx)
@@ -149,7 +155,7 @@ def _act(
             _use(action, user, already.answer)
             return already
         if not _use(action, user):
-            return TapResult("Already done.")
+            return TapResult(ALREADY_DONE, refused=True)
         actor = Actor.staff(user)
         try:
             if action.verb == Verb.REPROCESS:
@@ -229,7 +235,7 @@ def _assign(
         return already
     chat_id = tap.chat_id
     if chat_id is None:
-        return TapResult(texts.TAP_INVALID)
+        return TapResult(texts.TAP_INVALID, refused=True)
     borrower_ids = [pk for pk in (tx.borrower_id, tx.payer_borrower_id) if pk is not None]
     loans = list(
         Loan.objects.visible_to(user)
@@ -283,7 +289,7 @@ def _ask_button(
     client: TelegramClient, user: User, action: CallbackAction, tx: MpesaTransaction, tap: Tap
 ) -> TapResult:
     if tap.chat_id is None or not _use(action, user, "asked for a loan number"):
-        return TapResult("Already done.")
+        return TapResult(ALREADY_DONE, refused=True)
     chat_id = tap.chat_id
     return TapResult(
         "Reply with the loan number.", [lambda: _ask_for_loan(client, user, action, tx, chat_id)]
@@ -337,10 +343,9 @@ def _choose(
 ) -> TapResult:
     loan = _visible_loan(user, [action.loan_number])
     if loan is None:
-        _audit(user, tap, action, "telegram.tap_refused", texts.TAP_LOAN_OUTSIDE_PORTFOLIO)
-        return TapResult(texts.TAP_LOAN_OUTSIDE_PORTFOLIO)
+        return TapResult(texts.TAP_LOAN_OUTSIDE_PORTFOLIO, refused=True)
     if tap.chat_id is None or not _use(action, user, f"chose {loan.loan_number}"):
-        return TapResult("Already done.")
+        return TapResult(ALREADY_DONE, refused=True)
     buttons = _confirm_keyboard(user=user, action=action, loan_number=loan.loan_number, chat_id=tap.chat_id)
     text = _confirm_text(tx, loan)
     return TapResult("Check, then Confirm.", [lambda: _edit(client, tap, text, buttons, user)])

@@ -390,6 +390,8 @@ def test_a_tap_before_the_sweeper_noticed_says_resolved_and_edits(
     tap(post_update, ADMIN_TG, buttons["Mark reviewed"], ADMIN_TG, alert_id)
     assert answers(telegram)[-1].startswith("Already resolved: reviewed by wanjiku")
     assert "☑️ Resolved elsewhere: reviewed by wanjiku" in telegram.shown(ADMIN_TG, alert_id)["text"]
+    refusal = AuditEvent.objects.get(action="telegram.tap_refused")
+    assert (refusal.actor_user, refusal.reason[:28]) == (admin, "Already resolved: reviewed b")
     assert AuditEvent.objects.filter(action="mpesa.reviewed").count() == 1
 
 
