@@ -50,6 +50,14 @@ def unmatched(mpesa_config, process, trans_id="RKL51ZDR4F", reference="rent mone
     return tx
 
 
+def overpaid(mpesa_config, process, borrower) -> MpesaTransaction:
+    """A payment from ``borrower`` (phone +254722000000, no active loan): posted to credit, alerted."""
+    LoanFactory(borrower=borrower, loan_number="LOAN-000050", status=Loan.Status.WRITTEN_OFF)
+    tx = process(stored_payment(mpesa_config, msisdn=msisdn_hash("+254722000000"), msisdn_kind="hashed"))
+    assert (tx.status, tx.match_strategy) == ("processed", "credit")
+    return tx
+
+
 def alert_in(telegram, chat_id):
     """The alert message in ``chat_id``: (message id, what it shows, its buttons by label)."""
     message_id, shown = telegram.last_message(chat_id)
@@ -217,10 +225,7 @@ def test_a_stranger_tapping_gets_nothing_and_is_audited(mpesa_config, process, a
 
 def test_an_officer_outside_their_portfolio_is_refused(mpesa_config, process, admin, telegram, post_update):
     officer = link(OfficerFactory(username="otieno"), OFFICER_TG)
-    borrower = BorrowerFactory(phones=["+254722000000"], loan_officer=AdminFactory())
-    LoanFactory(borrower=borrower, loan_number="LOAN-000050", status=Loan.Status.WRITTEN_OFF)
-    tx = process(stored_payment(mpesa_config, msisdn=msisdn_hash("+254722000000"), msisdn_kind="hashed"))
-    assert tx.match_strategy == "credit"
+    overpaid(mpesa_config, process, BorrowerFactory(phones=["+254722000000"], loan_officer=AdminFactory()))
     message_id, _, buttons = alert_in(telegram, ADMIN_TG)
     # The officer taps the admin's alert (e.g. forwarded into a group): the tapper is checked.
     tap(post_update, OFFICER_TG, buttons["Mark reviewed"], ADMIN_TG, message_id)
@@ -234,9 +239,7 @@ def test_assign_offers_the_borrowers_loans_and_moves_money_only_after_the_same_p
 ):
     link(AdminFactory(username="baraka"), OTHER_ADMIN_TG)
     borrower = BorrowerFactory(phones=["+254722000000"], full_name="Nicholas Kiprono")
-    LoanFactory(borrower=borrower, loan_number="LOAN-000050", status=Loan.Status.WRITTEN_OFF)
-    tx = process(stored_payment(mpesa_config, msisdn=msisdn_hash("+254722000000"), msisdn_kind="hashed"))
-    assert (tx.status, tx.match_strategy) == ("processed", "credit")
+    tx = overpaid(mpesa_config, process, borrower)
     alert_id, shown, buttons = alert_in(telegram, ADMIN_TG)
     assert shown["text"].startswith("Overpayment held as credit: RKL51ZDR4F")
     assert list(buttons) == ["Assign…", "Mark reviewed"]  # a posted payment is not reprocessed
@@ -321,10 +324,8 @@ def test_an_officer_cannot_assign_to_a_loan_outside_their_portfolio(
     mpesa_config, process, telegram, post_update
 ):
     officer = link(OfficerFactory(username="otieno"), OFFICER_TG)
-    borrower = BorrowerFactory(phones=["+254722000000"], loan_officer=officer)
-    LoanFactory(borrower=borrower, loan_number="LOAN-000050", status=Loan.Status.WRITTEN_OFF)
     LoanFactory(loan_number="LOAN-000124", borrower=BorrowerFactory(loan_officer=OfficerFactory()))
-    process(stored_payment(mpesa_config, msisdn=msisdn_hash("+254722000000"), msisdn_kind="hashed"))
+    overpaid(mpesa_config, process, BorrowerFactory(phones=["+254722000000"], loan_officer=officer))
     alert_id, _, buttons = alert_in(telegram, OFFICER_TG)
 
     tap(post_update, OFFICER_TG, buttons["Assign…"], OFFICER_TG, alert_id)
@@ -407,10 +408,8 @@ def test_confirm_refuses_a_loan_that_left_the_officers_portfolio_since_it_was_ch
     mpesa_config, process, telegram, post_update
 ):
     officer = link(OfficerFactory(username="otieno"), OFFICER_TG)
-    borrower = BorrowerFactory(phones=["+254722000000"], loan_officer=officer)
-    LoanFactory(borrower=borrower, loan_number="LOAN-000050", status=Loan.Status.WRITTEN_OFF)
     target = LoanFactory(borrower=BorrowerFactory(loan_officer=officer), loan_number="LOAN-000070")
-    process(stored_payment(mpesa_config, msisdn=msisdn_hash("+254722000000"), msisdn_kind="hashed"))
+    overpaid(mpesa_config, process, BorrowerFactory(phones=["+254722000000"], loan_officer=officer))
     alert_id, _, buttons = alert_in(telegram, OFFICER_TG)
     tap(post_update, OFFICER_TG, buttons["Assign…"], OFFICER_TG, alert_id)
     prompt_id, _ = telegram.last_message(OFFICER_TG)
