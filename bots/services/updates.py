@@ -77,7 +77,13 @@ def telegram_update_receive(*, inbound: InboundUpdate) -> Answer:
         return Answer(200, {"ok": True, "duplicate": True})
     from bots.tasks import telegram_update_task
 
-    telegram_update_task.delay_on_commit(row.pk)
+    # delay_on_commit, made robust: the update is stored, so a broker that cannot take the task is
+    # logged and the sweeper handles the update within a minute; answering 500 would only make
+    # Telegram send it again.
+    def enqueue_handling() -> None:
+        telegram_update_task.delay(row.pk)
+
+    transaction.on_commit(enqueue_handling, robust=True)
     return Answer(200, {"ok": True})
 
 

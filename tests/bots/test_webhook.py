@@ -160,3 +160,18 @@ def test_group_chats_are_ignored(telegram, post_update):
     post_update(text_update(from_id=4242, chat_id=-100123, chat_type="group", text="/pending"))
     assert telegram.sent() == []
     assert TelegramUpdate.objects.get().status == "processed"
+
+
+def test_an_unreachable_broker_still_acknowledges_the_stored_update(telegram, post_update, monkeypatch):
+    from kombu.exceptions import OperationalError
+
+    from bots.tasks import telegram_update_task
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(telegram_update_task, "delay", broker_down)
+    data = text_update(from_id=STRANGER_ID, text="/help")
+    assert post_update(data).json() == {"ok": True}
+    assert TelegramUpdate.objects.get().status == "received"  # the sweeper's to handle
+    assert telegram.sent() == []
