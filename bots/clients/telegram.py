@@ -24,7 +24,15 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from telegram import Bot, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Message
-from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.error import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
@@ -171,6 +179,13 @@ class TelegramClient:
             except Forbidden as exc:
                 raise ExternalServiceError(
                     f"Telegram chat {chat_id} refuses the bot: {exc.message}", permanent=True, blocked=True
+                ) from exc
+            except Conflict as exc:
+                # getUpdates while a webhook is set (or a second poller): retrying cannot help.
+                raise ExternalServiceError(
+                    f"Telegram refused: {exc.message} (a webhook is set or another poller runs; "
+                    "manage.py telegram_webhook delete turns the webhook off)",
+                    permanent=True,
                 ) from exc
             except InvalidToken as exc:
                 raise ExternalServiceError("Telegram refused the bot token", permanent=True) from exc

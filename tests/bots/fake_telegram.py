@@ -214,6 +214,12 @@ class FakeTelegram:
         return 200, _ok(info)
 
     def _api_getUpdates(self, params: dict) -> tuple[int, dict]:
+        if self.webhook.get("url"):
+            return 409, _error(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; "
+                "use deleteWebhook to delete the webhook first",
+            )
         offset = int(params.get("offset") or 0)
         pending = [u for u in self.updates if u["update_id"] >= offset]
         return 200, _ok(pending)

@@ -64,3 +64,9 @@ def test_telegram_poll_handles_each_update_once(telegram):
     assert TelegramUpdate.objects.get().status == "processed"
     polls = telegram.sent("getUpdates")
     assert [call.params["allowed_updates"] for call in polls] == [["message", "callback_query"]] * 2
+
+
+def test_telegram_poll_stops_with_a_clear_error_while_a_webhook_is_set(telegram):
+    run("telegram_webhook", "set", "https://pay.haven.example/bots/telegram/")
+    with pytest.raises(CommandError, match="telegram_webhook delete"):
+        run("telegram_poll", "--once", "--timeout", "0")
