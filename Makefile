@@ -25,6 +25,7 @@ run: install ## Migrate, load demo data and serve on http://127.0.0.1:8000 (SQLi
 	$(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
 	$(BIN)/python manage.py setup_mpesa --environment local --consumer-key local-demo \
 		--consumer-secret local-demo --business-short-code 600984 --base-url http://$(HOST):$(PORT)
+	@echo "Staff Telegram bot: set TELEGRAM_BOT_TOKEN and TELEGRAM_BOT_USERNAME (from @BotFather), run .venv/bin/python manage.py telegram_poll in another terminal, link yourself with manage.py telegram_link admin"
 	@echo "Pay the demo paybill from another terminal: .venv/bin/python manage.py simulate_c2b --phone 0712345678 --amount 500 --reference LOAN-000101"
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 

@@ -1,4 +1,8 @@
-"""URLs of the bots app (its endpoints arrive with its issue)."""
+"""URLs of the staff bot: the Telegram webhook."""
+
+from django.urls import path
+
+from bots import views
 
 app_name = "bots"
-urlpatterns: list = []
+urlpatterns = [path("telegram/", views.telegram_webhook, name="telegram-webhook")]

@@ -11,6 +11,7 @@ import hashlib
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
@@ -169,6 +170,9 @@ PAYMENTS_DOORBELL_DEBOUNCE = (
 CELERY_BEAT_SCHEDULE = {
     "sweep-received-payments": {"task": "payments.sweep_received", "schedule": 60.0},
     "sweep-outbox": {"task": "core.outbox_sweep", "schedule": 60.0},
+    # The staff bot: updates stored but not handled, alerts resolved elsewhere, the 08:00 digest.
+    "telegram-sweep": {"task": "bots.sweep", "schedule": 60.0},
+    "telegram-daily-digest": {"task": "bots.daily_digest", "schedule": crontab(hour=8, minute=0)},
 }
 
 # Channels deliver what the engine records in the outbox (core.services.outbox).
@@ -190,6 +194,33 @@ if SMS_BACKEND == "africastalking" and not (AFRICASTALKING_USERNAME and AFRICAST
     raise ImproperlyConfigured(
         "SMS_BACKEND=africastalking needs AFRICASTALKING_USERNAME and AFRICASTALKING_API_KEY"
     )
+
+# --- Staff Telegram bot (bots/) ------------------------------------------------------------------
+# Without a token the bot channel is off: no telegram sender, staff alerts go by SMS.
+TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
+TELEGRAM_BOT_USERNAME = env.str("TELEGRAM_BOT_USERNAME", default="")
+TELEGRAM_WEBHOOK_SECRET = env.str("TELEGRAM_WEBHOOK_SECRET", default="")
+# PTB appends the token to this ("https://api.telegram.org/bot" + token + "/sendMessage").
+TELEGRAM_API_BASE_URL = env.str("TELEGRAM_API_BASE_URL", default="https://api.telegram.org/bot")
+TELEGRAM_HTTP_TIMEOUT = env.float("TELEGRAM_HTTP_TIMEOUT", default=10.0)
+# Telegram's limits, shared by every worker through the cache: seconds between messages to one
+# chat, and messages per second in all.
+TELEGRAM_CHAT_INTERVAL = env.float("TELEGRAM_CHAT_INTERVAL", default=1.0)
+TELEGRAM_MESSAGES_PER_SECOND = env.int("TELEGRAM_MESSAGES_PER_SECOND", default=25)
+# Public address of the staff pages, for the payment links in alerts.
+STAFF_BASE_URL = env.str("STAFF_BASE_URL", default="") or ("http://127.0.0.1:8000" if DEBUG else "")
+if TELEGRAM_BOT_TOKEN:
+    OUTBOX_SENDERS["telegram"] = "bots.senders.send_telegram"
+    if not TELEGRAM_BOT_USERNAME:
+        raise ImproperlyConfigured(
+            "TELEGRAM_BOT_TOKEN is set: set TELEGRAM_BOT_USERNAME too (for link codes)"
+        )
+    if not DEBUG and len(TELEGRAM_WEBHOOK_SECRET) < 16:
+        raise ImproperlyConfigured("TELEGRAM_BOT_TOKEN is set: TELEGRAM_WEBHOOK_SECRET needs 16+ characters")
+    if not DEBUG and not STAFF_BASE_URL.startswith("https://"):
+        raise ImproperlyConfigured(
+            "TELEGRAM_BOT_TOKEN is set: STAFF_BASE_URL must be the https:// staff address"
+        )
 
 # --- M-Pesa (Daraja) ---------------------------------------------------------------------------
 MPESA_SANDBOX_URL = env.str("MPESA_SANDBOX_URL", default="https://sandbox.safaricom.co.ke")

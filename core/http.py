@@ -26,6 +26,21 @@ def client_ip(request: HttpRequest) -> str | None:
     return _valid(remote)
 
 
+def read_body_within(request: HttpRequest, limit: int) -> tuple[bytes, int | None]:
+    """The request's body, or ``(b"", length)`` when it is over ``limit`` bytes (it is then never
+    read into memory): the caller stores the request and refuses it."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return b"", declared
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        return b"", len(body)
+    return body, None
+
+
 def _valid(address: str | None) -> str | None:
     try:
         return str(ipaddress.ip_address(address)) if address else None

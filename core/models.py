@@ -30,10 +30,25 @@ class User(AbstractUser):
 
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.OFFICER)
     phone = models.CharField(max_length=16, blank=True, help_text="E.164; for notes to the officer")
+    # The staff bot's link to this person (core.services.staff): who they are on Telegram, the private
+    # chat alerts go to, and whether that chat still takes messages (false once they block the bot;
+    # alerts then go by SMS until they link again). Only a digest of a pending link code is kept.
+    telegram_user_id = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
+    telegram_chat_id = models.BigIntegerField(null=True, blank=True, editable=False)
+    telegram_unreachable = models.BooleanField(default=False, editable=False)
+    telegram_linked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    telegram_link_code_digest = models.CharField(
+        max_length=64, null=True, blank=True, unique=True, editable=False
+    )
+    telegram_link_code_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     @property
     def is_admin(self) -> bool:
         return self.is_superuser or self.role == self.Role.ADMIN
+
+    @property
+    def telegram_reachable(self) -> bool:
+        return self.telegram_chat_id is not None and not self.telegram_unreachable
 
 
 class Language(models.TextChoices):

@@ -61,3 +61,10 @@ def borrower_get_for_user_by_phone(*, phone: str, user: User) -> Borrower:
     loans = Loan.objects.visible_to(user).order_by("due_date", "id")
     prefetch_related_objects([borrower], Prefetch("loans", queryset=loans, to_attr="visible_loans"))
     return borrower
+
+
+def staff_by_telegram_id(*, telegram_user_id: int | None) -> User | None:
+    """The active staff member linked to this Telegram account, or ``None`` for anyone else."""
+    if telegram_user_id is None:
+        return None
+    return User.objects.filter(telegram_user_id=telegram_user_id, is_active=True, is_staff=True).first()

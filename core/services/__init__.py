@@ -20,6 +20,7 @@ from core.services.loans import (
     repayment_post,
     repayment_reverse,
 )
+from core.services.staff import user_telegram_code_create, user_telegram_link, user_telegram_mark_unreachable
 from core.services.tokens import api_token_authenticate, api_token_create, api_token_revoke
 
 __all__ = [
@@ -44,4 +45,7 @@ __all__ = [
     "repayment_post",
     "repayment_receive",
     "repayment_reverse",
+    "user_telegram_code_create",
+    "user_telegram_link",
+    "user_telegram_mark_unreachable",
 ]

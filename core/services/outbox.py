@@ -219,6 +219,15 @@ def outbox_queue_for_staff(
     return queued
 
 
+def channel_on(channel: str) -> bool:
+    """Whether ``channel`` can deliver: it has a sender in ``settings.OUTBOX_SENDERS``."""
+    return channel in getattr(settings, "OUTBOX_SENDERS", {})
+
+
 def staff_channels(user: User) -> list[tuple[str, str]]:
-    """``(channel, recipient)`` pairs a staff member is reached on: SMS to their phone when set."""
+    """``(channel, recipient)`` pairs a staff member is reached on: their Telegram chat when they linked
+    it, still take messages there and the Telegram channel is on (it has a sender); else SMS to their
+    phone when set."""
+    if channel_on(OutboxMessage.Channel.TELEGRAM) and user.telegram_reachable:
+        return [(OutboxMessage.Channel.TELEGRAM, str(user.telegram_chat_id))]
     return [(OutboxMessage.Channel.SMS, user.phone)] if user.phone else []
