@@ -69,6 +69,8 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "core",
     "payments",
+    # The Daraja emulator's ledger (its views are mounted only when MPESA_EMULATOR_ENABLED).
+    "payments.emulator",
     "ussd",
     "bots",
     "admin_ui",

@@ -193,6 +193,16 @@ class TransactionStatus(models.TextChoices):
     REVERSED = "reversed", "Reversed"
 
 
+class TransactionSource(models.TextChoices):
+    """How a payment reached the books: its confirmation callback, or one of the recovery roads
+    taken when the callback was lost (Daraja does not retry a callback it failed to deliver)."""
+
+    CALLBACK = "callback", "Callback"
+    PULL = "pull", "Pull Transactions"
+    STATEMENT = "statement", "Statement import"
+    STATUS_QUERY = "status_query", "Transaction Status query"
+
+
 class MsisdnKind(models.TextChoices):
     HASHED = "hashed", "Hashed (SHA-256)"
     MASKED = "masked", "Masked"
@@ -206,6 +216,8 @@ class MpesaTransaction(models.Model):
     Status = TransactionStatus
 
     MsisdnKind = MsisdnKind
+
+    Source = TransactionSource
 
     class IdentifiedBy(models.TextChoices):
         BILL_REFERENCE = "bill_reference", "Loan number in account"
@@ -241,6 +253,11 @@ class MpesaTransaction(models.Model):
     source_ip = models.GenericIPAddressField(null=True, blank=True)
     raw_headers = models.JSONField(default=dict, blank=True)
     raw_body = models.TextField(blank=True)
+    # A column with a default: the confirmation's one-statement INSERT (core.db.row_json) writes it
+    # without the hot path knowing it exists.
+    source = models.CharField(
+        max_length=16, choices=TransactionSource.choices, default=TransactionSource.CALLBACK
+    )
 
     # Every index here is paid on each confirmation's insert (the hot path): foreign keys that are
     # never searched by (configuration, payer, reviewer) go without one.
@@ -297,6 +314,7 @@ class MpesaTransaction(models.Model):
             models.CheckConstraint(condition=Q(amount__gt=0), name="mpesa_tx_amount_positive"),
             one_of("status", TransactionStatus, "mpesa_tx_status_known"),
             one_of("msisdn_kind", MsisdnKind, "mpesa_tx_msisdn_kind_known"),
+            one_of("source", TransactionSource, "mpesa_tx_source_known"),
         ]
 
     def __str__(self) -> str:

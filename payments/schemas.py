@@ -9,7 +9,7 @@ import datetime as dt
 from ninja import Field, Schema
 
 from core.schemas import LoanBorrowerOut, Money
-from payments.models import Allocation, MpesaTransaction, TransactionStatus
+from payments.models import Allocation, MpesaTransaction, TransactionSource, TransactionStatus
 
 
 class TransactionFiltersIn(Schema):
@@ -17,6 +17,7 @@ class TransactionFiltersIn(Schema):
     by ``payments.filters.transactions_filter``."""
 
     status: TransactionStatus | None = None
+    source: TransactionSource | None = Field(None, description="how the payment reached the books")
     phone: str | None = Field(None, description="any Kenyan form: 0712345678, +254 712 345 678, 254712345678")
     trans_id: str | None = None
     min_amount: Money | None = None
@@ -30,6 +31,7 @@ class TransactionOut(Schema):
     amount: Money
     trans_time: dt.datetime
     status: TransactionStatus
+    source: TransactionSource
     identified_by: MpesaTransaction.IdentifiedBy | None
     match_strategy: MpesaTransaction.Strategy | None
     bill_reference: str

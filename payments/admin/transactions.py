@@ -81,10 +81,12 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "borrower",
         "status",
         "match_strategy",
+        "source",
         "reviewed",
     )
     list_filter = (
         "status",
+        "source",
         "match_strategy",
         "identified_by",
         ("reviewed_at", admin.EmptyFieldListFilter),
@@ -113,6 +115,7 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "msisdn_kind",
                     "payer_name",
                     "config",
+                    "source",
                 )
             },
         ),

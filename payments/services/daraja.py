@@ -210,12 +210,14 @@ def mpesa_simulate(
     amount: object,
     bill_reference: str,
     msisdn_format: str = "hashed",
+    deliver_callbacks: bool = True,
     client: DarajaClient | None = None,
 ) -> dict[str, Any]:
     """Simulate a customer paying the configuration's short code (sandbox or local emulator only).
 
     ``phone`` is any common form of a Kenyan mobile number; ``amount`` whole shillings; ``msisdn_format``
-    how the emulator writes the MSISDN in its callbacks. Returns Daraja's answer (the emulator adds the
+    how the emulator writes the MSISDN in its callbacks; ``deliver_callbacks=False`` (emulator only)
+    is a payment whose callbacks are lost, for the recovery roads to find. Returns Daraja's answer (the emulator adds the
     ``TransID``). Raises ``InvalidState`` in production, ``InvalidPhoneNumber`` / ``InvalidAmount`` /
     ``InvalidInput`` for bad input, ``DarajaError`` when Daraja refuses or cannot be reached.
     """
@@ -237,6 +239,7 @@ def mpesa_simulate(
             e164.removeprefix("+"),
             bill_reference,
             msisdn_format=msisdn_format,
+            deliver_callbacks=deliver_callbacks,
         )
 
     try:

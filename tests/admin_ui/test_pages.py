@@ -646,6 +646,7 @@ def test_csv_exports_every_filtered_payment_not_just_one_page(admin_client, mpes
         "borrower",
         "msisdn",
         "loan_numbers",
+        "source",
     ]
     assert sorted(row[0] for row in rows[1:]) == [f"QCSVX{n:05d}" for n in range(60)]
 
@@ -678,6 +679,7 @@ def test_csv_rows_mask_phones_and_defuse_formulas(admin_client, make_payment, ow
             # The column shows the number as every staff page does (how is the model's business).
             MpesaTransaction.objects.get(trans_id="QCSV000002").msisdn_display,
             "",
+            "callback",
         ],
         [
             "QCSV000001",
@@ -690,8 +692,21 @@ def test_csv_rows_mask_phones_and_defuse_formulas(admin_client, make_payment, ow
             "Nicholas Kiprono",
             "2547*****000",
             "LOAN-000101",
+            "callback",
         ],
-        ["QCSV000003", "2026-03-09T23:30:00+03:00", "1000.00", "received", "", "", "'-2+3", "", "", ""],
+        [
+            "QCSV000003",
+            "2026-03-09T23:30:00+03:00",
+            "1000.00",
+            "received",
+            "",
+            "",
+            "'-2+3",
+            "",
+            "",
+            "",
+            "callback",
+        ],
     ]
     assert "254722000000" not in json.dumps(rows) and msisdn_hash(OWN_PHONE) not in json.dumps(rows)
 

@@ -3,6 +3,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache
 
 from payments.models import MpesaConfiguration
 from tests.factories import MpesaConfigurationFactory
@@ -43,3 +44,34 @@ def post_callback(client, mpesa_config, django_capture_on_commit_callbacks):
             return client.post(url, data=body, content_type="application/json", **extra)
 
     return post
+
+
+@pytest.fixture
+def emulator_url(live_server, settings) -> str:
+    """The Daraja emulator on pytest-django's live server (use with ``tests.payments.emulator_urls``)."""
+    from tests.payments import emulator_urls
+
+    settings.MPESA_EMULATOR_ENABLED = True
+    settings.MPESA_EMULATOR_URL = f"{live_server.url}/daraja-emulator"
+    cache.clear()
+    emulator_urls.received.clear()
+    yield settings.MPESA_EMULATOR_URL
+    cache.clear()
+    emulator_urls.received.clear()
+
+
+@pytest.fixture
+def emulated_paybill(emulator_url, live_server) -> MpesaConfiguration:
+    """A local configuration whose callbacks reach this project's real views on the live server, its
+    URLs registered with the emulator."""
+    from payments.services.daraja import mpesa_configure, mpesa_register_urls
+
+    config, _ = mpesa_configure(
+        environment="local",
+        consumer_key="local-key",
+        consumer_secret="local-secret",
+        business_short_code="600984",
+        base_url=live_server.url,
+    )
+    mpesa_register_urls(config=config)
+    return config
