@@ -84,6 +84,14 @@ class MpesaConfiguration(models.Model):
     ip_policy = models.CharField(max_length=8, choices=IpPolicy.choices, default=IpPolicy.OFF)
     last_registration_at = models.DateTimeField(null=True, blank=True)
     last_registration_result = models.JSONField(default=dict, blank=True)
+    # The last Pull Transactions sync (payments.services.pull): when, and what Daraja answered. 1001
+    # means "nothing" and "not provisioned" alike, so staff see it here.
+    last_pull_at = models.DateTimeField(null=True, blank=True)
+    last_pull_code = models.CharField(max_length=32, blank=True)
+    last_pull_message = models.TextField(blank=True)
+    # Since when pulls answer 1001 while callbacks arrive (one alert per such episode); cleared by a pull
+    # that returns transactions.
+    pull_silent_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -62,6 +62,9 @@ class MpesaConfigurationAdmin(AdminsOnlyMixin, admin.ModelAdmin):
         "confirmation_url_display",
         "last_registration_at",
         "registration_result",
+        "last_pull_at",
+        "last_pull_code",
+        "last_pull_message",
         "created_at",
         "updated_at",
     )
@@ -105,6 +108,10 @@ class MpesaConfigurationAdmin(AdminsOnlyMixin, admin.ModelAdmin):
             },
         ),
         ("Registration with Daraja", {"fields": ("last_registration_at", "registration_result")}),
+        (
+            "Pull Transactions (recovers payments whose callback was lost; 1001 means nothing or not enabled)",
+            {"fields": ("last_pull_at", "last_pull_code", "last_pull_message")},
+        ),
         ("Record", {"fields": ("created_at", "updated_at")}),
     )
 
