@@ -6,7 +6,7 @@ feeds checks again under lock.
 """
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -196,3 +196,28 @@ class ReviewNoteForm(forms.Form):
 
 class ReverseForm(forms.Form):
     reason = ReasonField(help_text="Why the payment is reversed; kept in the audit trail with your name.")
+
+
+# An org portal export of a year of a busy paybill is a few MB; anything far larger is not a statement.
+STATEMENT_MAX_BYTES = 50 * 1024 * 1024
+
+
+class StatementUploadForm(forms.Form):
+    statement = forms.FileField(help_text="The M-Pesa org portal's statement export, CSV or XLSX")
+    short_code = forms.ChoiceField(label="Paybill", choices=())
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        cast(forms.ChoiceField, self.fields["short_code"]).choices = [
+            (config.business_short_code, str(config))
+            for config in MpesaConfiguration.objects.filter(is_active=True).order_by("-updated_at")
+        ]
+
+    def clean_statement(self):
+        upload = self.cleaned_data["statement"]
+        if upload.size > STATEMENT_MAX_BYTES:
+            raise forms.ValidationError(
+                f"The file is {upload.size // (1024 * 1024)} MB; a statement is at most "
+                f"{STATEMENT_MAX_BYTES // (1024 * 1024)} MB."
+            )
+        return upload

@@ -7,10 +7,11 @@ from typing import cast
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import flatten_fieldsets
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -25,8 +26,14 @@ from core.money import to_money
 from core.phones import mask_phone, try_normalize_phone
 from payments.admin.base import pretty_json
 from payments.filters import transactions_filter
-from payments.forms import AssignToLoanForm, ReprocessForm, ReverseForm, ReviewNoteForm
-from payments.models import Allocation, CallbackRequest, MpesaTransaction, MpesaTransactionQuerySet
+from payments.forms import AssignToLoanForm, ReprocessForm, ReverseForm, ReviewNoteForm, StatementUploadForm
+from payments.models import (
+    Allocation,
+    CallbackRequest,
+    MpesaConfiguration,
+    MpesaTransaction,
+    MpesaTransactionQuerySet,
+)
 from payments.selectors import transaction_audit_events
 from payments.services import (
     TransientProcessingError,
@@ -35,6 +42,7 @@ from payments.services import (
     transaction_reprocess,
     transaction_reverse,
 )
+from payments.services.statements import statement_import_upload
 
 RAW_REQUEST = "Confirmation request as received"
 BULK_ACTION_TEMPLATE = "admin/payments/bulk_action_form.html"
@@ -213,6 +221,42 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return [(name, options) for name, options in self.fieldsets if name != RAW_REQUEST]
 
     # --- Search: the M-Pesa code, a phone number in any form, the account, an exact amount ---------
+
+    # --- Statement import ---------------------------------------------------------------------------
+
+    def get_urls(self):
+        import_view = self.admin_site.admin_view(self.import_statement_view)
+        name = f"{self.opts.app_label}_{self.opts.model_name}_import_statement"
+        return [path("import-statement/", import_view, name=name), *super().get_urls()]
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_import_statement": staff_user(request).is_admin}
+        return super().changelist_view(request, extra_context)
+
+    def import_statement_view(self, request: HttpRequest) -> HttpResponse:
+        """Upload an M-Pesa statement export: the payments it shows that the system lacks are stored
+        (and posted); receipts that disagree are listed, not changed. Admins only: it adds money."""
+        if not staff_user(request).is_admin:
+            raise PermissionDenied
+        form = StatementUploadForm(request.POST or None, request.FILES or None)
+        result = None
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["statement"]
+            config = MpesaConfiguration.get_active_config(form.cleaned_data["short_code"])
+            try:
+                result = statement_import_upload(chunks=upload.chunks(), name=upload.name, config=config)
+            except HavenError as exc:
+                form.add_error("statement", exc.detail)
+            else:
+                messages.success(request, f"{upload.name}: {result.summary()}")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Import an M-Pesa statement",
+            "form": form,
+            "result": result,
+        }
+        return TemplateResponse(request, "admin/payments/statement_import.html", context)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
