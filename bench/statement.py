@@ -39,7 +39,10 @@ def main() -> None:
 
     sys.path.insert(0, str(BASE_DIR))
     import environ
+    import import_loans
     from import_loans import _postgres_drop, _postgres_recreate
+
+    import_loans.BENCH_DATABASE = BENCH_DATABASE  # its helpers create and drop the database it names
 
     if (BASE_DIR / ".env").is_file():
         environ.Env.read_env(BASE_DIR / ".env")

@@ -48,6 +48,15 @@ class MpesaConfigurationForm(forms.ModelForm):
         help_text="Leave empty to keep the stored secret.",
     )
 
+    new_security_credential = forms.CharField(
+        label="New security credential",
+        required=False,
+        strip=True,
+        widget=_secret_input(),
+        help_text="For Transaction Status queries: the initiator's password encrypted with Safaricom's "
+        "certificate (from the Daraja portal). Leave empty to keep the stored one.",
+    )
+
     # Typed without a scheme it is a public address: https (and the explicit scheme silences
     # Django 5's warning about the default changing).
     base_url = forms.URLField(
@@ -68,6 +77,7 @@ class MpesaConfigurationForm(forms.ModelForm):
             "amount_tolerance",
             "allowed_ips",
             "ip_policy",
+            "initiator_name",
         ]
 
     def clean_business_short_code(self) -> str:
@@ -221,3 +231,11 @@ class StatementUploadForm(forms.Form):
                 f"{STATEMENT_MAX_BYTES // (1024 * 1024)} MB."
             )
         return upload
+
+
+class StatusQueryForm(forms.Form):
+    trans_id = forms.CharField(
+        label="M-Pesa code",
+        max_length=32,
+        help_text="The code on the borrower's M-Pesa SMS, e.g. SAB7LQ2X9K. Daraja's answer arrives in a moment.",
+    )

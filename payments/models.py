@@ -82,6 +82,10 @@ class MpesaConfiguration(models.Model):
         blank=True, help_text="Safaricom's callback addresses, one per line or comma"
     )
     ip_policy = models.CharField(max_length=8, choices=IpPolicy.choices, default=IpPolicy.OFF)
+    # Transaction Status queries are made by an API operator of the organisation (the org portal's
+    # "initiator") with its password encrypted by Safaricom's public key (the security credential).
+    initiator_name = models.CharField(max_length=100, blank=True, help_text="for Transaction Status queries")
+    security_credential = EncryptedTextField(blank=True)
     last_registration_at = models.DateTimeField(null=True, blank=True)
     last_registration_result = models.JSONField(default=dict, blank=True)
     # The last Pull Transactions sync (payments.services.pull): when, and what Daraja answered. 1001
@@ -131,6 +135,14 @@ class MpesaConfiguration(models.Model):
         return f"{self.base_url.rstrip('/')}/payments/c2b/{self.callback_token}/{kind}/"
 
     @property
+    def status_result_url(self) -> str:
+        return self.callback_url("status-result")
+
+    @property
+    def status_timeout_url(self) -> str:
+        return self.callback_url("status-timeout")
+
+    @property
     def validation_url(self) -> str:
         return self.callback_url("validation")
 
@@ -147,6 +159,8 @@ class CallbackRequest(models.Model):
     class Kind(models.TextChoices):
         VALIDATION = "validation", "Validation"
         CONFIRMATION = "confirmation", "Confirmation"
+        STATUS_RESULT = "status-result", "Transaction Status result"
+        STATUS_TIMEOUT = "status-timeout", "Transaction Status timeout"
 
     class Outcome(models.TextChoices):
         RECEIVED = "received", "Received"
@@ -388,3 +402,61 @@ class Allocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} to {self.loan or 'credit'}"
+
+
+class StatusQueryState(models.TextChoices):
+    SENT = "sent", "Waiting for Daraja"
+    REFUSED = "refused", "Daraja refused the query"
+    ANSWERED = "answered", "Answered"
+    TIMED_OUT = "timed_out", "Timed out at Daraja"
+
+
+class StatusQueryOutcome(models.TextChoices):
+    CREATED = "created", "Payment was missing: recorded"
+    CONFIRMED = "confirmed", "Payment confirmed (already recorded)"
+    NOT_A_PAYMENT = "not_a_payment", "Not a completed payment to this paybill"
+    NOT_FOUND = "not_found", "Daraja does not know it"
+
+
+class StatusQuery(models.Model):
+    """A Transaction Status query staff made for an M-Pesa receipt (a borrower says they paid), and
+    Daraja's answer, which arrives later at the configuration's result URL."""
+
+    State = StatusQueryState
+    Outcome = StatusQueryOutcome
+
+    config = models.ForeignKey(MpesaConfiguration, on_delete=models.PROTECT, related_name="status_queries")
+    trans_id = models.CharField(max_length=32, db_index=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.SENT)
+    conversation_id = models.CharField(max_length=64, blank=True, db_index=True)
+    originator_conversation_id = models.CharField(max_length=64, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    result_code = models.CharField(max_length=32, blank=True)
+    result_description = models.TextField(blank=True)
+    # Daraja's answer: the result parameters by name (ReceiptNo, TransactionStatus, Amount, ...).
+    answer = models.JSONField(default=dict, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        verbose_name = "Transaction Status query"
+        verbose_name_plural = "Transaction Status queries"
+        constraints = [
+            one_of("state", StatusQueryState, "status_query_state_known"),
+            models.CheckConstraint(
+                condition=Q(outcome="") | Q(outcome__in=StatusQueryOutcome.values),
+                name="status_query_outcome_known",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"status of {self.trans_id} ({self.state})"
+
+    @property
+    def transaction(self) -> "MpesaTransaction | None":
+        return MpesaTransaction.objects.filter(trans_id=self.trans_id).first()

@@ -9,7 +9,15 @@ import datetime as dt
 from ninja import Field, Schema
 
 from core.schemas import LoanBorrowerOut, Money
-from payments.models import Allocation, MpesaTransaction, TransactionSource, TransactionStatus
+from payments.models import (
+    Allocation,
+    MpesaTransaction,
+    StatusQuery,
+    StatusQueryOutcome,
+    StatusQueryState,
+    TransactionSource,
+    TransactionStatus,
+)
 
 
 class TransactionFiltersIn(Schema):
@@ -146,3 +154,23 @@ class StatsOut(Schema):
     daily: list[DayOut] = Field(
         description="the last 30 Nairobi days, oldest first, days without payments included"
     )
+
+
+class StatusQueryIn(Schema):
+    trans_id: str = Field(min_length=1, max_length=32, description="the M-Pesa code the borrower paid with")
+
+
+class StatusQueryOut(Schema):
+    id: int
+    trans_id: str
+    state: StatusQueryState
+    requested_at: dt.datetime
+    answered_at: dt.datetime | None
+    outcome: StatusQueryOutcome | None = Field(description="null until Daraja answers")
+    result_code: str
+    result_description: str
+    answer: dict = Field(description="Daraja's result parameters by name, as it sent them")
+
+    @staticmethod
+    def resolve_outcome(obj: StatusQuery) -> str | None:
+        return obj.outcome or None

@@ -43,8 +43,11 @@ from payments.services import (
     transaction_reverse,
 )
 from payments.services.statements import statement_import_upload
+from payments.services.status import status_query_request
 
 RAW_REQUEST = "Confirmation request as received"
+# Each status question is one Daraja call made while the admin waits.
+STATUS_QUERY_LIMIT = 20
 BULK_ACTION_TEMPLATE = "admin/payments/bulk_action_form.html"
 BULK_REPROCESS_LIMIT = 200
 
@@ -104,7 +107,7 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("trans_id", "bill_reference", "borrower__full_name")
     list_select_related = ("borrower",)
     inlines = [AllocationInline]
-    actions = ["reprocess", "assign_to_loan", "mark_reviewed", "reverse_payment"]
+    actions = ["reprocess", "assign_to_loan", "mark_reviewed", "reverse_payment", "ask_daraja_status"]
     fieldsets = (
         (
             "Payment (as M-Pesa sent it)",
@@ -295,6 +298,24 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             ("Status", tx.get_status_display()),
             ("Borrower", tx.borrower or "—"),
         ]
+
+    @admin.action(description="Ask Daraja for the status (Transaction Status)", permissions=["process"])
+    def ask_daraja_status(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Confirm selected payments with Daraja; the answers appear under Transaction Status queries."""
+        selected = list(queryset.values_list("trans_id", flat=True)[: STATUS_QUERY_LIMIT + 1])
+        if len(selected) > STATUS_QUERY_LIMIT:
+            self.message_user(
+                request, f"Select at most {STATUS_QUERY_LIMIT} payments to ask about.", messages.ERROR
+            )
+            return
+        user = staff_user(request)
+        for trans_id in selected:
+            try:
+                status_query_request(trans_id=trans_id, user=user)
+            except HavenError as exc:
+                self.message_user(request, f"{trans_id}: {exc.detail}", messages.ERROR)
+                return
+        self.message_user(request, f"Asked Daraja about {len(selected)} payment(s).", messages.SUCCESS)
 
     @admin.action(description="Reprocess", permissions=["process"])
     def reprocess(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:

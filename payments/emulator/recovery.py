@@ -172,6 +172,24 @@ def _status_result(body: dict[str, Any], originator_id: str, conversation_id: st
     return {"Result": result}
 
 
+# Results on their way, in this process (tests wait for them, or cancel them, before they end).
+_deliveries: list[threading.Timer] = []
+
+
+def results_delivered(timeout: float = 15.0) -> None:
+    """Wait until every Transaction Status result this process has scheduled has been delivered."""
+    while _deliveries:
+        _deliveries.pop().join(timeout)
+
+
+def results_cancel() -> None:
+    """Drop the results not yet sent (and wait for any being sent)."""
+    while _deliveries:
+        delivery = _deliveries.pop()
+        delivery.cancel()
+        delivery.join()
+
+
 def _deliver_result(url: str, result: dict[str, Any]) -> None:
     try:
         response = httpx.post(
@@ -218,7 +236,10 @@ def transaction_status(request: HttpRequest) -> HttpResponse:
     conversation_id = f"AG_{timezone.now():%Y%m%d}_{secrets.token_hex(10)}"
     result = _status_result(body, originator_id, conversation_id)
     # After the answer, as Daraja does: the caller records its query before the result arrives.
-    threading.Timer(STATUS_RESULT_DELAY, _deliver_result, args=(body["ResultURL"], result)).start()
+    delivery = threading.Timer(STATUS_RESULT_DELAY, _deliver_result, args=(body["ResultURL"], result))
+    delivery.daemon = True
+    _deliveries.append(delivery)
+    delivery.start()
     return JsonResponse(
         {
             "OriginatorConversationID": originator_id,

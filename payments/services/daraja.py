@@ -267,6 +267,7 @@ def mpesa_configuration_save(
     actor: Actor,
     consumer_key: str = "",
     consumer_secret: str = "",
+    security_credential: str = "",
 ) -> MpesaConfiguration:
     """Save a configuration edited by staff. A credential given replaces the stored one; an empty one
     keeps it. The audit event names the fields that changed, never the credentials themselves."""
@@ -275,6 +276,8 @@ def mpesa_configuration_save(
         config.consumer_key = consumer_key
     if consumer_secret:
         config.consumer_secret = consumer_secret
+    if security_credential:
+        config.security_credential = security_credential
     with transaction.atomic():
         config.save()
         audit_record(
@@ -285,7 +288,11 @@ def mpesa_configuration_save(
                 "changed": sorted(set(changed_fields)),
                 "credentials_changed": [
                     name
-                    for name, value in (("consumer_key", consumer_key), ("consumer_secret", consumer_secret))
+                    for name, value in (
+                        ("consumer_key", consumer_key),
+                        ("consumer_secret", consumer_secret),
+                        ("security_credential", security_credential),
+                    )
                     if value
                 ],
             },
