@@ -5,6 +5,7 @@ exist); payments that identify no borrower are for admins. Reversing a payment i
 """
 
 from django.http import HttpRequest
+from django.utils import timezone
 from ninja import Query, Router, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
@@ -17,6 +18,8 @@ from payments.filters import transaction_get, transactions_filter, transactions_
 from payments.models import MpesaTransaction, StatusQuery
 from payments.schemas import (
     AssignIn,
+    ReconciliationIn,
+    ReconciliationOut,
     ReprocessIn,
     ReverseIn,
     ReviewIn,
@@ -27,6 +30,7 @@ from payments.schemas import (
     TransactionFiltersIn,
     TransactionOut,
 )
+from payments.selectors import reconciliation_report
 from payments.services import (
     transaction_assign,
     transaction_mark_reviewed,
@@ -141,3 +145,11 @@ def stats(request: HttpRequest) -> dict:
     """Payments today, over the last 7 and 30 Nairobi days, the backlog, and 30 days day by day,
     over the payments the caller may see."""
     return payment_stats(queryset=MpesaTransaction.objects.visible_to(api_user(request)))
+
+
+@router.get("/reconciliation", response={200: ReconciliationOut, **ERRORS})
+def reconciliation(request: HttpRequest, filters: Query[ReconciliationIn]) -> dict:
+    """One Nairobi day: the payments the caller may see by source and by status, the balance gaps
+    (money the paybill received that the system never saw) and the last Pull Transactions."""
+    user = api_user(request)
+    return reconciliation_report(day=filters.date or timezone.localdate(), user=user)

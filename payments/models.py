@@ -460,3 +460,27 @@ class StatusQuery(models.Model):
     @property
     def transaction(self) -> "MpesaTransaction | None":
         return MpesaTransaction.objects.filter(trans_id=self.trans_id).first()
+
+
+class BalanceGap(models.Model):
+    """Money that reached the paybill between two payments the system has, seen in their
+    ``OrgAccountBalance``: the later balance exceeds the earlier one plus the later payment."""
+
+    config = models.ForeignKey(MpesaConfiguration, on_delete=models.PROTECT, related_name="balance_gaps")
+    from_transaction = models.ForeignKey(MpesaTransaction, on_delete=models.PROTECT, related_name="+")
+    to_transaction = models.ForeignKey(MpesaTransaction, on_delete=models.PROTECT, related_name="+")
+    gap = MoneyField()
+    found_at = models.DateTimeField(auto_now_add=True)
+    # Set when a payment recovered later sits between the two: the gap is explained (or smaller,
+    # and found again as its own pair).
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-found_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["from_transaction", "to_transaction"], name="balance_gap_once"),
+            models.CheckConstraint(condition=Q(gap__gt=0), name="balance_gap_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"KES {self.gap} unseen between {self.from_transaction_id} and {self.to_transaction_id}"

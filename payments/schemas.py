@@ -174,3 +174,43 @@ class StatusQueryOut(Schema):
     @staticmethod
     def resolve_outcome(obj: StatusQuery) -> str | None:
         return obj.outcome or None
+
+
+class ReconciliationIn(Schema):
+    date: dt.date | None = Field(None, description="a Nairobi day, YYYY-MM-DD (default: today)")
+
+
+class BySourceOut(Schema):
+    callback: CountAmountOut
+    pull: CountAmountOut
+    statement: CountAmountOut
+    status_query: CountAmountOut
+
+
+class ByStatusOut(Schema):
+    received: CountAmountOut
+    processed: CountAmountOut
+    unmatched: CountAmountOut
+    failed: CountAmountOut
+    reversed: CountAmountOut
+
+
+class DriftOut(Schema):
+    from_trans_id: str
+    to_trans_id: str
+    gap: Money = Field(description="money the paybill received between the two that the system never saw")
+
+
+class LastPullOut(Schema):
+    short_code: str | None
+    at: dt.datetime | None
+    code: str | None = Field(description="Daraja's answer: 1000 transactions, 1001 none or not provisioned")
+    message: str | None
+
+
+class ReconciliationOut(Schema):
+    date: dt.date
+    by_source: BySourceOut = Field(description="the day's payments by how they reached the books")
+    by_status: ByStatusOut
+    drift: list[DriftOut] = Field(description="open balance gaps whose later payment is on this day")
+    last_pull: LastPullOut

@@ -138,6 +138,7 @@ class _Line:
     trans_id: str
     completed_at: datetime.datetime
     paid_in: Decimal
+    balance: Decimal | None
     other_party: str
     account: str
     evidence: dict[str, str]
@@ -241,6 +242,14 @@ def _money(value: object) -> Decimal | None:
     return (-amount if negative else amount).quantize(Decimal("0.01"))
 
 
+def _balance(value: object) -> Decimal | None:
+    # Informational (balance gaps): an unreadable balance never costs a payment.
+    try:
+        return _money(value)
+    except ValueError:
+        return None
+
+
 class _Times:
     """Statement times in any of ``TIME_FORMATS``; the format that worked last is tried first (one
     file uses one format, and 100,000 rows each trying a dozen formats is most of an import)."""
@@ -304,6 +313,7 @@ def _line(
         trans_id=trans_id,
         completed_at=times.parse(cell("completed_at")),
         paid_in=paid_in,
+        balance=_balance(cell("balance")),
         other_party=_text(cell("other_party")),
         account=account,
         evidence={name: _text(cell(name)) for name in columns},
@@ -345,6 +355,9 @@ def _store(lines: list[_Line], config: MpesaConfiguration, result: StatementResu
                     bill_reference=line.account,
                     msisdn=msisdn,
                     names=names,
+                    # The statement's running balance is the paybill's balance after the payment,
+                    # as OrgAccountBalance is: balance gaps read both.
+                    org_account_balance=line.balance,
                 )
                 created = transaction_record_recovered(
                     config=config,
