@@ -13,14 +13,15 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import QueryDict
 
-from core.exceptions import InvalidPhoneNumber
+from core.exceptions import HavenError, InvalidPhoneNumber
 from core.forms import MoneyFormField, ReasonField
-from core.models import Loan
+from core.models import Loan, User
 from core.money import format_kes
 from core.phones import normalize_phone
 from payments.clients.daraja import MSISDN_FORMATS, callback_url_problem
 from payments.codes import is_short_code
-from payments.models import MpesaConfiguration
+from payments.models import MpesaConfiguration, StatusQuery
+from payments.services.status import status_query_request
 
 
 def _secret_input() -> forms.PasswordInput:
@@ -234,8 +235,21 @@ class StatementUploadForm(forms.Form):
 
 
 class StatusQueryForm(forms.Form):
+    """The M-Pesa code staff ask Daraja about (admin and staff page alike)."""
+
     trans_id = forms.CharField(
         label="M-Pesa code",
         max_length=32,
         help_text="The code on the borrower's M-Pesa SMS, e.g. SAB7LQ2X9K. Daraja's answer arrives in a moment.",
     )
+
+    def ask(self, user: User) -> StatusQuery | None:
+        """Ask Daraja about the code typed (``status_query_request``); returns the query, or ``None``
+        with the refusal as the field's error."""
+        if not self.is_valid():
+            return None
+        try:
+            return status_query_request(trans_id=self.cleaned_data["trans_id"], user=user)
+        except HavenError as exc:
+            self.add_error("trans_id", exc.detail)
+            return None

@@ -7,11 +7,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from core.exceptions import HavenError
 from core.http import staff_user
 from payments.forms import StatusQueryForm
 from payments.models import StatusQuery
-from payments.services.status import status_query_request
 
 RECENT = 30
 
@@ -20,15 +18,10 @@ RECENT = 30
 @require_http_methods(["GET", "POST"])
 def status_query(request: HttpRequest) -> HttpResponse:
     form = StatusQueryForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            query = status_query_request(trans_id=form.cleaned_data["trans_id"], user=staff_user(request))
-        except HavenError as exc:
-            form.add_error("trans_id", exc.detail)
-        else:
-            messages.success(
-                request, f"Asked Daraja about {query.trans_id}; its answer shows below when it arrives."
-            )
-            return redirect("admin_ui:status-query")
+    if request.method == "POST" and (query := form.ask(staff_user(request))) is not None:
+        messages.success(
+            request, f"Asked Daraja about {query.trans_id}; its answer shows below when it arrives."
+        )
+        return redirect("admin_ui:status-query")
     queries = StatusQuery.objects.select_related("requested_by")[:RECENT]
     return render(request, "admin_ui/status_query.html", {"form": form, "queries": queries})

@@ -7,12 +7,10 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from core.exceptions import HavenError
 from core.http import staff_user
 from payments.admin.base import pretty_json
 from payments.forms import StatusQueryForm
 from payments.models import StatusQuery
-from payments.services.status import status_query_request
 
 
 @admin.register(StatusQuery)
@@ -65,16 +63,11 @@ class StatusQueryAdmin(admin.ModelAdmin):
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None) -> HttpResponse:
         form = StatusQueryForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                query = status_query_request(trans_id=form.cleaned_data["trans_id"], user=staff_user(request))
-            except HavenError as exc:
-                form.add_error("trans_id", exc.detail)
-            else:
-                messages.success(
-                    request, f"Asked Daraja about {query.trans_id}; the answer shows here when it arrives."
-                )
-                return HttpResponseRedirect(reverse("admin:payments_statusquery_changelist"))
+        if request.method == "POST" and (query := form.ask(staff_user(request))) is not None:
+            messages.success(
+                request, f"Asked Daraja about {query.trans_id}; the answer shows here when it arrives."
+            )
+            return HttpResponseRedirect(reverse("admin:payments_statusquery_changelist"))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
