@@ -6,7 +6,7 @@ import pytest
 from django.core.cache import cache
 
 from payments.models import MpesaConfiguration
-from tests.factories import MpesaConfigurationFactory
+from tests.factories import BorrowerFactory, LoanFactory, MpesaConfigurationFactory
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "daraja"
 
@@ -75,3 +75,15 @@ def emulated_paybill(emulator_url, live_server) -> MpesaConfiguration:
     )
     mpesa_register_urls(config=config)
     return config
+
+
+@pytest.fixture
+def loan(db):
+    """LOAN-000123 (KES 5,000) of a borrower whose phone pays in the recovery tests (0722000000)."""
+    borrower = BorrowerFactory(phones=["+254722000000"], full_name="Nicholas Kiprono")
+    return LoanFactory(
+        loan_number="LOAN-000123",
+        borrower=borrower,
+        principal_disbursed=Decimal("5000"),
+        principal=Decimal("5000"),
+    )

@@ -16,17 +16,9 @@ from payments.models import CallbackRequest, MpesaTransaction
 from payments.services.daraja import mpesa_simulate
 from payments.services.pull import mpesa_pull_transactions
 from payments.tasks import pull_transactions_task
-from tests.factories import AdminFactory, BorrowerFactory, LoanFactory
+from tests.factories import AdminFactory
 
 pytestmark = pytest.mark.urls("tests.payments.emulator_urls")
-
-
-@pytest.fixture
-def loan(transactional_db):
-    borrower = BorrowerFactory(phones=["+254722000000"], full_name="Nicholas Kiprono")
-    return LoanFactory(
-        loan_number="LOAN-000123", borrower=borrower, principal_disbursed=D("5000"), principal=D("5000")
-    )
 
 
 def pay(config, amount: int = 500, *, lost: bool = True, reference: str = "LOAN-000123") -> str:

@@ -11,16 +11,7 @@ from payments.models import CallbackRequest, MpesaTransaction
 from payments.parsing import parse_c2b_body
 from payments.services.daraja import mpesa_simulate
 from payments.services.recovery import transaction_record_recovered
-from tests.factories import BorrowerFactory, LoanFactory
 from tests.payments.conftest import daraja_payload
-
-
-@pytest.fixture
-def loan(db):
-    borrower = BorrowerFactory(phones=["+254722000000"], full_name="Nicholas Kiprono")
-    return LoanFactory(
-        loan_number="LOAN-000123", borrower=borrower, principal_disbursed=D("5000"), principal=D("5000")
-    )
 
 
 def _recover(config, payload: dict, source: str = "pull") -> bool:

@@ -12,21 +12,12 @@ from django.core.management import CommandError, call_command, execute_from_comm
 from core.dates import NAIROBI
 from payments.models import CallbackRequest, MpesaTransaction
 from payments.services.statements import NotAStatement, statement_import
-from tests.factories import BorrowerFactory, LoanFactory
 from tests.payments.conftest import daraja_payload
 
 pytestmark = pytest.mark.django_db
 
 STATEMENTS = Path(__file__).resolve().parent.parent / "fixtures" / "statements"
 UTILITY = STATEMENTS / "org_portal_utility.csv"
-
-
-@pytest.fixture
-def loan(db):
-    borrower = BorrowerFactory(phones=["+254722000000"], full_name="Nicholas Kiprono")
-    return LoanFactory(
-        loan_number="LOAN-000123", borrower=borrower, principal_disbursed=D("5000"), principal=D("5000")
-    )
 
 
 @pytest.fixture

@@ -13,17 +13,9 @@ from payments.emulator.models import EmulatedPayment
 from payments.models import CallbackRequest, MpesaTransaction, StatusQuery
 from payments.services.daraja import mpesa_simulate
 from payments.services.status import status_query_request
-from tests.factories import BorrowerFactory, LoanFactory, MpesaConfigurationFactory
+from tests.factories import MpesaConfigurationFactory
 
 pytestmark = pytest.mark.urls("tests.payments.emulator_urls")
-
-
-@pytest.fixture
-def loan(transactional_db):
-    borrower = BorrowerFactory(phones=["+254722000000"], full_name="Nicholas Kiprono")
-    return LoanFactory(
-        loan_number="LOAN-000123", borrower=borrower, principal_disbursed=D("5000"), principal=D("5000")
-    )
 
 
 def pay(config, amount: int = 500, *, lost: bool = True) -> str:
