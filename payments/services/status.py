@@ -9,6 +9,7 @@ inbound Daraja request.
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -188,7 +189,9 @@ def _settle(query: StatusQuery, config: MpesaConfiguration, result: dict[str, An
     query.save()
 
 
-def status_result_receive(config: MpesaConfiguration, body: bytes, store) -> tuple[int, dict]:
+def status_result_receive(
+    config: MpesaConfiguration, body: bytes, store: Callable[..., CallbackRequest]
+) -> tuple[int, dict]:
     """Handle a Transaction Status result (``store(outcome=..., result_code=..., error=...)`` keeps
     the raw request). Returns the HTTP status and body to answer Daraja with."""
     raw = body.decode("utf-8", errors="backslashreplace")
@@ -223,7 +226,9 @@ def status_result_receive(config: MpesaConfiguration, body: bytes, store) -> tup
     return 200, dict(RESULT_ACK)
 
 
-def status_timeout_receive(config: MpesaConfiguration, body: bytes, store) -> tuple[int, dict]:
+def status_timeout_receive(
+    config: MpesaConfiguration, body: bytes, store: Callable[..., CallbackRequest]
+) -> tuple[int, dict]:
     """Daraja gave up on a query (its queue timed out): the query is marked so, the request kept."""
     try:
         document = json.loads(body)

@@ -201,3 +201,17 @@ def test_staff_page_shows_the_day_with_links(admin_client, a_day):
     assert "300.00" in html and "Pull Transactions" in html
     assert "QRECNEXT01" not in html
     assert "1000 Success" in html
+
+
+@pytest.mark.django_db
+def test_reconciliation_asked_twice_answers_the_same(api, a_day):
+    first = api.get("/api/v1/reconciliation", {"date": "2026-11-20"})
+    second = api.get("/api/v1/reconciliation", {"date": "2026-11-20"})
+    assert first.json() == second.json()
+    assert BalanceGap.objects.count() == 1  # reading records nothing
+
+
+@pytest.mark.django_db
+def test_reconciliation_with_an_oversized_date_is_422(api, a_day):
+    response = api.get("/api/v1/reconciliation", {"date": "2026-11-20" * 1000})
+    assert response.status_code == 422

@@ -265,3 +265,22 @@ def test_officers_cannot_import_statements(client, officer, mpesa_config):
 
     assert response.status_code == 403
     assert not MpesaTransaction.objects.exists()
+
+
+def test_admin_upload_refuses_an_oversized_file(admin_client, mpesa_config, monkeypatch):
+    from django.urls import reverse
+
+    from payments import forms
+
+    monkeypatch.setattr(forms, "STATEMENT_MAX_BYTES", 1024 * 1024)
+    big = STATEMENTS / "org_portal_utility.csv"
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("huge.csv", big.read_bytes() * 800, content_type="text/csv")
+    response = admin_client.post(
+        reverse("admin:payments_mpesatransaction_import_statement"),
+        {"statement": upload, "short_code": "600984"},
+    )
+
+    assert "a statement is at most 1 MB" in response.content.decode()
+    assert not MpesaTransaction.objects.exists()

@@ -336,3 +336,56 @@ def test_staff_page_asks_and_shows_the_answer(officer, emulated_paybill, loan):
     assert reverse("admin_ui:transaction-detail", kwargs={"trans_id": trans_id}) in page
     refused = client.post(reverse("admin_ui:status-query"), {"trans_id": "hello"})
     assert "is not an M-Pesa receipt number" in refused.content.decode()
+
+
+# --- The emulator's Transaction Status, as Daraja answers it -----------------------------------------
+
+
+def _status_body(live_server, **overrides) -> dict:
+    return {
+        "Initiator": "apiop",
+        "SecurityCredential": "c3VwZXJzZWNyZXQ=",
+        "CommandID": "TransactionStatusQuery",
+        "TransactionID": "SAB7LQ2X9K",
+        "PartyA": "600984",
+        "IdentifierType": "4",
+        "ResultURL": f"{live_server.url}/stub-callbacks/accept/result/",
+        "QueueTimeOutURL": f"{live_server.url}/stub-callbacks/accept/timeout/",
+        "Remarks": "check",
+        "Occasion": "",
+        **overrides,
+    }
+
+
+def _bearer(emulator_url: str) -> dict[str, str]:
+    token = httpx.get(
+        f"{emulator_url}/oauth/v1/generate", params={"grant_type": "client_credentials"}, auth=("k", "s")
+    ).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_emulator_status_needs_a_token(emulator_url, live_server):
+    response = httpx.post(f"{emulator_url}/mpesa/transactionstatus/v1/query", json=_status_body(live_server))
+    assert response.status_code == 404
+    assert response.json()["errorCode"] == "404.001.04"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("CommandID", "AccountBalance", "Invalid CommandID"),
+        ("TransactionID", "12", "Invalid TransactionID"),
+        ("PartyA", "x", "Invalid PartyA"),
+        ("SecurityCredential", "", "Invalid Initiator or SecurityCredential"),
+        ("ResultURL", "https://pay.example/mpesa/result", "Invalid ResultURL"),
+    ],
+)
+def test_emulator_status_refuses_bad_queries(emulator_url, live_server, field, value, message):
+    response = httpx.post(
+        f"{emulator_url}/mpesa/transactionstatus/v1/query",
+        json=_status_body(live_server, **{field: value}),
+        headers=_bearer(emulator_url),
+    )
+    assert response.status_code == 400
+    assert message in response.json()["errorMessage"]
+    assert recovery._deliveries == []
