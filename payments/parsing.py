@@ -170,6 +170,16 @@ def recovered_payload(
         raise MalformedCallback(f"{trans_id!r} is not an M-Pesa receipt number")
     if trans_time.tzinfo is None:
         raise MalformedCallback("the payment time has no time zone")
+    try:
+        # The column's bounds, checked here: a statement import stores a batch in one transaction,
+        # which a value the database refuses would abort.
+        amount = to_money(amount)
+    except InvalidAmount as exc:
+        raise MalformedCallback(exc.detail) from None
+    try:
+        balance = to_money(org_account_balance) if org_account_balance is not None else None
+    except InvalidAmount:
+        balance = None  # informational only; never a reason to lose a payment
     if amount <= 0:
         raise MalformedCallback(f"amount {amount} must be more than zero")
     msisdn = (msisdn or "").strip()[:80]
@@ -184,7 +194,7 @@ def recovered_payload(
         business_short_code=business_short_code,
         bill_reference=(bill_reference or "").strip()[:BILL_REFERENCE_MAX],
         invoice_number="",
-        org_account_balance=org_account_balance,
+        org_account_balance=balance,
         third_party_trans_id="",
         msisdn=msisdn,
         msisdn_kind=kind,

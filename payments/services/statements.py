@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from django.db import DataError, transaction
+from django.db import transaction
 
 from core.dates import NAIROBI
 from core.exceptions import InvalidInput
@@ -226,7 +226,7 @@ def _money(value: object) -> Decimal | None:
         return None
     if isinstance(value, int | float):
         # XLSX numbers are floats: their shortest repr is the amount as typed.
-        return Decimal(repr(value)).quantize(Decimal("0.01"))
+        return Decimal(repr(value))
     text = (
         str(value).strip().replace(",", "").replace(" ", "").upper().removeprefix("KES").removeprefix("KSH")
     )
@@ -239,7 +239,8 @@ def _money(value: object) -> Decimal | None:
         raise ValueError(f"{value!r} is not an amount") from None
     if not amount.is_finite():
         raise ValueError(f"{value!r} is not an amount")
-    return (-amount if negative else amount).quantize(Decimal("0.01"))
+    # Not rounded: an amount with more than two decimals is an error (recovered_payload says so).
+    return -amount if negative else amount
 
 
 def _balance(value: object) -> Decimal | None:
@@ -365,7 +366,7 @@ def _store(lines: list[_Line], config: MpesaConfiguration, result: StatementResu
                     source=MpesaTransaction.Source.STATEMENT,
                     evidence={"line": line.number, **line.evidence},
                 )
-            except (MalformedCallback, DataError) as exc:
+            except MalformedCallback as exc:
                 result.errors += 1
                 result.problems.append(f"line {line.number}: {exc}")
                 continue

@@ -175,12 +175,14 @@ def _settle(query: StatusQuery, config: MpesaConfiguration, result: dict[str, An
                 msisdn=msisdn,
                 names=names,
             )
-            created = transaction_record_recovered(
-                config=config,
-                payload=payload,
-                source=MpesaTransaction.Source.STATUS_QUERY,
-                evidence=json.loads(raw, parse_float=Decimal),
-            )
+            # Its own savepoint: a value the database refuses must not take the stored answer with it.
+            with transaction.atomic():
+                created = transaction_record_recovered(
+                    config=config,
+                    payload=payload,
+                    source=MpesaTransaction.Source.STATUS_QUERY,
+                    evidence=json.loads(raw, parse_float=Decimal),
+                )
         except (MalformedCallback, InvalidAmount, DataError) as exc:
             query.outcome = StatusQuery.Outcome.NOT_A_PAYMENT
             query.error = f"the answer describes no payment this system can record: {exc}"[:1000]

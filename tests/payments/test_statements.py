@@ -284,3 +284,26 @@ def test_admin_upload_refuses_an_oversized_file(admin_client, mpesa_config, monk
 
     assert "a statement is at most 1 MB" in response.content.decode()
     assert not MpesaTransaction.objects.exists()
+
+
+def test_an_amount_too_large_for_the_books_is_an_error_and_the_rest_are_stored(run, tmp_path, loan):
+    statement = tmp_path / "statement.csv"
+    statement.write_text(
+        "Receipt No.,Completion Time,Details,Transaction Status,Paid In,Withdrawn,Balance,Other Party Info,A/C No.\n"
+        "SAB7LQ2X9K,2024-03-05 08:30:12,Pay Bill,Completed,1500.00,,99999999999999999.00,254722000000 - A B,X\n"
+        "SAB7LQ2X9L,2024-03-05 08:31:12,Pay Bill,Completed,1234567890123.00,,,254722000000 - A B,X\n"
+        "SAB7LQ2X9M,2024-03-05 08:32:12,Pay Bill,Completed,10.505,,,254722000000 - A B,X\n"
+    )
+
+    result = run(statement)
+
+    assert counts(result) == (3, 0, 1, 0, 0, 2)
+    assert result.problems == [
+        "line 3: amount Decimal('1234567890123.00') is too large",
+        "line 4: amount Decimal('10.505') has more than two decimal places",
+    ]
+    tx = MpesaTransaction.objects.get()
+    assert (tx.trans_id, tx.org_account_balance) == (
+        "SAB7LQ2X9K",
+        None,
+    )  # an unreadable balance costs nothing
