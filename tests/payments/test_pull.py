@@ -220,3 +220,49 @@ def test_the_last_pull_is_shown_on_both_configuration_pages(emulated_paybill, cl
     admin_page = client.get(reverse("admin:payments_mpesaconfiguration_change", args=[emulated_paybill.pk]))
     assert admin_page.status_code == 200
     assert "No transactions found" in admin_page.content.decode()
+
+
+LEDGER_FROM_ANOTHER_PROCESS = """
+import django
+django.setup()
+from django.utils import timezone
+from core.dates import NAIROBI
+from payments.emulator.ledger import ledger_record
+ledger_record(
+    {
+        "TransactionType": "Pay Bill", "TransID": "SKPROCESS1", "TransAmount": "650.00",
+        "TransTime": timezone.now().astimezone(NAIROBI).strftime("%Y%m%d%H%M%S"),
+        "BusinessShortCode": "600984", "BillRefNumber": "LOAN-000123", "InvoiceNumber": "",
+        "OrgAccountBalance": "", "ThirdPartyTransID": "", "MSISDN": "254722000000",
+        "FirstName": "JOHN", "MiddleName": "", "LastName": "DOE",
+    },
+    msisdn="254722000000",
+    callbacks_delivered=False,
+)
+"""
+
+
+@pytest.mark.postgres("another process writes the emulator's ledger into the test database")
+def test_the_emulators_ledger_is_shared_between_processes(emulated_paybill, loan):
+    import os
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_READ_ENV_FILE": "false",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
+    }
+    subprocess.run([sys.executable, "-c", LEDGER_FROM_ANOTHER_PROCESS], env=env, check=True, timeout=120)
+
+    result = mpesa_pull_transactions(config=emulated_paybill)  # answered by the live server's thread
+
+    assert (result.fetched, result.created) == (1, 1)
+    assert MpesaTransaction.objects.get().trans_id == "SKPROCESS1"
+    loan.refresh_from_db()
+    assert loan.outstanding == D("4350.00")
