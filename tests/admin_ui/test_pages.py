@@ -89,6 +89,8 @@ PAGES = [
     ("admin_ui:transaction-detail", {"trans_id": "QOWN000001"}),
     ("admin_ui:configuration", {}),
     ("admin_ui:test-payment", {}),
+    ("admin_ui:reconciliation", {}),
+    ("admin_ui:status-query", {}),
 ]
 POSTS = [
     ("admin_ui:transaction-reprocess", {"trans_id": "QNONE00001"}, {"reprocess-confirm": "on"}),
@@ -97,6 +99,7 @@ POSTS = [
     ("admin_ui:transaction-reverse", {"trans_id": "QNONE00001"}, {"reverse-reason": "x"}),
     ("admin_ui:configuration-register", {}, {}),
     ("admin_ui:test-payment", {}, {"phone": OWN_PHONE, "amount": "10"}),
+    ("admin_ui:status-query", {}, {"trans_id": "SAB7LQ2X9K"}),
 ]
 
 

@@ -389,3 +389,12 @@ def test_emulator_status_refuses_bad_queries(emulator_url, live_server, field, v
     assert response.status_code == 400
     assert message in response.json()["errorMessage"]
     assert recovery._deliveries == []
+
+
+def test_anonymous_status_questions_ask_nothing(client, emulated_paybill):
+    from django.urls import reverse
+
+    response = client.post(reverse("admin_ui:status-query"), {"trans_id": "SAB7LQ2X9K"})
+
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    assert not StatusQuery.objects.exists()
