@@ -78,11 +78,14 @@ def mpesa_configure(
     base_url: str,
     api_version: str = "v2",
     response_type: str = "Completed",
+    initiator_name: str = "",
+    security_credential: str = "",
     actor: Actor | None = None,
 ) -> tuple[MpesaConfiguration, bool]:
     """Create or update (found by short code) an active M-Pesa configuration; returns ``(config, created)``.
 
-    The consumer key and secret are stored encrypted. The callback token is kept (so registered URLs stay
+    The consumer key and secret (and the Transaction Status security credential, when given; an
+    empty initiator or credential keeps the stored one) are stored encrypted. The callback token is kept (so registered URLs stay
     valid) unless it contains a word Daraja refuses. Writes an audit event without the credentials.
     Raises ``InvalidInput`` for an unknown environment, version or response type, a malformed short code,
     missing credentials, or a base URL Daraja would refuse for callbacks.
@@ -111,6 +114,8 @@ def mpesa_configure(
         config.base_url = base_url
         config.api_version = api_version
         config.response_type = response_type
+        config.initiator_name = initiator_name or config.initiator_name
+        config.security_credential = security_credential or config.security_credential
         config.is_active = True
         if _has_forbidden_word(config.callback_token):
             config.callback_token = new_callback_token()
@@ -126,6 +131,7 @@ def mpesa_configure(
                 "api_version": api_version,
                 "response_type": response_type,
                 "credentials_changed": credentials_changed,
+                "security_credential_changed": bool(security_credential),
             },
         )
     return config, created

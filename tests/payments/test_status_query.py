@@ -398,3 +398,29 @@ def test_anonymous_status_questions_ask_nothing(client, emulated_paybill):
 
     assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
     assert not StatusQuery.objects.exists()
+
+
+def test_setup_mpesa_sets_the_transaction_status_credentials_and_keeps_them(transactional_db):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.db import connection
+
+    args = ["--environment", "sandbox", "--consumer-key", "k", "--consumer-secret", "s"]
+    args += ["--business-short-code", "600984", "--base-url", "https://pay.haven.example"]
+    call_command(
+        "setup_mpesa",
+        *args,
+        "--initiator",
+        "apiop",
+        "--security-credential",
+        "Q3JlZGVudGlhbA==",
+        stdout=StringIO(),
+    )
+    call_command("setup_mpesa", *args, stdout=StringIO())  # given nothing, both are kept
+
+    config = MpesaConfigurationFactory._meta.model.objects.get()
+    assert (config.initiator_name, config.security_credential) == ("apiop", "Q3JlZGVudGlhbA==")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT security_credential FROM payments_mpesaconfiguration")
+        assert "Q3JlZGVudGlhbA==" not in cursor.fetchone()[0]  # encrypted at rest
