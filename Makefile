@@ -47,6 +47,7 @@ worker: install ## Start a Celery worker (needs REDIS_URL)
 beat: install ## Start Celery beat, the periodic scheduler (needs REDIS_URL)
 	$(BIN)/celery -A config beat --loglevel INFO
 
-bench: install ## Benchmarks: M-Pesa load (needs PostgreSQL + Redis; flushes Redis db 14), loan import
+bench: install ## Benchmarks: M-Pesa load (needs PostgreSQL + Redis; flushes Redis db 14), loan and statement imports
 	$(BIN)/python bench/payments.py
 	$(BIN)/python bench/import_loans.py
+	$(BIN)/python bench/statement.py

@@ -12,6 +12,9 @@ class TransactionFilterForm(forms.Form):
     errors the view shows on this form, so a filter means the same here as at the API."""
 
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *MpesaTransaction.Status.choices])
+    source = forms.ChoiceField(
+        required=False, choices=[("", "Any source"), *MpesaTransaction.Source.choices], label="Came by"
+    )
     trans_id = forms.CharField(required=False, max_length=32, label="Receipt")
     phone = forms.CharField(
         required=False,

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from admin_ui.views import actions, dashboard, mpesa, transactions
+from admin_ui.views import actions, dashboard, mpesa, reconciliation, status, transactions
 
 app_name = "admin_ui"
 urlpatterns = [
@@ -18,4 +18,6 @@ urlpatterns = [
     path("configuration/", mpesa.configuration, name="configuration"),
     path("configuration/register/", mpesa.configuration_register, name="configuration-register"),
     path("test-payment/", mpesa.test_payment, name="test-payment"),
+    path("status-query/", status.status_query, name="status-query"),
+    path("reconciliation/", reconciliation.reconciliation, name="reconciliation"),
 ]

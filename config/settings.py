@@ -70,6 +70,8 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "core",
     "payments",
+    # The Daraja emulator's ledger (its views are mounted only when MPESA_EMULATOR_ENABLED).
+    "payments.emulator",
     "ussd",
     "bots",
     "admin_ui",
@@ -174,6 +176,15 @@ CELERY_BEAT_SCHEDULE = {
     "telegram-sweep": {"task": "bots.sweep", "schedule": 60.0},
     "telegram-daily-digest": {"task": "bots.daily_digest", "schedule": crontab(hour=8, minute=0)},
 }
+# Pull Transactions (payments.services.pull): how often, and how far back each pull looks (Daraja keeps
+# 48 hours). Overlapping windows are harmless: a payment already stored is only counted as known.
+MPESA_PULL_INTERVAL_MINUTES = env.int("MPESA_PULL_INTERVAL_MINUTES", default=15)
+MPESA_PULL_HOURS = env.float("MPESA_PULL_HOURS", default=2.0)
+if MPESA_PULL_INTERVAL_MINUTES > 0:
+    CELERY_BEAT_SCHEDULE["pull-transactions"] = {
+        "task": "payments.pull_transactions",
+        "schedule": MPESA_PULL_INTERVAL_MINUTES * 60.0,
+    }
 
 # Channels deliver what the engine records in the outbox (core.services.outbox).
 OUTBOX_SENDERS = {"sms": "ussd.senders.send_sms"}

@@ -5,7 +5,8 @@ exist); payments that identify no borrower are for admins. Reversing a payment i
 """
 
 from django.http import HttpRequest
-from ninja import Query, Router
+from django.utils import timezone
+from ninja import Query, Router, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from core.actors import Actor
@@ -14,23 +15,29 @@ from core.exceptions import NotFound, PermissionDenied
 from core.models import Loan, User
 from core.schemas import ErrorOut
 from payments.filters import transaction_get, transactions_filter, transactions_for_user
-from payments.models import MpesaTransaction
+from payments.models import MpesaTransaction, StatusQuery
 from payments.schemas import (
     AssignIn,
+    ReconciliationIn,
+    ReconciliationOut,
     ReprocessIn,
     ReverseIn,
     ReviewIn,
     StatsOut,
+    StatusQueryIn,
+    StatusQueryOut,
     TransactionDetailOut,
     TransactionFiltersIn,
     TransactionOut,
 )
+from payments.selectors import reconciliation_report
 from payments.services import (
     transaction_assign,
     transaction_mark_reviewed,
     transaction_reprocess,
     transaction_reverse,
 )
+from payments.services.status import status_query_request
 from payments.stats import payment_stats
 
 router = Router(tags=["payments"])
@@ -61,6 +68,28 @@ def transaction_list(request: HttpRequest, filters: Query[TransactionFiltersIn])
     ``offset``; every filter optional. ``phone`` matches the payer's number (plain or hashed) and
     the borrower who owns it."""
     return transactions_filter(transactions_for_user(api_user(request)), **filters.model_dump())
+
+
+@router.post(
+    "/transactions/status-query",
+    response={202: StatusQueryOut, **ACTION_ERRORS, 502: ErrorOut, 503: ErrorOut},
+)
+def status_query_endpoint(request: HttpRequest, payload: StatusQueryIn) -> Status[StatusQuery]:
+    """Ask Daraja (Transaction Status) about an M-Pesa code a borrower says they paid with. Answers
+    202 with the query; Daraja's answer arrives later (``GET .../status-query/{id}``). A completed
+    payment into the paybill that the system lacks is then recorded and posted. The same code asked
+    again while its query waits returns that query."""
+    return Status(202, status_query_request(trans_id=payload.trans_id, user=api_user(request)))
+
+
+@router.get("/transactions/status-query/{query_id}", response={200: StatusQueryOut, **ERRORS})
+def status_query_detail(request: HttpRequest, query_id: int) -> StatusQuery:
+    """A Transaction Status query and, once it arrived, Daraja's answer."""
+    api_user(request)
+    query = StatusQuery.objects.filter(pk=query_id).first()
+    if query is None:
+        raise NotFound(f"no status query {query_id}")
+    return query
 
 
 @router.get("/transactions/{trans_id}", response={200: TransactionDetailOut, **ERRORS})
@@ -116,3 +145,11 @@ def stats(request: HttpRequest) -> dict:
     """Payments today, over the last 7 and 30 Nairobi days, the backlog, and 30 days day by day,
     over the payments the caller may see."""
     return payment_stats(queryset=MpesaTransaction.objects.visible_to(api_user(request)))
+
+
+@router.get("/reconciliation", response={200: ReconciliationOut, **ERRORS})
+def reconciliation(request: HttpRequest, filters: Query[ReconciliationIn]) -> dict:
+    """One Nairobi day: the payments the caller may see by source and by status, the balance gaps
+    (money the paybill received that the system never saw) and the last Pull Transactions."""
+    user = api_user(request)
+    return reconciliation_report(day=filters.date or timezone.localdate(), user=user)

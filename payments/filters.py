@@ -58,6 +58,7 @@ def transactions_filter(
     queryset: QuerySet,
     *,
     status: str | None = None,
+    source: str | None = None,
     phone: str | None = None,
     trans_id: str | None = None,
     min_amount: Decimal | str | int | None = None,
@@ -75,6 +76,11 @@ def transactions_filter(
     status, trans_id, phone = _given(status), _given(trans_id), _given(phone)
     if status is not None:
         queryset = queryset.filter(status=_as_status(status))
+    source = _given(source)
+    if source is not None:
+        if str(source).strip().lower() not in MpesaTransaction.Source.values:
+            raise InvalidInput(f"source {source!r} is not one of {', '.join(MpesaTransaction.Source.values)}")
+        queryset = queryset.filter(source=str(source).strip().lower())
     if trans_id is not None:
         # Staff copy receipt numbers from SMS in any case; they are stored as M-Pesa sent them.
         # Stored upper-case (parsing does it); an exact match keeps the unique index usable.

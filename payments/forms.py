@@ -6,21 +6,22 @@ feeds checks again under lock.
 """
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import QueryDict
 
-from core.exceptions import InvalidPhoneNumber
+from core.exceptions import HavenError, InvalidPhoneNumber
 from core.forms import MoneyFormField, ReasonField
-from core.models import Loan
+from core.models import Loan, User
 from core.money import format_kes
 from core.phones import normalize_phone
 from payments.clients.daraja import MSISDN_FORMATS, callback_url_problem
 from payments.codes import is_short_code
-from payments.models import MpesaConfiguration
+from payments.models import MpesaConfiguration, StatusQuery
+from payments.services.status import status_query_request
 
 
 def _secret_input() -> forms.PasswordInput:
@@ -48,6 +49,15 @@ class MpesaConfigurationForm(forms.ModelForm):
         help_text="Leave empty to keep the stored secret.",
     )
 
+    new_security_credential = forms.CharField(
+        label="New security credential",
+        required=False,
+        strip=True,
+        widget=_secret_input(),
+        help_text="For Transaction Status queries: the initiator's password encrypted with Safaricom's "
+        "certificate (from the Daraja portal). Leave empty to keep the stored one.",
+    )
+
     # Typed without a scheme it is a public address: https (and the explicit scheme silences
     # Django 5's warning about the default changing).
     base_url = forms.URLField(
@@ -68,6 +78,7 @@ class MpesaConfigurationForm(forms.ModelForm):
             "amount_tolerance",
             "allowed_ips",
             "ip_policy",
+            "initiator_name",
         ]
 
     def clean_business_short_code(self) -> str:
@@ -196,3 +207,49 @@ class ReviewNoteForm(forms.Form):
 
 class ReverseForm(forms.Form):
     reason = ReasonField(help_text="Why the payment is reversed; kept in the audit trail with your name.")
+
+
+# An org portal export of a year of a busy paybill is a few MB; anything far larger is not a statement.
+STATEMENT_MAX_BYTES = 50 * 1024 * 1024
+
+
+class StatementUploadForm(forms.Form):
+    statement = forms.FileField(help_text="The M-Pesa org portal's statement export, CSV or XLSX")
+    short_code = forms.ChoiceField(label="Paybill", choices=())
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        cast(forms.ChoiceField, self.fields["short_code"]).choices = [
+            (config.business_short_code, str(config))
+            for config in MpesaConfiguration.objects.filter(is_active=True).order_by("-updated_at")
+        ]
+
+    def clean_statement(self):
+        upload = self.cleaned_data["statement"]
+        if upload.size > STATEMENT_MAX_BYTES:
+            raise forms.ValidationError(
+                f"The file is {upload.size // (1024 * 1024)} MB; a statement is at most "
+                f"{STATEMENT_MAX_BYTES // (1024 * 1024)} MB."
+            )
+        return upload
+
+
+class StatusQueryForm(forms.Form):
+    """The M-Pesa code staff ask Daraja about (admin and staff page alike)."""
+
+    trans_id = forms.CharField(
+        label="M-Pesa code",
+        max_length=32,
+        help_text="The code on the borrower's M-Pesa SMS, e.g. SAB7LQ2X9K. Daraja's answer arrives in a moment.",
+    )
+
+    def ask(self, user: User) -> StatusQuery | None:
+        """Ask Daraja about the code typed (``status_query_request``); returns the query, or ``None``
+        with the refusal as the field's error."""
+        if not self.is_valid():
+            return None
+        try:
+            return status_query_request(trans_id=self.cleaned_data["trans_id"], user=user)
+        except HavenError as exc:
+            self.add_error("trans_id", exc.detail)
+            return None

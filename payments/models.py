@@ -82,8 +82,20 @@ class MpesaConfiguration(models.Model):
         blank=True, help_text="Safaricom's callback addresses, one per line or comma"
     )
     ip_policy = models.CharField(max_length=8, choices=IpPolicy.choices, default=IpPolicy.OFF)
+    # Transaction Status queries are made by an API operator of the organisation (the org portal's
+    # "initiator") with its password encrypted by Safaricom's public key (the security credential).
+    initiator_name = models.CharField(max_length=100, blank=True, help_text="for Transaction Status queries")
+    security_credential = EncryptedTextField(blank=True)
     last_registration_at = models.DateTimeField(null=True, blank=True)
     last_registration_result = models.JSONField(default=dict, blank=True)
+    # The last Pull Transactions sync (payments.services.pull): when, and what Daraja answered. 1001
+    # means "nothing" and "not provisioned" alike, so staff see it here.
+    last_pull_at = models.DateTimeField(null=True, blank=True)
+    last_pull_code = models.CharField(max_length=32, blank=True)
+    last_pull_message = models.TextField(blank=True)
+    # Since when pulls answer 1001 while callbacks arrive (one alert per such episode); cleared by a pull
+    # that returns transactions.
+    pull_silent_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -123,6 +135,14 @@ class MpesaConfiguration(models.Model):
         return f"{self.base_url.rstrip('/')}/payments/c2b/{self.callback_token}/{kind}/"
 
     @property
+    def status_result_url(self) -> str:
+        return self.callback_url("status-result")
+
+    @property
+    def status_timeout_url(self) -> str:
+        return self.callback_url("status-timeout")
+
+    @property
     def validation_url(self) -> str:
         return self.callback_url("validation")
 
@@ -139,6 +159,8 @@ class CallbackRequest(models.Model):
     class Kind(models.TextChoices):
         VALIDATION = "validation", "Validation"
         CONFIRMATION = "confirmation", "Confirmation"
+        STATUS_RESULT = "status-result", "Transaction Status result"
+        STATUS_TIMEOUT = "status-timeout", "Transaction Status timeout"
 
     class Outcome(models.TextChoices):
         RECEIVED = "received", "Received"
@@ -193,6 +215,16 @@ class TransactionStatus(models.TextChoices):
     REVERSED = "reversed", "Reversed"
 
 
+class TransactionSource(models.TextChoices):
+    """How a payment reached the books: its confirmation callback, or one of the recovery roads
+    taken when the callback was lost (Daraja does not retry a callback it failed to deliver)."""
+
+    CALLBACK = "callback", "Callback"
+    PULL = "pull", "Pull Transactions"
+    STATEMENT = "statement", "Statement import"
+    STATUS_QUERY = "status_query", "Transaction Status query"
+
+
 class MsisdnKind(models.TextChoices):
     HASHED = "hashed", "Hashed (SHA-256)"
     MASKED = "masked", "Masked"
@@ -206,6 +238,8 @@ class MpesaTransaction(models.Model):
     Status = TransactionStatus
 
     MsisdnKind = MsisdnKind
+
+    Source = TransactionSource
 
     class IdentifiedBy(models.TextChoices):
         BILL_REFERENCE = "bill_reference", "Loan number in account"
@@ -241,6 +275,11 @@ class MpesaTransaction(models.Model):
     source_ip = models.GenericIPAddressField(null=True, blank=True)
     raw_headers = models.JSONField(default=dict, blank=True)
     raw_body = models.TextField(blank=True)
+    # A column with a default: the confirmation's one-statement INSERT (core.db.row_json) writes it
+    # without the hot path knowing it exists.
+    source = models.CharField(
+        max_length=16, choices=TransactionSource.choices, default=TransactionSource.CALLBACK
+    )
 
     # Every index here is paid on each confirmation's insert (the hot path): foreign keys that are
     # never searched by (configuration, payer, reviewer) go without one.
@@ -297,6 +336,7 @@ class MpesaTransaction(models.Model):
             models.CheckConstraint(condition=Q(amount__gt=0), name="mpesa_tx_amount_positive"),
             one_of("status", TransactionStatus, "mpesa_tx_status_known"),
             one_of("msisdn_kind", MsisdnKind, "mpesa_tx_msisdn_kind_known"),
+            one_of("source", TransactionSource, "mpesa_tx_source_known"),
         ]
 
     def __str__(self) -> str:
@@ -362,3 +402,85 @@ class Allocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} to {self.loan or 'credit'}"
+
+
+class StatusQueryState(models.TextChoices):
+    SENT = "sent", "Waiting for Daraja"
+    REFUSED = "refused", "Daraja refused the query"
+    ANSWERED = "answered", "Answered"
+    TIMED_OUT = "timed_out", "Timed out at Daraja"
+
+
+class StatusQueryOutcome(models.TextChoices):
+    CREATED = "created", "Payment was missing: recorded"
+    CONFIRMED = "confirmed", "Payment confirmed (already recorded)"
+    NOT_A_PAYMENT = "not_a_payment", "Not a completed payment to this paybill"
+    NOT_FOUND = "not_found", "Daraja does not know it"
+
+
+class StatusQuery(models.Model):
+    """A Transaction Status query staff made for an M-Pesa receipt (a borrower says they paid), and
+    Daraja's answer, which arrives later at the configuration's result URL."""
+
+    State = StatusQueryState
+    Outcome = StatusQueryOutcome
+
+    config = models.ForeignKey(MpesaConfiguration, on_delete=models.PROTECT, related_name="status_queries")
+    trans_id = models.CharField(max_length=32, db_index=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.SENT)
+    conversation_id = models.CharField(max_length=64, blank=True, db_index=True)
+    originator_conversation_id = models.CharField(max_length=64, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    result_code = models.CharField(max_length=32, blank=True)
+    result_description = models.TextField(blank=True)
+    # Daraja's answer: the result parameters by name (ReceiptNo, TransactionStatus, Amount, ...).
+    answer = models.JSONField(default=dict, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        verbose_name = "Transaction Status query"
+        verbose_name_plural = "Transaction Status queries"
+        constraints = [
+            one_of("state", StatusQueryState, "status_query_state_known"),
+            models.CheckConstraint(
+                condition=Q(outcome="") | Q(outcome__in=StatusQueryOutcome.values),
+                name="status_query_outcome_known",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"status of {self.trans_id} ({self.state})"
+
+    @property
+    def transaction(self) -> "MpesaTransaction | None":
+        return MpesaTransaction.objects.filter(trans_id=self.trans_id).first()
+
+
+class BalanceGap(models.Model):
+    """Money that reached the paybill between two payments the system has, seen in their
+    ``OrgAccountBalance``: the later balance exceeds the earlier one plus the later payment."""
+
+    config = models.ForeignKey(MpesaConfiguration, on_delete=models.PROTECT, related_name="balance_gaps")
+    from_transaction = models.ForeignKey(MpesaTransaction, on_delete=models.PROTECT, related_name="+")
+    to_transaction = models.ForeignKey(MpesaTransaction, on_delete=models.PROTECT, related_name="+")
+    gap = MoneyField()
+    found_at = models.DateTimeField(auto_now_add=True)
+    # Set when a payment recovered later sits between the two: the gap is explained (or smaller,
+    # and found again as its own pair).
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-found_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["from_transaction", "to_transaction"], name="balance_gap_once"),
+            models.CheckConstraint(condition=Q(gap__gt=0), name="balance_gap_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"KES {self.gap} unseen between {self.from_transaction_id} and {self.to_transaction_id}"

@@ -147,3 +147,59 @@ def parse_c2b_body(body: bytes | str) -> C2BPayload:
         middle_name=_text(payload, "MiddleName"),
         last_name=_text(payload, "LastName"),
     )
+
+
+def recovered_payload(
+    *,
+    trans_id: str,
+    trans_time: datetime,
+    amount: Decimal,
+    business_short_code: str,
+    bill_reference: str = "",
+    msisdn: str = "",
+    names: str = "",
+    org_account_balance: Decimal | None = None,
+    transaction_type: str = "Pay Bill",
+) -> C2BPayload:
+    """The ``C2BPayload`` of a payment learnt another way than its confirmation (Pull Transactions, a
+    statement, a Transaction Status result), held to the same rules as a confirmation so it becomes
+    the same row. ``names`` is the payer's name as one text (``"JANE W DOE"``). Raises
+    ``MalformedCallback`` for a receipt number, time or amount a confirmation could not carry."""
+    trans_id = (trans_id or "").strip().upper()
+    if not is_trans_id(trans_id):
+        raise MalformedCallback(f"{trans_id!r} is not an M-Pesa receipt number")
+    if trans_time.tzinfo is None:
+        raise MalformedCallback("the payment time has no time zone")
+    try:
+        # The column's bounds, checked here: a statement import stores a batch in one transaction,
+        # which a value the database refuses would abort.
+        amount = to_money(amount)
+    except InvalidAmount as exc:
+        raise MalformedCallback(exc.detail) from None
+    try:
+        balance = to_money(org_account_balance) if org_account_balance is not None else None
+    except InvalidAmount:
+        balance = None  # informational only; never a reason to lose a payment
+    if amount <= 0:
+        raise MalformedCallback(f"amount {amount} must be more than zero")
+    msisdn = (msisdn or "").strip()[:80]
+    kind, e164 = classify_msisdn(msisdn)
+    first, _, rest = " ".join(names.split()).partition(" ")
+    middle, _, last = rest.rpartition(" ")
+    return C2BPayload(
+        trans_id=trans_id,
+        transaction_type=transaction_type[:32],
+        trans_time=trans_time.astimezone(NAIROBI),
+        amount=amount,
+        business_short_code=business_short_code,
+        bill_reference=(bill_reference or "").strip()[:BILL_REFERENCE_MAX],
+        invoice_number="",
+        org_account_balance=balance,
+        third_party_trans_id="",
+        msisdn=msisdn,
+        msisdn_kind=kind,
+        msisdn_e164=e164,
+        first_name=first[:100],
+        middle_name=middle[:100],
+        last_name=last[:100],
+    )

@@ -9,7 +9,15 @@ import datetime as dt
 from ninja import Field, Schema
 
 from core.schemas import LoanBorrowerOut, Money
-from payments.models import Allocation, MpesaTransaction, TransactionStatus
+from payments.models import (
+    Allocation,
+    MpesaTransaction,
+    StatusQuery,
+    StatusQueryOutcome,
+    StatusQueryState,
+    TransactionSource,
+    TransactionStatus,
+)
 
 
 class TransactionFiltersIn(Schema):
@@ -17,6 +25,7 @@ class TransactionFiltersIn(Schema):
     by ``payments.filters.transactions_filter``."""
 
     status: TransactionStatus | None = None
+    source: TransactionSource | None = Field(None, description="how the payment reached the books")
     phone: str | None = Field(None, description="any Kenyan form: 0712345678, +254 712 345 678, 254712345678")
     trans_id: str | None = None
     min_amount: Money | None = None
@@ -30,6 +39,7 @@ class TransactionOut(Schema):
     amount: Money
     trans_time: dt.datetime
     status: TransactionStatus
+    source: TransactionSource
     identified_by: MpesaTransaction.IdentifiedBy | None
     match_strategy: MpesaTransaction.Strategy | None
     bill_reference: str
@@ -144,3 +154,63 @@ class StatsOut(Schema):
     daily: list[DayOut] = Field(
         description="the last 30 Nairobi days, oldest first, days without payments included"
     )
+
+
+class StatusQueryIn(Schema):
+    trans_id: str = Field(min_length=1, max_length=32, description="the M-Pesa code the borrower paid with")
+
+
+class StatusQueryOut(Schema):
+    id: int
+    trans_id: str
+    state: StatusQueryState
+    requested_at: dt.datetime
+    answered_at: dt.datetime | None
+    outcome: StatusQueryOutcome | None = Field(description="null until Daraja answers")
+    result_code: str
+    result_description: str
+    answer: dict = Field(description="Daraja's result parameters by name, as it sent them")
+
+    @staticmethod
+    def resolve_outcome(obj: StatusQuery) -> str | None:
+        return obj.outcome or None
+
+
+class ReconciliationIn(Schema):
+    date: dt.date | None = Field(None, description="a Nairobi day, YYYY-MM-DD (default: today)")
+
+
+class BySourceOut(Schema):
+    callback: CountAmountOut
+    pull: CountAmountOut
+    statement: CountAmountOut
+    status_query: CountAmountOut
+
+
+class ByStatusOut(Schema):
+    received: CountAmountOut
+    processed: CountAmountOut
+    unmatched: CountAmountOut
+    failed: CountAmountOut
+    reversed: CountAmountOut
+
+
+class DriftOut(Schema):
+    from_trans_id: str
+    to_trans_id: str
+    gap: Money = Field(description="money the paybill received between the two that the system never saw")
+
+
+class LastPullOut(Schema):
+    short_code: str | None
+    at: dt.datetime | None
+    code: str | None = Field(description="Daraja's answer: 1000 transactions, 1001 none or not provisioned")
+    message: str | None
+
+
+class ReconciliationOut(Schema):
+    date: dt.date
+    by_source: BySourceOut = Field(description="the day's payments by how they reached the books")
+    by_status: ByStatusOut
+    drift: list[DriftOut] = Field(description="open balance gaps whose later payment is on this day")
+    last_pull: LastPullOut

@@ -5,14 +5,25 @@ phone number, national ID, MSISDN digest, a borrower's loans), so the number of 
 does not grow with the portfolio.
 """
 
+import datetime
 from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db import models
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Right
 
-from core.models import AuditEvent, Borrower, BorrowerPhone, Loan
+from core.dates import nairobi_midnight
+from core.models import AuditEvent, Borrower, BorrowerPhone, Loan, User
 from payments.matching import BorrowerCandidate, LoanCandidate
-from payments.models import MpesaTransaction
+from payments.models import (
+    BalanceGap,
+    MpesaConfiguration,
+    MpesaTransaction,
+    TransactionSource,
+    TransactionStatus,
+)
 
 _LOAN_FIELDS = ("id", "loan_number", "borrower_id", "status", "due_date", "outstanding_total")
 _MAX_MASKED_CANDIDATES = 5000
@@ -93,3 +104,58 @@ def transaction_audit_events(tx: MpesaTransaction) -> QuerySet[AuditEvent]:
         .select_related("loan", "actor_user")
         .order_by("created_at", "id")
     )
+
+
+def reconciliation_report(*, day: datetime.date, user: User | None = None) -> dict[str, Any]:
+    """The reconciliation of one Nairobi day (of ``trans_time``), over the payments ``user`` may see
+    (every payment when ``None``, e.g. for the daily digest): counts and amounts by source and by
+    status (every choice present, zero included), the balance gaps whose later payment falls on that
+    day (still open), and the active paybill's last Pull Transactions. Money is ``Decimal``; the
+    API and the pages format it."""
+    start = nairobi_midnight(day)
+    end = nairobi_midnight(day + datetime.timedelta(days=1))
+    payments = MpesaTransaction.objects.all() if user is None else MpesaTransaction.objects.visible_to(user)
+    of_day = payments.filter(trans_time__gte=start, trans_time__lt=end)
+
+    def totals(field: str, choices: type[models.TextChoices]) -> dict[str, dict[str, Any]]:
+        rows = {
+            row[field]: row
+            for row in of_day.order_by().values(field).annotate(count=Count("id"), amount=Sum("amount"))
+        }
+        return {
+            value: {
+                "count": rows.get(value, {}).get("count", 0),
+                "amount": rows.get(value, {}).get("amount") or Decimal("0.00"),
+            }
+            for value in choices.values
+        }
+
+    gaps = (
+        BalanceGap.objects.filter(
+            resolved_at__isnull=True,
+            to_transaction__trans_time__gte=start,
+            to_transaction__trans_time__lt=end,
+        )
+        .select_related("from_transaction", "to_transaction")
+        .order_by("to_transaction__trans_time", "id")
+    )
+    config = MpesaConfiguration.objects.filter(is_active=True).order_by("-updated_at").first()
+    return {
+        "date": day,
+        "by_source": totals("source", TransactionSource),
+        "by_status": totals("status", TransactionStatus),
+        "drift": [
+            {
+                "from_trans_id": gap.from_transaction.trans_id,
+                "to_trans_id": gap.to_transaction.trans_id,
+                "gap": gap.gap,
+            }
+            for gap in gaps
+        ],
+        "last_pull": {
+            "short_code": config.business_short_code if config else None,
+            "at": config.last_pull_at if config else None,
+            "code": (config.last_pull_code or None) if config else None,
+            "message": (config.last_pull_message or None) if config else None,
+        },
+    }

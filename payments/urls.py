@@ -8,4 +8,14 @@ urlpatterns = [
     path(
         "c2b/<str:token>/confirmation/", views.c2b_callback, {"kind": "confirmation"}, name="c2b-confirmation"
     ),
+    # Transaction Status answers (payments.services.status), under the same secret token.
+    path(
+        "c2b/<str:token>/status-result/", views.c2b_callback, {"kind": "status-result"}, name="status-result"
+    ),
+    path(
+        "c2b/<str:token>/status-timeout/",
+        views.c2b_callback,
+        {"kind": "status-timeout"},
+        name="status-timeout",
+    ),
 ]

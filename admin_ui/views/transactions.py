@@ -38,6 +38,7 @@ CSV_HEADER = (
     "borrower",
     "msisdn",
     "loan_numbers",
+    "source",
 )
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -99,6 +100,7 @@ def csv_row(tx: MpesaTransaction) -> list[str]:
             tx.borrower.full_name if tx.borrower is not None else "",
             tx.msisdn_display,
             " ".join(loans),
+            tx.source,
         )
     ]
 

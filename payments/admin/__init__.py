@@ -5,6 +5,6 @@ Money and payloads are read-only; every correction is an admin action that calls
 member of staff as the actor, so it lands in the audit trail.
 """
 
-from payments.admin import callbacks, configuration, outbox, transactions
+from payments.admin import callbacks, configuration, outbox, status, transactions
 
-__all__ = ["callbacks", "configuration", "outbox", "transactions"]
+__all__ = ["callbacks", "configuration", "outbox", "status", "transactions"]

@@ -57,11 +57,15 @@ class MpesaConfigurationAdmin(AdminsOnlyMixin, admin.ModelAdmin):
     readonly_fields = (
         "consumer_key_masked",
         "consumer_secret_state",
+        "security_credential_state",
         "callback_token",
         "validation_url_display",
         "confirmation_url_display",
         "last_registration_at",
         "registration_result",
+        "last_pull_at",
+        "last_pull_code",
+        "last_pull_message",
         "created_at",
         "updated_at",
     )
@@ -105,6 +109,14 @@ class MpesaConfigurationAdmin(AdminsOnlyMixin, admin.ModelAdmin):
             },
         ),
         ("Registration with Daraja", {"fields": ("last_registration_at", "registration_result")}),
+        (
+            "Transaction Status (staff ask M-Pesa about a code a borrower paid with)",
+            {"fields": ("initiator_name", "security_credential_state", "new_security_credential")},
+        ),
+        (
+            "Pull Transactions (recovers payments whose callback was lost; 1001 means nothing or not enabled)",
+            {"fields": ("last_pull_at", "last_pull_code", "last_pull_message")},
+        ),
         ("Record", {"fields": ("created_at", "updated_at")}),
     )
 
@@ -124,6 +136,10 @@ class MpesaConfigurationAdmin(AdminsOnlyMixin, admin.ModelAdmin):
         return f"••••••{key[-4:]}" if len(key) >= 12 else "set"
 
     @admin.display(description="consumer secret")
+    @admin.display(description="Security credential")
+    def security_credential_state(self, config: MpesaConfiguration) -> str:
+        return "set" if config.security_credential else "not set"
+
     def consumer_secret_state(self, config: MpesaConfiguration) -> str:
         return "set" if config.consumer_secret else "not set"
 
@@ -153,11 +169,14 @@ class MpesaConfigurationAdmin(AdminsOnlyMixin, admin.ModelAdmin):
         mpesa_configuration_save(
             config=obj,
             changed_fields=[
-                f for f in form.changed_data if f not in ("new_consumer_key", "new_consumer_secret")
+                f
+                for f in form.changed_data
+                if f not in ("new_consumer_key", "new_consumer_secret", "new_security_credential")
             ],
             actor=Actor.staff(staff_user(request)),
             consumer_key=data.get("new_consumer_key") or "",
             consumer_secret=data.get("new_consumer_secret") or "",
+            security_credential=data.get("new_security_credential") or "",
         )
 
     # --- Daraja calls -----------------------------------------------------------------------------

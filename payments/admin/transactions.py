@@ -7,10 +7,11 @@ from typing import cast
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import flatten_fieldsets
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -25,8 +26,14 @@ from core.money import to_money
 from core.phones import mask_phone, try_normalize_phone
 from payments.admin.base import pretty_json
 from payments.filters import transactions_filter
-from payments.forms import AssignToLoanForm, ReprocessForm, ReverseForm, ReviewNoteForm
-from payments.models import Allocation, CallbackRequest, MpesaTransaction, MpesaTransactionQuerySet
+from payments.forms import AssignToLoanForm, ReprocessForm, ReverseForm, ReviewNoteForm, StatementUploadForm
+from payments.models import (
+    Allocation,
+    CallbackRequest,
+    MpesaConfiguration,
+    MpesaTransaction,
+    MpesaTransactionQuerySet,
+)
 from payments.selectors import transaction_audit_events
 from payments.services import (
     TransientProcessingError,
@@ -35,8 +42,12 @@ from payments.services import (
     transaction_reprocess,
     transaction_reverse,
 )
+from payments.services.statements import statement_import_upload
+from payments.services.status import status_query_request
 
 RAW_REQUEST = "Confirmation request as received"
+# Each status question is one Daraja call made while the admin waits.
+STATUS_QUERY_LIMIT = 20
 BULK_ACTION_TEMPLATE = "admin/payments/bulk_action_form.html"
 BULK_REPROCESS_LIMIT = 200
 
@@ -81,10 +92,12 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "borrower",
         "status",
         "match_strategy",
+        "source",
         "reviewed",
     )
     list_filter = (
         "status",
+        "source",
         "match_strategy",
         "identified_by",
         ("reviewed_at", admin.EmptyFieldListFilter),
@@ -94,7 +107,7 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("trans_id", "bill_reference", "borrower__full_name")
     list_select_related = ("borrower",)
     inlines = [AllocationInline]
-    actions = ["reprocess", "assign_to_loan", "mark_reviewed", "reverse_payment"]
+    actions = ["reprocess", "assign_to_loan", "mark_reviewed", "reverse_payment", "ask_daraja_status"]
     fieldsets = (
         (
             "Payment (as M-Pesa sent it)",
@@ -113,6 +126,7 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "msisdn_kind",
                     "payer_name",
                     "config",
+                    "source",
                 )
             },
         ),
@@ -211,6 +225,42 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     # --- Search: the M-Pesa code, a phone number in any form, the account, an exact amount ---------
 
+    # --- Statement import ---------------------------------------------------------------------------
+
+    def get_urls(self):
+        import_view = self.admin_site.admin_view(self.import_statement_view)
+        name = f"{self.opts.app_label}_{self.opts.model_name}_import_statement"
+        return [path("import-statement/", import_view, name=name), *super().get_urls()]
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_import_statement": staff_user(request).is_admin}
+        return super().changelist_view(request, extra_context)
+
+    def import_statement_view(self, request: HttpRequest) -> HttpResponse:
+        """Upload an M-Pesa statement export: the payments it shows that the system lacks are stored
+        (and posted); receipts that disagree are listed, not changed. Admins only: it adds money."""
+        if not staff_user(request).is_admin:
+            raise PermissionDenied
+        form = StatementUploadForm(request.POST or None, request.FILES or None)
+        result = None
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["statement"]
+            config = MpesaConfiguration.get_active_config(form.cleaned_data["short_code"])
+            try:
+                result = statement_import_upload(chunks=upload.chunks(), name=upload.name, config=config)
+            except HavenError as exc:
+                form.add_error("statement", exc.detail)
+            else:
+                messages.success(request, f"{upload.name}: {result.summary()}")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Import an M-Pesa statement",
+            "form": form,
+            "result": result,
+        }
+        return TemplateResponse(request, "admin/payments/statement_import.html", context)
+
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         term = search_term.strip()
@@ -248,6 +298,24 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             ("Status", tx.get_status_display()),
             ("Borrower", tx.borrower or "—"),
         ]
+
+    @admin.action(description="Ask Daraja for the status (Transaction Status)", permissions=["process"])
+    def ask_daraja_status(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Confirm selected payments with Daraja; the answers appear under Transaction Status queries."""
+        selected = list(queryset.values_list("trans_id", flat=True)[: STATUS_QUERY_LIMIT + 1])
+        if len(selected) > STATUS_QUERY_LIMIT:
+            self.message_user(
+                request, f"Select at most {STATUS_QUERY_LIMIT} payments to ask about.", messages.ERROR
+            )
+            return
+        user = staff_user(request)
+        for trans_id in selected:
+            try:
+                status_query_request(trans_id=trans_id, user=user)
+            except HavenError as exc:
+                self.message_user(request, f"{trans_id}: {exc.detail}", messages.ERROR)
+                return
+        self.message_user(request, f"Asked Daraja about {len(selected)} payment(s).", messages.SUCCESS)
 
     @admin.action(description="Reprocess", permissions=["process"])
     def reprocess(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:

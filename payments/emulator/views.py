@@ -38,6 +38,7 @@ from payments.clients.daraja import (
     RESPONSE_TYPES,
     callback_url_problem,
 )
+from payments.emulator.ledger import ledger_record
 
 logger = logging.getLogger(__name__)
 
@@ -300,8 +301,12 @@ def simulate(request: HttpRequest, version: str) -> HttpResponse:
     logger.info(
         "daraja emulator: %s pays %s KES %s (TransID %s)", mask_phone(e164), short_code, amount, trans_id
     )
+    # Emulator only: DeliverCallbacks false is a payment whose callbacks M-Pesa lost (the ledger keeps it).
+    deliver = body.get("DeliverCallbacks") is not False
 
-    outcome, answer = _ask_validation(registration["validation_url"], payload)
+    outcome, answer = (
+        _ask_validation(registration["validation_url"], payload) if deliver else ("accepted", {})
+    )
     if outcome == "rejected":
         code = str(answer["ResultCode"]).strip()
         return _error(
@@ -322,12 +327,20 @@ def simulate(request: HttpRequest, version: str) -> HttpResponse:
         payload["ThirdPartyTransID"] = str(answer["ThirdPartyTransID"])
 
     payload["OrgAccountBalance"] = _credit_balance(short_code, amount)
-    try:
-        response = httpx.post(registration["confirmation_url"], json=payload, timeout=CONFIRMATION_TIMEOUT)
-        logger.info("daraja emulator: confirmation of %s answered HTTP %s", trans_id, response.status_code)
-    except httpx.HTTPError as exc:
-        # As with M-Pesa, the money has moved even when the confirmation is lost.
-        logger.warning("daraja emulator: confirmation of %s not delivered (%s)", trans_id, type(exc).__name__)
+    ledger_record(payload, msisdn=e164, callbacks_delivered=deliver)
+    if deliver:
+        try:
+            response = httpx.post(
+                registration["confirmation_url"], json=payload, timeout=CONFIRMATION_TIMEOUT
+            )
+            logger.info(
+                "daraja emulator: confirmation of %s answered HTTP %s", trans_id, response.status_code
+            )
+        except httpx.HTTPError as exc:
+            # As with M-Pesa, the money has moved even when the confirmation is lost.
+            logger.warning(
+                "daraja emulator: confirmation of %s not delivered (%s)", trans_id, type(exc).__name__
+            )
     return JsonResponse(
         {
             "OriginatorCoversationID": _request_id(),

@@ -142,9 +142,25 @@ def callback_receive(*, inbound: InboundRequest) -> CallbackAnswer | None:
                 return CallbackAnswer(
                     403, {"ResultCode": "C2B00016", "ResultDesc": "Rejected: source address not allowed"}
                 )
+    if inbound.kind in (CallbackRequest.Kind.STATUS_RESULT, CallbackRequest.Kind.STATUS_TIMEOUT):
+        return _status_answer(config, inbound)
     if inbound.kind == CallbackRequest.Kind.VALIDATION:
         return _validate(config, inbound)
     return _confirm(config, inbound)
+
+
+def _status_answer(config: MpesaConfiguration, inbound: InboundRequest) -> CallbackAnswer:
+    """A Transaction Status result or timeout: protected like the callbacks (the same token, size
+    limit and source check above), stored raw, handled by ``payments.services.status``."""
+    from payments.services.status import status_result_receive, status_timeout_receive
+
+    receive = (
+        status_result_receive
+        if inbound.kind == CallbackRequest.Kind.STATUS_RESULT
+        else status_timeout_receive
+    )
+    status, body = receive(config, inbound.body, functools.partial(_store, config, inbound))
+    return CallbackAnswer(status, body)
 
 
 def _parse(inbound: InboundRequest) -> tuple[C2BPayload | None, str]:

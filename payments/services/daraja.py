@@ -78,11 +78,14 @@ def mpesa_configure(
     base_url: str,
     api_version: str = "v2",
     response_type: str = "Completed",
+    initiator_name: str = "",
+    security_credential: str = "",
     actor: Actor | None = None,
 ) -> tuple[MpesaConfiguration, bool]:
     """Create or update (found by short code) an active M-Pesa configuration; returns ``(config, created)``.
 
-    The consumer key and secret are stored encrypted. The callback token is kept (so registered URLs stay
+    The consumer key and secret (and the Transaction Status security credential, when given; an
+    empty initiator or credential keeps the stored one) are stored encrypted. The callback token is kept (so registered URLs stay
     valid) unless it contains a word Daraja refuses. Writes an audit event without the credentials.
     Raises ``InvalidInput`` for an unknown environment, version or response type, a malformed short code,
     missing credentials, or a base URL Daraja would refuse for callbacks.
@@ -111,6 +114,8 @@ def mpesa_configure(
         config.base_url = base_url
         config.api_version = api_version
         config.response_type = response_type
+        config.initiator_name = initiator_name or config.initiator_name
+        config.security_credential = security_credential or config.security_credential
         config.is_active = True
         if _has_forbidden_word(config.callback_token):
             config.callback_token = new_callback_token()
@@ -126,6 +131,7 @@ def mpesa_configure(
                 "api_version": api_version,
                 "response_type": response_type,
                 "credentials_changed": credentials_changed,
+                "security_credential_changed": bool(security_credential),
             },
         )
     return config, created
@@ -210,12 +216,14 @@ def mpesa_simulate(
     amount: object,
     bill_reference: str,
     msisdn_format: str = "hashed",
+    deliver_callbacks: bool = True,
     client: DarajaClient | None = None,
 ) -> dict[str, Any]:
     """Simulate a customer paying the configuration's short code (sandbox or local emulator only).
 
     ``phone`` is any common form of a Kenyan mobile number; ``amount`` whole shillings; ``msisdn_format``
-    how the emulator writes the MSISDN in its callbacks. Returns Daraja's answer (the emulator adds the
+    how the emulator writes the MSISDN in its callbacks; ``deliver_callbacks=False`` (emulator only)
+    is a payment whose callbacks are lost, for the recovery roads to find. Returns Daraja's answer (the emulator adds the
     ``TransID``). Raises ``InvalidState`` in production, ``InvalidPhoneNumber`` / ``InvalidAmount`` /
     ``InvalidInput`` for bad input, ``DarajaError`` when Daraja refuses or cannot be reached.
     """
@@ -237,6 +245,7 @@ def mpesa_simulate(
             e164.removeprefix("+"),
             bill_reference,
             msisdn_format=msisdn_format,
+            deliver_callbacks=deliver_callbacks,
         )
 
     try:
@@ -264,6 +273,7 @@ def mpesa_configuration_save(
     actor: Actor,
     consumer_key: str = "",
     consumer_secret: str = "",
+    security_credential: str = "",
 ) -> MpesaConfiguration:
     """Save a configuration edited by staff. A credential given replaces the stored one; an empty one
     keeps it. The audit event names the fields that changed, never the credentials themselves."""
@@ -272,6 +282,8 @@ def mpesa_configuration_save(
         config.consumer_key = consumer_key
     if consumer_secret:
         config.consumer_secret = consumer_secret
+    if security_credential:
+        config.security_credential = security_credential
     with transaction.atomic():
         config.save()
         audit_record(
@@ -282,7 +294,11 @@ def mpesa_configuration_save(
                 "changed": sorted(set(changed_fields)),
                 "credentials_changed": [
                     name
-                    for name, value in (("consumer_key", consumer_key), ("consumer_secret", consumer_secret))
+                    for name, value in (
+                        ("consumer_key", consumer_key),
+                        ("consumer_secret", consumer_secret),
+                        ("security_credential", security_credential),
+                    )
                     if value
                 ],
             },

@@ -89,6 +89,8 @@ PAGES = [
     ("admin_ui:transaction-detail", {"trans_id": "QOWN000001"}),
     ("admin_ui:configuration", {}),
     ("admin_ui:test-payment", {}),
+    ("admin_ui:reconciliation", {}),
+    ("admin_ui:status-query", {}),
 ]
 POSTS = [
     ("admin_ui:transaction-reprocess", {"trans_id": "QNONE00001"}, {"reprocess-confirm": "on"}),
@@ -97,6 +99,7 @@ POSTS = [
     ("admin_ui:transaction-reverse", {"trans_id": "QNONE00001"}, {"reverse-reason": "x"}),
     ("admin_ui:configuration-register", {}, {}),
     ("admin_ui:test-payment", {}, {"phone": OWN_PHONE, "amount": "10"}),
+    ("admin_ui:status-query", {}, {"trans_id": "SAB7LQ2X9K"}),
 ]
 
 
@@ -646,6 +649,7 @@ def test_csv_exports_every_filtered_payment_not_just_one_page(admin_client, mpes
         "borrower",
         "msisdn",
         "loan_numbers",
+        "source",
     ]
     assert sorted(row[0] for row in rows[1:]) == [f"QCSVX{n:05d}" for n in range(60)]
 
@@ -678,6 +682,7 @@ def test_csv_rows_mask_phones_and_defuse_formulas(admin_client, make_payment, ow
             # The column shows the number as every staff page does (how is the model's business).
             MpesaTransaction.objects.get(trans_id="QCSV000002").msisdn_display,
             "",
+            "callback",
         ],
         [
             "QCSV000001",
@@ -690,8 +695,21 @@ def test_csv_rows_mask_phones_and_defuse_formulas(admin_client, make_payment, ow
             "Nicholas Kiprono",
             "2547*****000",
             "LOAN-000101",
+            "callback",
         ],
-        ["QCSV000003", "2026-03-09T23:30:00+03:00", "1000.00", "received", "", "", "'-2+3", "", "", ""],
+        [
+            "QCSV000003",
+            "2026-03-09T23:30:00+03:00",
+            "1000.00",
+            "received",
+            "",
+            "",
+            "'-2+3",
+            "",
+            "",
+            "",
+            "callback",
+        ],
     ]
     assert "254722000000" not in json.dumps(rows) and msisdn_hash(OWN_PHONE) not in json.dumps(rows)
 

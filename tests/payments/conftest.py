@@ -3,9 +3,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache
 
 from payments.models import MpesaConfiguration
-from tests.factories import MpesaConfigurationFactory
+from tests.factories import BorrowerFactory, LoanFactory, MpesaConfigurationFactory
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "daraja"
 
@@ -43,3 +44,46 @@ def post_callback(client, mpesa_config, django_capture_on_commit_callbacks):
             return client.post(url, data=body, content_type="application/json", **extra)
 
     return post
+
+
+@pytest.fixture
+def emulator_url(live_server, settings) -> str:
+    """The Daraja emulator on pytest-django's live server (use with ``tests.payments.emulator_urls``)."""
+    from tests.payments import emulator_urls
+
+    settings.MPESA_EMULATOR_ENABLED = True
+    settings.MPESA_EMULATOR_URL = f"{live_server.url}/daraja-emulator"
+    cache.clear()
+    emulator_urls.received.clear()
+    yield settings.MPESA_EMULATOR_URL
+    cache.clear()
+    emulator_urls.received.clear()
+
+
+@pytest.fixture
+def emulated_paybill(emulator_url, live_server) -> MpesaConfiguration:
+    """A local configuration whose callbacks reach this project's real views on the live server, its
+    URLs registered with the emulator."""
+    from payments.services.daraja import mpesa_configure, mpesa_register_urls
+
+    config, _ = mpesa_configure(
+        environment="local",
+        consumer_key="local-key",
+        consumer_secret="local-secret",
+        business_short_code="600984",
+        base_url=live_server.url,
+    )
+    mpesa_register_urls(config=config)
+    return config
+
+
+@pytest.fixture
+def loan(db):
+    """LOAN-000123 (KES 5,000) of a borrower whose phone pays in the recovery tests (0722000000)."""
+    borrower = BorrowerFactory(phones=["+254722000000"], full_name="Nicholas Kiprono")
+    return LoanFactory(
+        loan_number="LOAN-000123",
+        borrower=borrower,
+        principal_disbursed=Decimal("5000"),
+        principal=Decimal("5000"),
+    )

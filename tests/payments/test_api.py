@@ -249,6 +249,21 @@ def test_status_filter(admin_api, payers):
     assert trans_ids(admin_api.get("/api/v1/transactions", {"status": "failed"})) == []
 
 
+def test_source_filter(admin_api, mpesa_config):
+    paid(mpesa_config, "QSRCCALL01", bill_reference="rent")
+    paid(mpesa_config, "QSRCPULL01", bill_reference="rent", source="pull")
+    paid(mpesa_config, "QSRCSTMT01", bill_reference="rent", source="statement")
+
+    assert trans_ids(admin_api.get("/api/v1/transactions", {"source": "pull"})) == ["QSRCPULL01"]
+    assert trans_ids(admin_api.get("/api/v1/transactions", {"source": "callback"})) == ["QSRCCALL01"]
+    assert trans_ids(admin_api.get("/api/v1/transactions", {"source": "status_query"})) == []
+    response = admin_api.get("/api/v1/transactions", {"source": "carrier pigeon"})
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": "invalid input: source: Input should be 'callback', 'pull', 'statement' or 'status_query'"
+    }
+
+
 def test_unknown_status_is_422(admin_api):
     response = admin_api.get("/api/v1/transactions", {"status": "lost"})
 
@@ -331,6 +346,7 @@ def test_list_item_body(mpesa_config, admin_api, loan, borrower):
                 "amount": "1250.50",
                 "trans_time": "2026-03-10T05:30:00Z",
                 "status": "processed",
+                "source": "callback",
                 "identified_by": "bill_reference",
                 "match_strategy": "bill_reference",
                 "bill_reference": "loan 501",
@@ -386,6 +402,7 @@ def test_detail_full_body(mpesa_config, admin_api, borrower):
         "amount": "800.00",
         "trans_time": "2026-03-10T05:30:00Z",
         "status": "processed",
+        "source": "callback",
         "identified_by": "bill_reference",
         "match_strategy": "bill_reference",
         "bill_reference": "LOAN-000701",

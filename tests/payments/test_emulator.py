@@ -25,17 +25,6 @@ SHORT_CODE = "600984"
 
 
 @pytest.fixture
-def emulator_url(live_server, settings) -> str:
-    settings.MPESA_EMULATOR_ENABLED = True
-    settings.MPESA_EMULATOR_URL = f"{live_server.url}/daraja-emulator"
-    cache.clear()
-    emulator_urls.received.clear()
-    yield settings.MPESA_EMULATOR_URL
-    cache.clear()
-    emulator_urls.received.clear()
-
-
-@pytest.fixture
 def client(emulator_url) -> DarajaClient:
     with DarajaClient(emulator_url, "local-key", "local-secret", timeout=20, environment="local") as daraja:
         yield daraja

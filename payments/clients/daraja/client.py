@@ -391,12 +391,14 @@ class DarajaClient:
         command_id: str = "CustomerPayBillOnline",
         *,
         msisdn_format: str | None = None,
+        deliver_callbacks: bool = True,
     ) -> dict[str, Any]:
         """Simulate a customer paying ``amount`` (whole shillings) from ``msisdn`` (``2547XXXXXXXX``).
 
         Sandbox and emulator only: refused before any request in production. ``msisdn_format``
-        (hashed, masked, plain) tells the local emulator how to write the MSISDN in its callbacks; it
-        is not sent to Safaricom. Returns Daraja's answer (the emulator adds ``TransID``). Raises
+        (hashed, masked, plain) tells the local emulator how to write the MSISDN in its callbacks, and
+        ``deliver_callbacks=False`` asks it to lose them (the payment stays in its ledger); neither is
+        sent to Safaricom, and the sandbox refuses a lost callback. Returns Daraja's answer (the emulator adds ``TransID``). Raises
         ``DarajaError``.
         """
         if self.environment == PRODUCTION:
@@ -417,6 +419,10 @@ class DarajaClient:
         }
         if msisdn_format and self.environment == LOCAL:
             body["MsisdnFormat"] = msisdn_format
+        if not deliver_callbacks:
+            if self.environment != LOCAL:
+                raise DarajaError("only the local emulator can lose a payment's callbacks", permanent=True)
+            body["DeliverCallbacks"] = False
         answer = self._post("/mpesa/c2b/v1/simulate", body, operation="C2B simulate")
         _require_accepted(answer, "C2B simulate")
         logger.info(

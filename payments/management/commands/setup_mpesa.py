@@ -46,6 +46,14 @@ class Command(BaseCommand):
             help="what M-Pesa does when the validation URL does not answer (default: Completed)",
         )
         parser.add_argument("--register", action="store_true", help="register the URLs with Daraja now")
+        parser.add_argument(
+            "--initiator", default="", help="API operator for Transaction Status queries (default: keep)"
+        )
+        parser.add_argument(
+            "--security-credential",
+            default=os.environ.get("MPESA_SECURITY_CREDENTIAL", ""),
+            help="the initiator's encrypted password (default: $MPESA_SECURITY_CREDENTIAL, else keep)",
+        )
 
     def handle(
         self,
@@ -58,6 +66,8 @@ class Command(BaseCommand):
         api_version: str,
         response_type: str,
         register: bool,
+        initiator: str,
+        security_credential: str,
         **options: object,
     ) -> None:
         if not consumer_key or not consumer_secret:
@@ -73,6 +83,8 @@ class Command(BaseCommand):
                 base_url=base_url,
                 api_version=api_version,
                 response_type=response_type,
+                initiator_name=initiator,
+                security_credential=security_credential,
             )
         except HavenError as exc:
             raise CommandError(exc.detail) from None

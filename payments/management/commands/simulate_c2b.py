@@ -29,6 +29,12 @@ class Command(BaseCommand):
             help="how the emulator writes the payer's number in the callbacks (default: hashed)",
         )
         parser.add_argument("--short-code", help="the configuration to pay (default: the active one)")
+        parser.add_argument(
+            "--no-callback",
+            action="store_true",
+            help="local emulator only: the payment is made but its callbacks are lost (recover it with "
+            "pull_transactions, a statement import or a status query)",
+        )
 
     def handle(
         self,
@@ -38,6 +44,7 @@ class Command(BaseCommand):
         reference: str,
         msisdn_format: str,
         short_code: str | None,
+        no_callback: bool,
         **options: object,
     ) -> None:
         try:
@@ -55,6 +62,7 @@ class Command(BaseCommand):
                 amount=amount,
                 bill_reference=reference,
                 msisdn_format=msisdn_format,
+                deliver_callbacks=not no_callback,
             )
         except HavenError as exc:
             raise CommandError(exc.detail) from None
@@ -64,6 +72,8 @@ class Command(BaseCommand):
             + f" through the {config.get_environment_display()}."
         )
         trans_id = answer.get("TransID")
+        if no_callback:
+            self.stdout.write("Its callbacks were not delivered: the system has not heard of it.")
         if trans_id:
             self.stdout.write(f"TransID: {trans_id}")
         else:

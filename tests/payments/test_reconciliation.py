@@ -1,0 +1,217 @@
+"""Balance gaps (found once, alerted once, not found where there are none, resolved when the money
+is found), the reconciliation report API and its staff page."""
+
+import datetime
+import time
+from decimal import Decimal as D
+
+import pytest
+from django.urls import reverse
+
+from core.dates import NAIROBI
+from core.models import OutboxMessage
+from payments.models import BalanceGap
+from payments.selectors import reconciliation_report
+from payments.services.daraja import mpesa_simulate
+from payments.services.pull import mpesa_pull_transactions
+from payments.services.reconciliation import balance_gaps_find
+from tests.factories import AdminFactory
+from tests.payments.test_processing import stored_payment
+
+DAY = datetime.date(2026, 11, 20)
+
+
+def at(hour: int, minute: int = 0, day: datetime.date = DAY) -> datetime.datetime:
+    return datetime.datetime.combine(day, datetime.time(hour, minute), tzinfo=NAIROBI)
+
+
+def paid(config, trans_id: str, amount: str, balance: str | None, when: datetime.datetime, **fields):
+    return stored_payment(
+        config,
+        trans_id=trans_id,
+        amount=D(amount),
+        org_account_balance=None if balance is None else D(balance),
+        trans_time=when,
+        **fields,
+    )
+
+
+SINCE = at(0) - datetime.timedelta(days=1)
+
+
+@pytest.mark.django_db
+def test_a_balance_gap_is_recorded_and_alerted_once(mpesa_config):
+    admin = AdminFactory(phone="+254700999888")
+    paid(mpesa_config, "QGAP000001", "500.00", "10500.00", at(9))
+    paid(mpesa_config, "QGAP000002", "200.00", "11000.00", at(10))  # 300 came in unseen
+
+    found = balance_gaps_find(config=mpesa_config, since=SINCE)
+    again = balance_gaps_find(config=mpesa_config, since=SINCE)
+
+    assert [(g.from_transaction.trans_id, g.to_transaction.trans_id, g.gap) for g in found] == [
+        ("QGAP000001", "QGAP000002", D("300.00"))
+    ]
+    assert again == [] and BalanceGap.objects.count() == 1
+    alert = OutboxMessage.objects.get(user=admin, context__alert="balance_gap")
+    assert alert.context == {"kind": "ops", "alert": "balance_gap"}
+    assert "KES 300.00" in alert.body and "QGAP000001" in alert.body
+
+
+@pytest.mark.django_db
+def test_no_gap_where_the_balances_add_up_or_fall(mpesa_config):
+    paid(mpesa_config, "QNOGAP0001", "500.00", "10500.00", at(9))
+    paid(mpesa_config, "QNOGAP0002", "200.00", "10700.00", at(10))  # exactly the payment
+    paid(mpesa_config, "QNOGAP0003", "100.00", "10750.00", at(11))  # a charge of 50 went out
+    paid(mpesa_config, "QNOGAP0004", "100.00", None, at(12))  # no balance sent: skipped over
+
+    assert balance_gaps_find(config=mpesa_config, since=SINCE) == []
+    assert not BalanceGap.objects.exists()
+    assert not OutboxMessage.objects.filter(context__alert="balance_gap").exists()
+
+
+@pytest.mark.django_db
+def test_a_gap_is_resolved_when_its_money_is_recovered(mpesa_config):
+    paid(mpesa_config, "QRES000001", "500.00", "10500.00", at(9))
+    paid(mpesa_config, "QRES000002", "200.00", "11000.00", at(10))
+    balance_gaps_find(config=mpesa_config, since=SINCE)
+
+    paid(mpesa_config, "QRES000003", "300.00", None, at(9, 30), source="pull")
+    balance_gaps_find(config=mpesa_config, since=SINCE)
+
+    assert BalanceGap.objects.get().resolved_at is not None
+    assert reconciliation_report(day=DAY)["drift"] == []
+
+
+@pytest.mark.urls("tests.payments.emulator_urls")
+def test_a_lost_callback_shows_as_a_gap_until_a_pull_finds_it(emulated_paybill):
+    def pay(amount: int, lost: bool = False) -> None:
+        time.sleep(1.05)  # M-Pesa times are to the second: keep the three in order
+        mpesa_simulate(
+            config=emulated_paybill,
+            phone="0722000000",
+            amount=amount,
+            bill_reference="",
+            deliver_callbacks=not lost,
+        )
+
+    pay(500)
+    pay(300, lost=True)
+    pay(200)
+
+    gap = balance_gaps_find(config=emulated_paybill)[0]
+    assert gap.gap == D("300.00")
+
+    mpesa_pull_transactions(config=emulated_paybill)
+    balance_gaps_find(config=emulated_paybill)
+
+    gap.refresh_from_db()
+    assert gap.resolved_at is not None
+
+
+# --- GET /api/v1/reconciliation ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def a_day(mpesa_config):
+    from payments.services import transaction_process
+
+    paid(mpesa_config, "QREC000001", "500.00", "10500.00", at(9))
+    paid(mpesa_config, "QREC000002", "200.00", "11000.00", at(10))
+    paid(mpesa_config, "QREC000003", "150.50", None, at(11), source="pull")
+    paid(mpesa_config, "QREC000004", "99.00", None, at(12), source="statement")
+    paid(mpesa_config, "QRECNEXT01", "1.00", None, at(0, 0, DAY + datetime.timedelta(days=1)))
+    paid(mpesa_config, "QRECPREV01", "2.00", None, at(23, 59, DAY - datetime.timedelta(days=1)))
+    transaction_process(trans_id="QREC000001")  # unmatched: no borrower
+    balance_gaps_find(config=mpesa_config, since=SINCE)
+    mpesa_config.last_pull_code = "1000"
+    mpesa_config.last_pull_message = "Success"
+    mpesa_config.last_pull_at = at(11, 45)
+    mpesa_config.save()
+
+
+@pytest.fixture
+def api(admin_user):
+    from tests.core.test_api_tokens import client_for
+
+    return client_for(admin_user)
+
+
+@pytest.mark.django_db
+def test_reconciliation_report_body(api, a_day):
+    response = api.get("/api/v1/reconciliation", {"date": "2026-11-20"})
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "date": "2026-11-20",
+        "by_source": {
+            "callback": {"count": 2, "amount": "700.00"},
+            "pull": {"count": 1, "amount": "150.50"},
+            "statement": {"count": 1, "amount": "99.00"},
+            "status_query": {"count": 0, "amount": "0.00"},
+        },
+        "by_status": {
+            "received": {"count": 3, "amount": "449.50"},
+            "processed": {"count": 0, "amount": "0.00"},
+            "unmatched": {"count": 1, "amount": "500.00"},
+            "failed": {"count": 0, "amount": "0.00"},
+            "reversed": {"count": 0, "amount": "0.00"},
+        },
+        "drift": [{"from_trans_id": "QREC000001", "to_trans_id": "QREC000002", "gap": "300.00"}],
+        "last_pull": {
+            "short_code": "600984",
+            "at": "2026-11-20T08:45:00Z",
+            "code": "1000",
+            "message": "Success",
+        },
+    }
+
+
+@pytest.mark.django_db
+def test_reconciliation_of_an_empty_day(api, a_day):
+    body = api.get("/api/v1/reconciliation", {"date": "2026-11-18"}).json()
+
+    assert body["by_source"]["callback"] == {"count": 0, "amount": "0.00"}
+    assert body["drift"] == []
+
+
+@pytest.mark.django_db
+def test_reconciliation_needs_a_token_and_a_real_date(api, a_day):
+    from django.test import Client
+
+    assert Client(HTTP_AUTHORIZATION="Bearer wrong").get("/api/v1/reconciliation").status_code == 401
+    response = api.get("/api/v1/reconciliation", {"date": "2026-02-30"})
+    assert response.status_code == 422
+
+
+@pytest.mark.django_db
+def test_officers_see_only_their_portfolio_in_the_totals(a_day, officer):
+    from tests.core.test_api_tokens import client_for
+
+    body = client_for(officer).get("/api/v1/reconciliation", {"date": "2026-11-20"}).json()
+
+    assert body["by_source"]["callback"] == {"count": 0, "amount": "0.00"}
+
+
+@pytest.mark.django_db
+def test_staff_page_shows_the_day_with_links(admin_client, a_day):
+    html = admin_client.get(reverse("admin_ui:reconciliation"), {"date": "2026-11-20"}).content.decode()
+
+    assert reverse("admin_ui:transaction-detail", kwargs={"trans_id": "QREC000003"}) in html  # recovered
+    assert reverse("admin_ui:transaction-detail", kwargs={"trans_id": "QREC000002"}) in html  # drift
+    assert "300.00" in html and "Pull Transactions" in html
+    assert "QRECNEXT01" not in html
+    assert "1000 Success" in html
+
+
+@pytest.mark.django_db
+def test_reconciliation_asked_twice_answers_the_same(api, a_day):
+    first = api.get("/api/v1/reconciliation", {"date": "2026-11-20"})
+    second = api.get("/api/v1/reconciliation", {"date": "2026-11-20"})
+    assert first.json() == second.json()
+    assert BalanceGap.objects.count() == 1  # reading records nothing
+
+
+@pytest.mark.django_db
+def test_reconciliation_with_an_oversized_date_is_422(api, a_day):
+    response = api.get("/api/v1/reconciliation", {"date": "2026-11-20" * 1000})
+    assert response.status_code == 422
