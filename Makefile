@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Settings default to production (DEBUG off, secrets required); the local targets ask for development.
+DEV := DJANGO_DEBUG=true
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test lint fmt worker beat bench
@@ -20,15 +22,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-run: install ## Migrate, load demo data and serve on http://127.0.0.1:8000 (SQLite unless DATABASE_URL is set)
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
-	$(BIN)/python manage.py setup_mpesa --environment local --consumer-key local-demo \
+run: install ## Migrate, load demo data and serve on http://127.0.0.1:8000 in development (SQLite unless DATABASE_URL is set)
+	$(DEV) $(BIN)/python manage.py migrate --noinput
+	$(DEV) $(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
+	$(DEV) $(BIN)/python manage.py setup_mpesa --environment local --consumer-key local-demo \
 		--consumer-secret local-demo --business-short-code 600984 --base-url http://$(HOST):$(PORT)
-	@echo "Pay the demo paybill from another terminal: .venv/bin/python manage.py simulate_c2b --phone 0712345678 --amount 500 --reference LOAN-000101"
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	@echo "Pay the demo paybill from another terminal: $(DEV) .venv/bin/python manage.py simulate_c2b --phone 0712345678 --amount 500 --reference LOAN-000101"
+	$(DEV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-test: install ## Run the whole suite (on PostgreSQL + Redis when DATABASE_URL / REDIS_URL are set)
+test: install ## Run the whole suite in development settings (on PostgreSQL + Redis when DATABASE_URL / REDIS_URL are set)
 	$(BIN)/pytest
 
 lint: install ## ruff check, ruff format --check and mypy

@@ -21,7 +21,11 @@ env = environ.Env()
 if env.bool("DJANGO_READ_ENV_FILE", default=True) and (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env")
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+# Production unless development is asked for: a process started with no environment at all (a bare
+# `gunicorn config.wsgi`) must not be a debug server with the Daraja emulator on, so DEBUG is off by
+# default and, without its secrets, such a process refuses to start (below) rather than guess them.
+# `make run`, `make test` (tests/settings.py) and .env.example's development section opt in.
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 # --- Secrets: defaults only for local development -----------------------------------------------
 _missing = [
@@ -31,7 +35,14 @@ _missing = [
 ]
 if _missing:
     raise ImproperlyConfigured(
-        "DJANGO_DEBUG is false, so these settings must be set in the environment: " + ", ".join(_missing)
+        (
+            "DJANGO_DEBUG is false"
+            if "DJANGO_DEBUG" in env
+            else "DJANGO_DEBUG is not set, so this runs as production"
+        )
+        + ", and these settings must be set in the environment: "
+        + ", ".join(_missing)
+        + ". For local development set DJANGO_DEBUG=true (make run and make test do)."
     )
 
 SECRET_KEY = env.str(

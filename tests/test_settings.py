@@ -14,8 +14,9 @@ PRINT_SETTINGS = (
     "import django, json; django.setup(); from django.conf import settings as s; "
     "print(json.dumps({'db': s.DATABASES['default']['ENGINE'], 'cache': s.CACHES['default']['BACKEND'], "
     "'broker': s.CELERY_BROKER_URL, 'eager': s.CELERY_TASK_ALWAYS_EAGER, 'debug': s.DEBUG, "
-    "'sms': s.SMS_BACKEND, 'keys': len(s.FIELD_ENCRYPTION_KEYS)}))"
+    "'sms': s.SMS_BACKEND, 'keys': len(s.FIELD_ENCRYPTION_KEYS), 'emulator': s.MPESA_EMULATOR_ENABLED}))"
 )
+DEVELOPMENT = {"DJANGO_DEBUG": "true"}
 PRODUCTION = {
     "DJANGO_DEBUG": "false",
     "DJANGO_SECRET_KEY": "x7#kq2!vR9$mZp4@Lw8&Tn3^Yb6*Hc1(Gd5)Fs0_Je-Ua+Xi=Oe",
@@ -41,7 +42,7 @@ def settings_with(**env: str) -> dict:
 
 
 def test_embedded_default_needs_no_service():
-    assert settings_with() == {
+    assert settings_with(**DEVELOPMENT) == {
         "db": "django.db.backends.sqlite3",
         "cache": "django.core.cache.backends.locmem.LocMemCache",
         "broker": "memory://",
@@ -49,12 +50,36 @@ def test_embedded_default_needs_no_service():
         "debug": True,
         "sms": "console",
         "keys": 1,
+        "emulator": True,
     }
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-c", "import config.wsgi"], ["manage.py", "check"], ["-c", PRINT_SETTINGS]],
+    ids=["wsgi", "manage.py", "django.setup"],
+)
+def test_a_process_started_without_environment_refuses_to_start(command):
+    # Not a debug server with the Daraja emulator on: production, which needs its secrets.
+    result = run(command)
+    assert result.returncode != 0
+    assert (
+        "DJANGO_DEBUG is not set, so this runs as production, and these settings must be set in the "
+        "environment: DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, FIELD_ENCRYPTION_KEYS. For local development "
+        "set DJANGO_DEBUG=true"
+    ) in result.stderr
+
+
+def test_production_runs_with_debug_and_the_emulator_off():
+    got = settings_with(**PRODUCTION)
+    assert (got["debug"], got["emulator"]) == (False, False)
 
 
 def test_database_and_redis_urls_switch_to_postgresql_and_redis():
     got = settings_with(
-        DATABASE_URL="postgres://postgres@127.0.0.1:5432/haven", REDIS_URL="redis://127.0.0.1:6379/0"
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/haven",
+        REDIS_URL="redis://127.0.0.1:6379/0",
+        **DEVELOPMENT,
     )
     assert got["db"] == "django.db.backends.postgresql"
     assert got["cache"] == "django_redis.cache.RedisCache"
@@ -77,7 +102,7 @@ def test_production_refuses_a_malformed_encryption_key():
 
 
 def test_switching_on_africastalking_without_credentials_fails_at_start():
-    result = run(["-c", PRINT_SETTINGS], SMS_BACKEND="africastalking")
+    result = run(["-c", PRINT_SETTINGS], SMS_BACKEND="africastalking", **DEVELOPMENT)
     assert result.returncode != 0
     assert "AFRICASTALKING_API_KEY" in result.stderr
 
