@@ -8,6 +8,7 @@ every setting read here.
 
 import base64
 import hashlib
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -208,6 +209,9 @@ MPESA_PRODUCTION_URL = env.str("MPESA_PRODUCTION_URL", default="https://api.safa
 # Empty: the emulator is reached at the local configuration's base URL + /daraja-emulator.
 MPESA_EMULATOR_URL = env.str("MPESA_EMULATOR_URL", default="")
 MPESA_HTTP_TIMEOUT = env.float("MPESA_HTTP_TIMEOUT", default=10.0)
+# A confirmation over this amount (M-Pesa's per-transaction ceiling) is kept and held for staff,
+# never posted by itself; validation refuses it (C2B00013).
+MPESA_MAX_AMOUNT = Decimal(env.str("MPESA_MAX_AMOUNT", default="250000.00"))
 # The local Daraja emulator answers at /daraja-emulator/; a development tool only.
 MPESA_EMULATOR_ENABLED = env.bool("MPESA_EMULATOR_ENABLED", default=DEBUG)
 if MPESA_EMULATOR_ENABLED and not DEBUG:

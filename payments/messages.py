@@ -99,3 +99,10 @@ def credit_alert_text(*, trans_id: str, borrower_name: str, credit: Decimal) -> 
         f"Overpayment {trans_id}: {_kes(credit)} held as credit for {borrower_name} "
         "(no active loan left to take it). Refund or apply it."
     )
+
+
+def held_alert_text(*, trans_id: str, amount: Decimal, reason: str) -> str:
+    return (
+        f"Payment {trans_id} ({_kes(amount)}) is held, not posted: {reason}. "
+        "Assign it to a loan or mark it reviewed."
+    )

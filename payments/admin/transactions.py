@@ -123,6 +123,7 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "match_strategy",
                     "borrower",
                     "payer_borrower",
+                    "held_reason",
                     "notes_list",
                     "reviewed_at",
                     "reviewed_by",

@@ -69,6 +69,10 @@ def transaction_reprocess(*, trans_id: str, actor: Actor, reason: str = "") -> M
     payment is moved with ``transaction_assign``, not reprocessed)."""
     with transaction.atomic():
         tx = _locked(trans_id)
+        if tx.status == MpesaTransaction.Status.HELD:
+            raise InvalidState(
+                f"{trans_id} is held for staff ({tx.held_reason}); assign it to a loan or mark it reviewed"
+            )
         if tx.status not in REPROCESSABLE:
             raise InvalidState(
                 f"{trans_id} is {tx.status}; only received, failed or unmatched payments are reprocessed"

@@ -1031,3 +1031,17 @@ def test_the_test_payment_link_is_for_admins_only(officer_client, admin_client):
 
     assert link not in officer_client.get(reverse("admin_ui:dashboard")).content.decode()
     assert link in admin_client.get(reverse("admin_ui:dashboard")).content.decode()
+
+
+def test_a_held_payment_shows_why_on_its_page_and_the_dashboard(admin_client, make_payment, own_loan):
+    make_payment("QHELD00001", amount="300000.00", bill_reference="LOAN-000101", process=True)
+
+    page = admin_client.get(detail_url("QHELD00001")).content.decode()
+    assert (
+        "Held for staff, not posted:</strong> KES 300,000.00 is more than one M-Pesa payment can be" in page
+    )
+    assert 'id="reprocess-form"' not in page and 'id="assign-form"' in page
+    dashboard = admin_client.get(reverse("admin_ui:dashboard")).content.decode()
+    assert re.search(r'id="held-count">1<', dashboard)
+    assert re.search(r'<span class="big">1</span> need attention', dashboard)
+    assert outstanding(own_loan) == D("5000.00")

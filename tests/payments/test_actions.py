@@ -163,3 +163,47 @@ def test_reverse_undoes_postings_and_needs_a_reason(mpesa_config, actor):
     with pytest.raises(InvalidState):
         transaction_reverse(trans_id=tx.trans_id, actor=actor, reason="again")
     assert transaction_process(trans_id=tx.trans_id).status == "reversed"  # never posted again
+
+
+# --- A payment held for staff -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def held(mpesa_config):
+    tx = stored_payment(
+        mpesa_config, trans_id="RKLHELD001", business_short_code="999999", bill_reference="LOAN-000300"
+    )
+    tx = transaction_process(trans_id=tx.trans_id)
+    assert tx.status == "held"
+    return tx
+
+
+def test_a_held_payment_is_assigned_by_staff(held, admin_user):
+    loan = make_loan("LOAN-000300", "5000")
+
+    tx = transaction_assign(
+        trans_id=held.trans_id,
+        loan_number="LOAN-000300",
+        actor=Actor.staff(admin_user),
+        reason="our customer",
+    )
+
+    loan.refresh_from_db()
+    assert (tx.status, loan.outstanding) == ("processed", D("4000.00"))
+    assert tx.held_reason == "paid to short code 999999, not this paybill (600984)"  # history
+    assert not MpesaTransaction.objects.needing_attention().exists()
+
+
+def test_a_held_payment_reviewed_no_longer_needs_attention_and_stays_held(held, admin_user):
+    tx = transaction_mark_reviewed(trans_id=held.trans_id, actor=Actor.staff(admin_user), note="refunded")
+
+    assert tx.status == "held" and not tx.allocations.exists()
+    assert not MpesaTransaction.objects.needing_attention().exists()
+
+
+def test_reprocess_does_not_release_a_held_payment(held, admin_user):
+    with pytest.raises(
+        InvalidState, match=r"RKLHELD001 is held for staff .*; assign it to a loan or mark it reviewed"
+    ):
+        transaction_reprocess(trans_id=held.trans_id, actor=Actor.staff(admin_user))
+    assert MpesaTransaction.objects.get(pk=held.pk).status == "held"

@@ -255,7 +255,7 @@ def test_unknown_status_is_422(admin_api):
     assert response.status_code == 422
     assert response.json() == {
         "detail": "invalid input: status: Input should be 'received', 'processed', 'unmatched', "
-        "'failed' or 'reversed'"
+        "'failed', 'held' or 'reversed'"
     }
 
 
@@ -337,6 +337,7 @@ def test_list_item_body(mpesa_config, admin_api, loan, borrower):
                 "borrower": {"id": borrower.pk, "name": "Wanjiku Kamau", "phone": "2547*****678"},
                 "msisdn": "2547*****678",
                 "reviewed": False,
+                "held_reason": "",
             }
         ],
     }
@@ -392,6 +393,7 @@ def test_detail_full_body(mpesa_config, admin_api, borrower):
         "borrower": {"id": borrower.pk, "name": "Wanjiku Kamau", "phone": "2547*****678"},
         "msisdn": "hashed number",
         "reviewed": False,
+        "held_reason": "",
         "allocations": [
             {"loan_number": "LOAN-000701", "target": "loan", "amount": "500.00", "reversed": False},
             {"loan_number": None, "target": "credit", "amount": "300.00", "reversed": False},

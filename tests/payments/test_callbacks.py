@@ -191,6 +191,8 @@ def test_validation_accepts_a_good_payment_and_posts_nothing(post_callback, loan
         ({"BusinessShortCode": "999999"}, "C2B00015"),
         ({"TransAmount": "0.00"}, "C2B00013"),
         ({"TransAmount": "-5"}, "C2B00013"),
+        ({"TransAmount": "250000.01"}, "C2B00013"),
+        ({"TransAmount": "1e9"}, "C2B00013"),
         ({"TransAmount": "lots"}, "C2B00016"),
     ],
 )
@@ -285,3 +287,55 @@ def test_configuration_changes_reach_callbacks_within_the_cache_time(post_callba
     assert post_callback("validation", payload).status_code == 200  # still cached in this process
     config_cache_clear()  # CONFIG_CACHE_SECONDS later
     assert post_callback("validation", payload).status_code == 404
+
+
+# --- Held for staff: another short code, more than MPESA_MAX_AMOUNT ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"BusinessShortCode": "999999"}, "paid to short code 999999, not this paybill (600984)"),
+        (
+            {"TransAmount": "1e9"},
+            "KES 1,000,000,000.00 is more than one M-Pesa payment can be (MPESA_MAX_AMOUNT, KES 250,000.00)",
+        ),
+    ],
+    ids=["other-short-code", "over-max-amount"],
+)
+def test_a_confirmation_that_should_not_post_is_kept_and_held_for_staff(
+    post_callback, loan, overrides, reason
+):
+    from core.models import OutboxMessage
+    from tests.factories import AdminFactory
+
+    admin = AdminFactory(phone="+254700999888")
+    response = post_callback("confirmation", daraja_payload("confirmation_hashed.json", **overrides))
+
+    # Safaricom is told it arrived (the money has moved); it is kept, raw request included.
+    assert response.status_code == 200
+    assert response.json() == {"ResultCode": 0, "ResultDesc": "Success"}
+    tx = MpesaTransaction.objects.get()
+    assert json.loads(tx.raw_body)["TransID"] == "RKL51ZDR4F"
+    # ... and never posted by itself.
+    assert (tx.status, tx.held_reason, tx.borrower_id) == ("held", reason, None)
+    assert not tx.allocations.exists()
+    loan.refresh_from_db()
+    assert loan.outstanding == D("5000.00")
+    assert f"held for staff, not posted: {reason}" in tx.notes
+    assert list(MpesaTransaction.objects.needing_attention()) == [tx]
+    alert = OutboxMessage.objects.get(user=admin)
+    assert alert.context == {"kind": "held", "trans_id": "RKL51ZDR4F"}
+    assert reason in alert.body and "RKL51ZDR4F" in alert.body
+
+
+def test_the_max_amount_is_a_setting_and_the_ceiling_itself_posts(post_callback, loan, settings):
+    settings.MPESA_MAX_AMOUNT = D("4000.00")
+    post_callback("confirmation", daraja_payload("confirmation_hashed.json", TransAmount="4000.00"))
+    post_callback(
+        "confirmation",
+        daraja_payload("confirmation_hashed.json", TransID="RKL51ZDR4G", TransAmount="4000.01"),
+    )
+
+    statuses = dict(MpesaTransaction.objects.values_list("trans_id", "status"))
+    assert statuses == {"RKL51ZDR4F": "processed", "RKL51ZDR4G": "held"}
