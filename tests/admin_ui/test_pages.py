@@ -290,6 +290,21 @@ def test_assigning_asks_for_confirmation(admin_client, payments, own_loan):
     assert outstanding(own_loan) == D("4000.00")
 
 
+def test_assigning_to_the_loan_it_is_already_on_is_a_message_and_changes_nothing(
+    admin_client, payments, own_loan
+):
+    response = admin_client.post(
+        action_url("assign", "QOWN000001"), {"assign-loan_number": "loan-000101", "assign-confirm": "on"}
+    )
+
+    assert page_messages(response) == ["QOWN000001 is already on LOAN-000101; nothing was changed"]
+    assert outstanding(own_loan) == D("4000.00")
+    assert (
+        Allocation.objects.filter(transaction__trans_id="QOWN000001", reversed_at__isnull=True).count() == 1
+    )
+    assert not Allocation.objects.filter(reversed_at__isnull=False).exists()
+
+
 def test_assigning_to_an_unknown_loan_is_a_message(admin_client, payments):
     response = admin_client.post(
         action_url("assign", "QNONE00001"), {"assign-loan_number": "LOAN-999999", "assign-confirm": "on"}

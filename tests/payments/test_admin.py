@@ -524,6 +524,43 @@ def test_reprocess_a_processed_payment_is_an_error_message(admin_client, mpesa_c
     assert Repayment.objects.count() == 1
 
 
+def test_reprocess_when_the_database_is_busy_says_so(admin_client, mpesa_config, monkeypatch):
+    from payments.admin import transactions as admin_transactions
+    from payments.services import TransientProcessingError
+
+    tx = stored_payment(mpesa_config)
+
+    def busy(**kwargs):
+        raise TransientProcessingError("could not obtain lock", trans_id=tx.trans_id)
+
+    monkeypatch.setattr(admin_transactions, "transaction_reprocess", busy)
+    response = submit_action(admin_client, "mpesatransaction", "reprocess", [tx.pk])
+
+    assert _messages(response) == [
+        ("warning", f"{tx.trans_id}: the database was busy; it stays received and will be tried again.")
+    ]
+
+
+def test_assigning_to_the_loan_it_is_already_on_is_an_error_message(admin_client, mpesa_config):
+    make_loan("LOAN-000062", "5000")
+    tx = transaction_process(trans_id=stored_payment(mpesa_config, bill_reference="LOAN-000062").trans_id)
+
+    response = submit_action(
+        admin_client,
+        "mpesatransaction",
+        "assign_to_loan",
+        [tx.pk],
+        loan_number="LOAN-000062",
+        reason="again",
+        confirmed_loan="LOAN-000062",
+    )
+
+    assert _messages(response) == [
+        ("error", f"{tx}: {tx.trans_id} is already on LOAN-000062; nothing was changed")
+    ]
+    assert Repayment.objects.count() == 1
+
+
 def test_assign_an_unmatched_payment_with_a_bad_then_a_good_loan_number(
     admin_client, admin_user, mpesa_config
 ):

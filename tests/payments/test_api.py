@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from core.models import Loan, Repayment
+from core.models import AuditEvent, Loan, OutboxMessage, Repayment
 from core.phones import msisdn_hash
 from payments.filters import transactions_filter
 from payments.models import Allocation, MpesaTransaction
@@ -615,9 +615,11 @@ def test_officer_gets_404_for_payments_outside_their_portfolio(officer_api, port
     assign = officer_api.post(
         f"/api/v1/transactions/{trans_id}/assign", {"loan_number": "LOAN-000501"}, content_type=JSON
     )
+    # Reversing is for admins, but outside the portfolio the payment does not exist: 404, not 403.
+    reverse = officer_api.post(f"/api/v1/transactions/{trans_id}/reverse", {"reason": "x"}, content_type=JSON)
 
     expected = (404, {"detail": f"no M-Pesa transaction {trans_id}"})
-    for response in (detail, reprocess, review, assign):
+    for response in (detail, reprocess, review, assign, reverse):
         assert (response.status_code, response.json()) == expected
     tx = MpesaTransaction.objects.get(trans_id=trans_id)
     assert (tx.attempts, tx.reviewed_at) == (1, None)
@@ -657,6 +659,41 @@ def test_officer_moves_a_payment_between_their_own_loans(officer_api, portfolio_
     loan.refresh_from_db()
     second.refresh_from_db()
     assert (loan.outstanding, second.outstanding) == (D("5000.00"), D("1000.00"))
+
+
+def test_a_loan_number_is_found_in_any_case_within_the_portfolio(officer_api, portfolio_payments, borrower):
+    second = LoanFactory(borrower=borrower, loan_number="LOAN-000502", principal_disbursed=D("2000.00"))
+
+    response = officer_api.post(
+        "/api/v1/transactions/QMINE00001/assign", {"loan_number": " loan-000502 "}, content_type=JSON
+    )
+    theirs = officer_api.post(
+        "/api/v1/transactions/QMINE00001/assign", {"loan_number": "loan-000601"}, content_type=JSON
+    )
+
+    assert response.status_code == 200
+    second.refresh_from_db()
+    assert second.outstanding == D("1000.00")
+    assert (theirs.status_code, theirs.json()) == (404, {"detail": "no loan numbered loan-000601"})
+
+
+def test_assigning_to_the_loan_the_payment_is_on_is_409_and_changes_nothing(
+    admin_api, portfolio_payments, loan
+):
+    before = (Repayment.objects.count(), OutboxMessage.objects.count(), AuditEvent.objects.count())
+
+    response = admin_api.post(
+        "/api/v1/transactions/QMINE00001/assign", {"loan_number": "LOAN-000501"}, content_type=JSON
+    )
+
+    assert (response.status_code, response.json()) == (
+        409,
+        {"detail": "QMINE00001 is already on LOAN-000501; nothing was changed"},
+    )
+    assert (Repayment.objects.count(), OutboxMessage.objects.count(), AuditEvent.objects.count()) == before
+    assert not Allocation.objects.filter(reversed_at__isnull=False).exists()
+    loan.refresh_from_db()
+    assert loan.outstanding == D("4000.00")
 
 
 def test_officer_reviews_their_own_payment(officer_api, portfolio_payments, officer):
