@@ -14,14 +14,26 @@ logger = logging.getLogger(__name__)
 
 
 def _read_body(request: HttpRequest) -> tuple[bytes, int | None]:
-    """The body, or ``(b"", length)`` when it is over the limit (it is then never read into memory)."""
+    """The body, or ``(b"", length)`` when it is over the limit (it is then never read into memory).
+    A body that stops arriving (gunicorn.conf.py's BODY_TIMEOUT) is read as empty: the request is
+    then stored as malformed, with its headers."""
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         declared = 0
     if declared > MAX_BODY_BYTES:
         return b"", declared
-    body = request.read(MAX_BODY_BYTES + 1)
+    # A chunked body has no Content-Length, so Django reads it as empty; gunicorn's wsgi.input
+    # decodes the chunks, and is read directly, under the same limit.
+    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    stream = request.META["wsgi.input"] if chunked else request
+    try:
+        body = stream.read(MAX_BODY_BYTES + 1)
+    except OSError as exc:  # UnreadablePostError, a socket timeout: the client stopped sending
+        logger.warning(
+            "mpesa callback body not received from %s (%s)", client_ip(request), type(exc).__name__
+        )
+        return b"", None
     if len(body) > MAX_BODY_BYTES:
         return b"", len(body)
     return body, None

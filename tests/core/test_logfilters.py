@@ -89,3 +89,40 @@ def test_gunicorn_access_log_is_redacted():
     text = " ".join(str(value) for value in atoms.values())
     assert "SeCrEt-ToKeN" not in text and "0712345678" not in text
     assert atoms["U"] == "/payments/c2b/<token>/confirmation/"
+
+
+def test_gunicorn_access_log_hides_the_basic_auth_user_and_credential_headers():
+    import base64
+    import datetime
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from config.gunicorn_logging import RedactingLogger
+
+    basic = "Basic " + base64.b64encode(b"consumer-key-XYZ:consumer-secret").decode()
+    request = SimpleNamespace(
+        method="GET",
+        path="/daraja-emulator/oauth/v1/generate",
+        query="grant_type=client_credentials",
+        uri="/daraja-emulator/oauth/v1/generate?grant_type=client_credentials",
+        version=(1, 1),
+        headers=[("AUTHORIZATION", basic)],
+    )
+    response = SimpleNamespace(status="200 OK", sent=42, headers=[], response_length=42)
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "RAW_URI": request.uri,
+        "PATH_INFO": request.path,
+        "QUERY_STRING": request.query,
+        "HTTP_AUTHORIZATION": basic,
+    }
+
+    atoms = RedactingLogger(Config()).atoms(response, request, environ, datetime.timedelta(milliseconds=3))
+
+    text = " ".join(str(value) for value in atoms.values())
+    assert "consumer-key-XYZ" not in text and basic not in text
+    assert atoms["u"] == "-"
+    assert atoms["{authorization}i"] == "<redacted>"

@@ -712,6 +712,26 @@ def test_no_credentials_is_401(portfolio_payments):
     assert response.json() == {"detail": "authentication required"}
 
 
+def test_an_anonymous_write_is_401_not_a_csrf_failure(portfolio_payments):
+    response = Client(enforce_csrf_checks=True).post(
+        "/api/v1/transactions/QMINE00001/review", {"note": "x"}, content_type=JSON
+    )
+
+    assert (response.status_code, response.json()) == (401, {"detail": "authentication required"})
+    assert response["WWW-Authenticate"] == "Bearer"
+    assert MpesaTransaction.objects.get(trans_id="QMINE00001").reviewed_at is None
+
+
+def test_a_logged_in_session_still_needs_its_csrf_token_to_write(portfolio_payments, officer):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(officer)
+
+    response = browser.post("/api/v1/transactions/QMINE00001/review", {"note": "x"}, content_type=JSON)
+
+    assert response.status_code == 403
+    assert MpesaTransaction.objects.get(trans_id="QMINE00001").reviewed_at is None
+
+
 # --- GET /api/v1/stats ------------------------------------------------------------------------------------
 
 

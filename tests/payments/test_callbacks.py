@@ -339,3 +339,37 @@ def test_the_max_amount_is_a_setting_and_the_ceiling_itself_posts(post_callback,
 
     statuses = dict(MpesaTransaction.objects.values_list("trans_id", "status"))
     assert statuses == {"RKL51ZDR4F": "processed", "RKL51ZDR4G": "held"}
+
+
+# --- How the body arrives ------------------------------------------------------------------------------
+
+
+def test_a_chunked_confirmation_without_content_length_is_read_whole(client, mpesa_config, loan):
+    import io
+
+    body = json.dumps(daraja_payload("confirmation_hashed.json"), default=str).encode()
+    # What gunicorn hands over for Transfer-Encoding: chunked: no CONTENT_LENGTH, the decoded body
+    # in wsgi.input.
+    response = client.generic(
+        "POST",
+        f"/payments/c2b/{mpesa_config.callback_token}/confirmation/",
+        b"",
+        content_type="application/json",
+        HTTP_TRANSFER_ENCODING="chunked",
+        **{"CONTENT_LENGTH": "", "wsgi.input": io.BytesIO(body)},
+    )
+
+    assert (response.status_code, response.json()) == (200, {"ResultCode": 0, "ResultDesc": "Success"})
+    assert MpesaTransaction.objects.get().raw_body == body.decode()
+
+
+def test_a_post_without_the_trailing_slash_is_a_clear_404(client, mpesa_config):
+    path = f"/payments/c2b/{mpesa_config.callback_token}/confirmation"
+
+    response = client.post(path, data=b"{}", content_type="application/json")
+
+    assert (response.status_code, response.json()) == (
+        404,
+        {"detail": f"not found: this address ends with a slash ({path}/)"},
+    )
+    assert client.get("/payments/dashboard").status_code == 301  # a GET still follows the slash
