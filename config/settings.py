@@ -1,9 +1,10 @@
 """Settings for HAVEN GRAZURI Advance: one module, driven by the environment.
 
-With no environment at all the project runs on the embedded default: a SQLite file, the
-local-memory cache, Celery tasks executed eagerly and SMS printed to the console. ``DATABASE_URL``
-switches to PostgreSQL, ``REDIS_URL`` to Redis (cache and Celery broker). ``.env.example`` lists
-every setting read here.
+With no environment at all the project is production and refuses to start without its secrets;
+``DJANGO_DEBUG=true`` asks for development, on the embedded default: a SQLite file, the cache in a
+table of that database, Celery tasks executed eagerly and SMS printed to the console.
+``DATABASE_URL`` switches to PostgreSQL, ``REDIS_URL`` to Redis (cache and Celery broker).
+``.env.example`` lists every setting read here.
 """
 
 import base64
@@ -148,14 +149,25 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and Celery ---------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Prepended to every cache key, so that several users of one Redis database keep apart (the tests
+# use their own prefix and clear only their own keys).
+CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="")
 if REDIS_URL:
     # django-redis keeps one Redis client per process; Django's own backend builds a new client for
     # every call, which doubled the cost of the payment doorbell rung on every confirmation.
     CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Without Redis the cache is a table in the database, shared by every process (gunicorn workers,
+    # manage.py commands): a per-process cache would keep emulator tokens, URL registrations and
+    # sessions of the USSD menu in one worker only. core.apps creates the table after migrate.
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "haven_cache"}
+    }
+CACHES["default"]["KEY_PREFIX"] = CACHE_KEY_PREFIX
 
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
+# In-process transport without Redis (tasks run eagerly); named with a host, or kombu warns "No
+# hostname was supplied" whenever the connection is described, once per payment.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://localhost/")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = env.bool("CELERY_TASK_EAGER_PROPAGATES", default=False)
 CELERY_TASK_IGNORE_RESULT = True

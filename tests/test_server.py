@@ -192,3 +192,91 @@ def test_a_chunked_body_over_the_limit_is_refused(site, served):
 
     assert response.status_code == 413
     assert "over the 64 KB limit" in response.json()["ResultDesc"]
+
+
+# --- Without Redis the cache is shared by every process ----------------------------------------------
+
+
+def test_without_redis_state_set_in_one_process_is_seen_by_another(site):
+    write = "from django.core.cache import cache; cache.set('shared-state', 'set by the first', 60)"
+    read = (
+        "from django.core.cache import cache; from django.conf import settings; "
+        "print(settings.CACHES['default']['BACKEND'], cache.get('shared-state'))"
+    )
+
+    manage(site["env"], "shell", "--no-imports", "-c", write)
+
+    assert manage(site["env"], "shell", "--no-imports", "-c", read).strip() == (
+        "django.core.cache.backends.db.DatabaseCache set by the first"
+    )
+
+
+def test_without_redis_an_emulator_token_works_on_every_gunicorn_worker(site, served):
+    emulator = f"{served}/daraja-emulator"
+    token = httpx.get(
+        f"{emulator}/oauth/v1/generate",
+        params={"grant_type": "client_credentials"},
+        auth=("k", "s"),
+        timeout=10,
+    ).json()["access_token"]
+    registration = {
+        "ShortCode": "600984",
+        "ResponseType": "Completed",
+        "ConfirmationURL": f"{served}/payments/c2b/{site['token']}/confirmation/",
+        "ValidationURL": f"{served}/payments/c2b/{site['token']}/validation/",
+    }
+
+    # New connections each time, spread over both workers: each must know the token.
+    answers = [
+        httpx.post(
+            f"{emulator}/mpesa/c2b/v2/registerurl",
+            json=registration,
+            headers={"Authorization": f"Bearer {token}", "Connection": "close"},
+            timeout=10,
+        )
+        for _ in range(12)
+    ]
+
+    assert [answer.status_code for answer in answers] == [200] * 12
+
+
+# --- make run, as a newcomer meets it -----------------------------------------------------------------
+
+
+def test_make_run_registers_the_demo_paybills_urls_with_the_emulator(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = _environment(tmp_path / "db.sqlite3")
+    del env["DJANGO_DEBUG"]  # make run asks for development itself
+    # -o: the virtualenv is installed already; never reinstall it from a test.
+    run = subprocess.Popen(
+        ["make", "-o", ".venv/.installed-stamp", "run", f"PORT={port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert run.stdout is not None
+        deadline, registered = time.monotonic() + 120, False
+        while not registered and time.monotonic() < deadline and run.poll() is None:
+            registered = "callback URLs registered with the Daraja emulator" in run.stdout.readline()
+        assert registered, "make run did not register the demo paybill's URLs"
+        stored = manage(
+            {**env, "DJANGO_DEBUG": "true"},
+            "shell",
+            "--no-imports",
+            "-c",
+            "from django.core.cache import cache; print(cache.get('daraja-emulator:urls:600984')['confirmation_url'])",
+        )
+        assert re.fullmatch(rf"http://127\.0\.0\.1:{port}/payments/c2b/[^/]+/confirmation/\n", stored)
+    finally:
+        os.killpg(run.pid, signal.SIGTERM)
+        try:
+            run.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait(timeout=5)

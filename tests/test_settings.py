@@ -44,8 +44,8 @@ def settings_with(**env: str) -> dict:
 def test_embedded_default_needs_no_service():
     assert settings_with(**DEVELOPMENT) == {
         "db": "django.db.backends.sqlite3",
-        "cache": "django.core.cache.backends.locmem.LocMemCache",
-        "broker": "memory://",
+        "cache": "django.core.cache.backends.db.DatabaseCache",
+        "broker": "memory://localhost/",
         "eager": True,
         "debug": True,
         "sms": "console",
@@ -121,3 +121,30 @@ def test_env_example_documents_every_setting_read():
     documented = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
     assert read - documented == set()
     assert len(read) > 15
+
+
+@pytest.mark.parametrize("program", ["worker", "beat"])
+def test_a_celery_worker_or_beat_without_a_broker_refuses_to_start(program, tmp_path):
+    celery = str(Path(sys.executable).parent / "celery")
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "REDIS_", "CELERY_"))
+    }
+    env = clean | {
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_READ_ENV_FILE": "false",
+        **DEVELOPMENT,
+    }
+    extra = ["--schedule", str(tmp_path / "beat-schedule")] if program == "beat" else []
+
+    result = subprocess.run(
+        [celery, "-A", "config", program, *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert f"celery {program}: there is no broker: without REDIS_URL" in result.stdout + result.stderr

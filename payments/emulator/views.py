@@ -292,11 +292,7 @@ def simulate(request: HttpRequest, version: str) -> HttpResponse:
         )
     registration = cache.get(_registration_key(short_code))
     if registration is None:
-        # Without Redis the registrations live in the server's memory and vanish when it restarts.
-        return _bad_request(
-            f"No URLs registered for ShortCode {short_code} (run setup_mpesa --register; without Redis the "
-            "emulator forgets registrations when the server restarts)"
-        )
+        return _bad_request(f"No URLs registered for ShortCode {short_code} (run setup_mpesa --register)")
 
     trans_id = _new_trans_id()
     payload = {

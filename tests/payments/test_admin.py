@@ -23,6 +23,7 @@ from core.phones import msisdn_hash
 from payments.clients.daraja import DarajaClient
 from payments.models import Allocation, CallbackRequest, MpesaConfiguration, MpesaTransaction
 from payments.services import transaction_process
+from tests.cache import clear_test_cache
 from tests.factories import AdminFactory, BorrowerFactory, LoanFactory, OfficerFactory
 from tests.payments.test_processing import stored_payment
 
@@ -38,10 +39,10 @@ SHORT_CODE = "600984"
 
 
 @pytest.fixture(autouse=True)
-def _empty_cache():
-    cache.clear()
+def _empty_cache(django_db_blocker):
+    clear_test_cache(django_db_blocker)
     yield
-    cache.clear()
+    clear_test_cache(django_db_blocker)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Daraja callbacks over HTTP: stored first, answered as Daraja expects, processed after commit."""
 
 import json
+import logging
 from decimal import Decimal as D
 
 import pytest
@@ -373,3 +374,13 @@ def test_a_post_without_the_trailing_slash_is_a_clear_404(client, mpesa_config):
         {"detail": f"not found: this address ends with a slash ({path}/)"},
     )
     assert client.get("/payments/dashboard").status_code == 301  # a GET still follows the slash
+
+
+def test_a_payment_on_the_embedded_default_logs_no_broker_warning(post_callback, loan, caplog):
+    # Tasks run in-process there; kombu used to warn "No hostname was supplied" on every payment.
+    caplog.set_level(logging.DEBUG, logger="kombu")
+
+    post_callback("confirmation", daraja_payload("confirmation_hashed.json"))
+
+    assert MpesaTransaction.objects.get().status == "processed"
+    assert [record.getMessage() for record in caplog.records if record.name.startswith("kombu")] == []

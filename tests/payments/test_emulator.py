@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from payments.clients.daraja import DarajaClient, DarajaError
 from payments.parsing import parse_trans_time
+from tests.cache import clear_test_cache
 from tests.factories import MpesaConfigurationFactory
 from tests.payments import emulator_urls
 from tests.payments.emulator_urls import closed_port_url, payloads, stub_url
@@ -26,13 +27,13 @@ SHORT_CODE = "600984"
 
 
 @pytest.fixture
-def emulator_url(live_server, settings) -> str:
+def emulator_url(live_server, settings, django_db_blocker) -> str:
     settings.MPESA_EMULATOR_ENABLED = True
     settings.MPESA_EMULATOR_URL = f"{live_server.url}/daraja-emulator"
-    cache.clear()
+    clear_test_cache(django_db_blocker)
     emulator_urls.received.clear()
     yield settings.MPESA_EMULATOR_URL
-    cache.clear()
+    clear_test_cache(django_db_blocker)
     emulator_urls.received.clear()
 
 
