@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.payments.conftest import daraja_payload
+from tests.processes import clean_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -24,16 +25,7 @@ START_TIMEOUT = 60
 
 
 def _environment(database: Path) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "REDIS_", "CELERY_"))
-    }
-    return env | {
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DJANGO_READ_ENV_FILE": "false",
-        "DJANGO_DEBUG": "true",
-        "DATABASE_URL": f"sqlite:///{database}",
-        "LOG_LEVEL": "WARNING",
-    }
+    return clean_environment(DJANGO_DEBUG="true", DATABASE_URL=f"sqlite:///{database}", LOG_LEVEL="WARNING")
 
 
 def manage(env: dict[str, str], *args: str) -> str:

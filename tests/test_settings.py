@@ -1,13 +1,14 @@
 """Settings are driven by the environment: checked in fresh interpreters, each with its own env."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+
+from tests.processes import clean_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 PRINT_SETTINGS = (
@@ -26,12 +27,14 @@ PRODUCTION = {
 
 
 def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "REDIS_", "CELERY_"))
-    }
-    clean |= {"DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_READ_ENV_FILE": "false", **env}
     return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=clean_environment(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -126,20 +129,12 @@ def test_env_example_documents_every_setting_read():
 @pytest.mark.parametrize("program", ["worker", "beat"])
 def test_a_celery_worker_or_beat_without_a_broker_refuses_to_start(program, tmp_path):
     celery = str(Path(sys.executable).parent / "celery")
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "REDIS_", "CELERY_"))
-    }
-    env = clean | {
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DJANGO_READ_ENV_FILE": "false",
-        **DEVELOPMENT,
-    }
     extra = ["--schedule", str(tmp_path / "beat-schedule")] if program == "beat" else []
 
     result = subprocess.run(
         [celery, "-A", "config", program, *extra],
         cwd=ROOT,
-        env=env,
+        env=clean_environment(**DEVELOPMENT),
         capture_output=True,
         text=True,
         timeout=60,
