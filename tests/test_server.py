@@ -3,9 +3,7 @@ processes that share state, on a SQLite file of their own (not the test database
 process). Each server binds 127.0.0.1 on a port the OS picks and is stopped by the test."""
 
 import json
-import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +15,7 @@ import httpx
 import pytest
 
 from tests.payments.conftest import daraja_payload
-from tests.processes import clean_environment
+from tests.processes import clean_environment, stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -94,12 +92,7 @@ def _gunicorn(env: dict[str, str], *args: str) -> Iterator[str]:
             assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
         yield url
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=5)
+        stop_process_group(server)
 
 
 @pytest.fixture(scope="module")
@@ -143,19 +136,20 @@ def test_slow_clients_do_not_hold_up_a_confirmation(site, served):
     assert elapsed < 1.0, f"answered after {elapsed:.2f} s"
 
 
-def test_a_chunked_confirmation_is_read_whole(site, served):
-    body = confirmation(site, "CHUNKED001")
-
-    def chunks():
-        yield body[:100]
-        yield body[100:]
-
-    response = httpx.post(
+def post_chunked(served: str, site: dict, chunks: Iterator[bytes]) -> httpx.Response:
+    # httpx sends a body given as an iterator with Transfer-Encoding: chunked (no Content-Length).
+    return httpx.post(
         f"{served}/payments/c2b/{site['token']}/confirmation/",
-        content=chunks(),
+        content=chunks,
         headers={"Content-Type": "application/json"},
         timeout=10,
     )
+
+
+def test_a_chunked_confirmation_is_read_whole(site, served):
+    body = confirmation(site, "CHUNKED001")
+
+    response = post_chunked(served, site, iter([body[:100], body[100:]]))
 
     assert response.status_code == 200
     assert response.json() == {"ResultCode": 0, "ResultDesc": "Success"}
@@ -171,16 +165,7 @@ def test_a_chunked_confirmation_is_read_whole(site, served):
 
 
 def test_a_chunked_body_over_the_limit_is_refused(site, served):
-    def chunks():
-        for _ in range(80):
-            yield b"x" * 1024
-
-    response = httpx.post(
-        f"{served}/payments/c2b/{site['token']}/confirmation/",
-        content=chunks(),
-        headers={"Content-Type": "application/json"},
-        timeout=10,
-    )
+    response = post_chunked(served, site, (b"x" * 1024 for _ in range(80)))
 
     assert response.status_code == 413
     assert "over the 64 KB limit" in response.json()["ResultDesc"]
@@ -266,9 +251,4 @@ def test_make_run_registers_the_demo_paybills_urls_with_the_emulator(tmp_path):
         )
         assert re.fullmatch(rf"http://127\.0\.0\.1:{port}/payments/c2b/[^/]+/confirmation/\n", stored)
     finally:
-        os.killpg(run.pid, signal.SIGTERM)
-        try:
-            run.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait(timeout=5)
+        stop_process_group(run)

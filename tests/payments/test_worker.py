@@ -1,8 +1,6 @@
 """A real Celery worker against PostgreSQL and Redis: on connecting to its broker it drains the
 payments that waited while no bell could ring (Redis down, or no worker running)."""
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ from django.db import connection
 from payments.models import MpesaTransaction
 from tests.factories import LoanFactory, MpesaConfigurationFactory
 from tests.payments.test_processing import stored_payment
-from tests.processes import clean_environment
+from tests.processes import clean_environment, stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -63,12 +61,7 @@ def test_a_worker_that_connects_drains_payments_that_waited_without_a_ring():
                 break
             time.sleep(0.2)
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=5)
+        stop_process_group(worker)
 
     assert tx.status == MpesaTransaction.Status.PROCESSED
     loan.refresh_from_db()
