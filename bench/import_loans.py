@@ -113,6 +113,9 @@ class _postgres_admin:
 
 def _run(rows: int, workdir: Path, *, update: bool) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    # Settings default to production, which needs secrets this benchmark has no use for; it asks for
+    # development and turns DEBUG off itself below, as in production.
+    os.environ.setdefault("DJANGO_DEBUG", "true")
     import django
 
     django.setup()

@@ -13,7 +13,7 @@ so a development .env cannot send the run to real Safaricom or SMS services.
 
 What runs: a portfolio built with set-based SQL (``bench/portfolio.py``: about 70% of borrowers
 with one loan, the rest two or three, each with a phone and its MSISDN digest, five loan officers
-and an admin with phones), gunicorn (``config.wsgi``, 4 sync workers, DEBUG off, the settings of
+and an admin with phones), gunicorn (``config.wsgi``, 4 threaded workers of gunicorn.conf.py, DEBUG off, the settings of
 ``bench/settings.py``: the project's plus one bench-only URL), ONE Celery worker (concurrency 2, at
 the lowest priority for its process and its scheduler autogroup, see ``harness.autogroup_nice``) and
 the load generator (``bench/loadgen.py``) in its own process. Every process gets the same generated
@@ -181,9 +181,12 @@ class Bench:
         from config.celery import app as celery_app
 
         started = time.perf_counter()
+        # The repository's gunicorn.conf.py (threaded workers), as deploy/Procfile runs it.
         gunicorn = [
             str(BIN / "gunicorn"),
             "config.wsgi",
+            "--config",
+            str(BASE_DIR / "gunicorn.conf.py"),
             "--workers",
             "4",
             "--bind",
@@ -785,7 +788,7 @@ def print_report(results: dict) -> None:
         f"concurrent senders ({arguments['client']} client, own process), 10 s timeout"
     )
     print(
-        f"machine: {os.cpu_count()} CPU(s), Python {platform.python_version()}; gunicorn 4 sync workers, "
+        f"machine: {os.cpu_count()} CPU(s), Python {platform.python_version()}; gunicorn 4 gthread workers (gunicorn.conf.py), "
         f"1 Celery worker (concurrency 2, nice {WORKER_NICE}"
         f"{' for its process and autogroup' if results.get('worker_autogroup_nice') else ''}), "
         "PostgreSQL and Redis on the same machine"

@@ -1,13 +1,15 @@
 """Settings for HAVEN GRAZURI Advance: one module, driven by the environment.
 
-With no environment at all the project runs on the embedded default: a SQLite file, the
-local-memory cache, Celery tasks executed eagerly and SMS printed to the console. ``DATABASE_URL``
-switches to PostgreSQL, ``REDIS_URL`` to Redis (cache and Celery broker). ``.env.example`` lists
-every setting read here.
+With no environment at all the project is production and refuses to start without its secrets;
+``DJANGO_DEBUG=true`` asks for development, on the embedded default: a SQLite file, the cache in a
+table of that database, Celery tasks executed eagerly and SMS printed to the console.
+``DATABASE_URL`` switches to PostgreSQL, ``REDIS_URL`` to Redis (cache and Celery broker).
+``.env.example`` lists every setting read here.
 """
 
 import base64
 import hashlib
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -22,7 +24,11 @@ env = environ.Env()
 if env.bool("DJANGO_READ_ENV_FILE", default=True) and (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env")
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+# Production unless development is asked for: a process started with no environment at all (a bare
+# `gunicorn config.wsgi`) must not be a debug server with the Daraja emulator on, so DEBUG is off by
+# default and, without its secrets, such a process refuses to start (below) rather than guess them.
+# `make run`, `make test` (tests/settings.py) and .env.example's development section opt in.
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 # --- Secrets: defaults only for local development -----------------------------------------------
 _missing = [
@@ -32,7 +38,14 @@ _missing = [
 ]
 if _missing:
     raise ImproperlyConfigured(
-        "DJANGO_DEBUG is false, so these settings must be set in the environment: " + ", ".join(_missing)
+        (
+            "DJANGO_DEBUG is false"
+            if "DJANGO_DEBUG" in env
+            else "DJANGO_DEBUG is not set, so this runs as production"
+        )
+        + ", and these settings must be set in the environment: "
+        + ", ".join(_missing)
+        + ". For local development set DJANGO_DEBUG=true (make run and make test do)."
     )
 
 SECRET_KEY = env.str(
@@ -80,7 +93,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "core.middleware.CommonMiddleware",  # Django's, without redirecting a POST (it loses the body)
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -139,14 +152,25 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and Celery ---------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Prepended to every cache key, so that several users of one Redis database keep apart (the tests
+# use their own prefix and clear only their own keys).
+CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="")
 if REDIS_URL:
     # django-redis keeps one Redis client per process; Django's own backend builds a new client for
     # every call, which doubled the cost of the payment doorbell rung on every confirmation.
     CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Without Redis the cache is a table in the database, shared by every process (gunicorn workers,
+    # manage.py commands): a per-process cache would keep emulator tokens, URL registrations and
+    # sessions of the USSD menu in one worker only. core.apps creates the table after migrate.
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "haven_cache"}
+    }
+CACHES["default"]["KEY_PREFIX"] = CACHE_KEY_PREFIX
 
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
+# In-process transport without Redis (tasks run eagerly); named with a host, or kombu warns "No
+# hostname was supplied" whenever the connection is described, once per payment.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://localhost/")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = env.bool("CELERY_TASK_EAGER_PROPAGATES", default=False)
 CELERY_TASK_IGNORE_RESULT = True
@@ -239,6 +263,9 @@ MPESA_PRODUCTION_URL = env.str("MPESA_PRODUCTION_URL", default="https://api.safa
 # Empty: the emulator is reached at the local configuration's base URL + /daraja-emulator.
 MPESA_EMULATOR_URL = env.str("MPESA_EMULATOR_URL", default="")
 MPESA_HTTP_TIMEOUT = env.float("MPESA_HTTP_TIMEOUT", default=10.0)
+# A confirmation over this amount (M-Pesa's per-transaction ceiling) is kept and held for staff,
+# never posted by itself; validation refuses it (C2B00013).
+MPESA_MAX_AMOUNT = Decimal(env.str("MPESA_MAX_AMOUNT", default="250000.00"))
 # The local Daraja emulator answers at /daraja-emulator/; a development tool only.
 MPESA_EMULATOR_ENABLED = env.bool("MPESA_EMULATOR_ENABLED", default=DEBUG)
 if MPESA_EMULATOR_ENABLED and not DEBUG:

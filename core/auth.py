@@ -44,6 +44,13 @@ class BearerTokenAuth(HttpBearer):
 class StaffSessionAuth(SessionAuth):
     """The Django session (CSRF-checked by ninja on unsafe methods)."""
 
+    def _get_key(self, request: HttpRequest) -> str | None:
+        # CSRF protects a logged-in browser; a request with no session is not logged in, and is
+        # answered 401 (authentication required) rather than ninja's 403 "CSRF check Failed".
+        if not request.user.is_authenticated:
+            return None
+        return super()._get_key(request)
+
     def authenticate(self, request: HttpRequest, key: str | None) -> User | None:
         user = request.user
         if not user.is_authenticated:

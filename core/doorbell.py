@@ -14,30 +14,85 @@ before), so some drain re-arms it at or after that moment; a drain that keeps lo
 an ask that was skipped.
 """
 
+import logging
 import time
+from dataclasses import dataclass
 
 from celery import Task
 from django.core.cache import cache
+from django_redis.exceptions import ConnectionInterrupted
+from kombu.exceptions import OperationalError as BrokerUnreachable
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 TTL = 10
+# While the cache or the broker is down, one warning per this many seconds, with a count.
+OUTAGE_LOG_EVERY = 60.0
+# What a ring meets when Redis (cache or broker) is unreachable.
+OUTAGE_ERRORS = (ConnectionInterrupted, BrokerUnreachable, RedisError, ConnectionError, TimeoutError)
 
 _last_asked: dict[str, float] = {}  # per process: when this process last asked the cache, by key
 
 
+@dataclass
+class _Outage:
+    """Per process, for logging only: rings lost since the last warning, and when that was."""
+
+    missed: int = 0
+    logged_at: float | None = None
+
+
+_outage = _Outage()
+
+
 def ring(key: str, drain: Task, *, copies: int = 1, force: bool = False, debounce: float = 0.0) -> bool:
-    """Enqueue ``copies`` of ``drain`` unless a ring is pending (or ``force``). Returns whether it rang."""
+    """Enqueue ``copies`` of ``drain`` unless a ring is pending (or ``force``). Returns whether it rang.
+
+    With the cache or the broker unreachable it rings nothing and returns ``False``: the work is in
+    the database, and a worker drains it when it (re)connects to the broker, or the sweeper rings
+    for it. The outage is logged once a minute with the number of rings missed, not per ring."""
     if debounce and not force:
         last = _last_asked.get(key)
         if last is not None and time.monotonic() - last < debounce:
             return False
     # Taken before the call: the drain that re-arms this ask's bell does so after this moment.
     asked_at = time.monotonic()
-    rang = cache.add(key, 1, timeout=TTL) or force
-    _last_asked[key] = asked_at
-    if rang:
-        for _ in range(copies):
-            drain.delay()
+    try:
+        rang = cache.add(key, 1, timeout=TTL) or force
+        _last_asked[key] = asked_at
+        if rang:
+            for _ in range(copies):
+                drain.delay()
+    except OUTAGE_ERRORS as exc:
+        _log_outage(key, exc)
+        return False
+    if _outage.logged_at is not None:
+        logger.warning(
+            "doorbell %s: Redis reachable again (%s more ring(s) missed since the last warning)",
+            key,
+            _outage.missed,
+        )
+        _outage.missed, _outage.logged_at = 0, None
     return rang
+
+
+def _log_outage(key: str, exc: Exception) -> None:
+    _outage.missed += 1
+    now = time.monotonic()
+    logged_at = _outage.logged_at
+    if logged_at is not None and now - logged_at < OUTAGE_LOG_EVERY:
+        return
+    logger.warning(
+        "doorbell %s: Redis (cache or broker) unreachable, %s ring(s) missed in this process%s (%s: %s); "
+        "the work waits in the database until a worker reconnects or the sweeper rings",
+        key,
+        _outage.missed,
+        "" if logged_at is None else f" in the last {OUTAGE_LOG_EVERY:.0f} s",
+        type(exc).__name__,
+        exc,
+    )
+    _outage.missed, _outage.logged_at = 0, now
 
 
 def rearm(key: str) -> float:

@@ -1,12 +1,15 @@
 """HTTP helpers shared by every inbound channel."""
 
 import ipaddress
+import logging
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 from core.models import User
+
+logger = logging.getLogger(__name__)
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -28,14 +31,24 @@ def client_ip(request: HttpRequest) -> str | None:
 
 def read_body_within(request: HttpRequest, limit: int) -> tuple[bytes, int | None]:
     """The request's body, or ``(b"", length)`` when it is over ``limit`` bytes (it is then never
-    read into memory): the caller stores the request and refuses it."""
+    read into memory): the caller stores the request and refuses it. A body that stops arriving
+    (gunicorn.conf.py's body timeout) is read as empty: the caller then stores the request as
+    malformed, with its headers."""
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         declared = 0
     if declared > limit:
         return b"", declared
-    body = request.read(limit + 1)
+    # A chunked body has no Content-Length, so Django reads it as empty; gunicorn's wsgi.input
+    # decodes the chunks, and is read directly, under the same limit.
+    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    stream = request.META["wsgi.input"] if chunked else request
+    try:
+        body = stream.read(limit + 1)
+    except OSError as exc:  # UnreadablePostError, a socket timeout: the client stopped sending
+        logger.warning("request body not received from %s (%s)", client_ip(request), type(exc).__name__)
+        return b"", None
     if len(body) > limit:
         return b"", len(body)
     return body, None

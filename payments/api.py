@@ -1,7 +1,8 @@
 """M-Pesa REST endpoints: the payment list and detail, staff actions on a payment, statistics.
 
 Officers see and act on their portfolio's payments only (anything else is a 404, as if it did not
-exist); payments that identify no borrower are for admins. Reversing a payment is for admins.
+exist); payments that identify no borrower are for admins. Reversing a payment is for admins. The
+action services check both themselves (``payments.services.actions``).
 """
 
 from django.http import HttpRequest
@@ -11,8 +12,7 @@ from ninja.pagination import LimitOffsetPagination, paginate
 
 from core.actors import Actor
 from core.auth import api_user
-from core.exceptions import NotFound, PermissionDenied
-from core.models import Loan, User
+from core.exceptions import NotFound
 from core.schemas import ErrorOut
 from payments.filters import transaction_get, transactions_filter, transactions_for_user
 from payments.models import MpesaTransaction, StatusQuery
@@ -45,14 +45,6 @@ router = Router(tags=["payments"])
 ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut}
 ACTION_ERRORS = {**ERRORS, 409: ErrorOut}
 MAX_PAGE = 500
-
-
-def _visible(request: HttpRequest, trans_id: str) -> User:
-    """The caller, once we know they may see ``trans_id``; ``NotFound`` otherwise."""
-    user = api_user(request)
-    if not MpesaTransaction.objects.visible_to(user).filter(trans_id=trans_id).exists():
-        raise NotFound(f"no M-Pesa transaction {trans_id}")
-    return user
 
 
 def _after_action(trans_id: str) -> MpesaTransaction:
@@ -103,41 +95,35 @@ def transaction_reprocess_endpoint(
     request: HttpRequest, trans_id: str, payload: ReprocessIn | None = None
 ) -> MpesaTransaction:
     """Match and post a ``received``, ``failed`` or ``unmatched`` payment again (409 otherwise)."""
-    user = _visible(request, trans_id)
     reason = payload.reason if payload else ""
-    transaction_reprocess(trans_id=trans_id, actor=Actor.staff(user), reason=reason)
-    return _after_action(trans_id)
+    tx = transaction_reprocess(trans_id=trans_id, actor=Actor.staff(api_user(request)), reason=reason)
+    return _after_action(tx.trans_id)
 
 
 @router.post("/transactions/{trans_id}/assign", response={200: TransactionDetailOut, **ACTION_ERRORS})
 def transaction_assign_endpoint(request: HttpRequest, trans_id: str, payload: AssignIn) -> MpesaTransaction:
     """Put a payment on an active loan the caller may see, reversing where it went before."""
-    user = _visible(request, trans_id)
-    loan_number = payload.loan_number.strip()
-    if not Loan.objects.visible_to(user).filter(loan_number=loan_number).exists():
-        raise NotFound(f"no loan numbered {loan_number}")
-    transaction_assign(
-        trans_id=trans_id, loan_number=loan_number, actor=Actor.staff(user), reason=payload.reason
+    tx = transaction_assign(
+        trans_id=trans_id,
+        loan_number=payload.loan_number,
+        actor=Actor.staff(api_user(request)),
+        reason=payload.reason,
     )
-    return _after_action(trans_id)
+    return _after_action(tx.trans_id)
 
 
 @router.post("/transactions/{trans_id}/review", response={200: TransactionDetailOut, **ACTION_ERRORS})
 def transaction_review_endpoint(request: HttpRequest, trans_id: str, payload: ReviewIn) -> MpesaTransaction:
     """Record that staff looked at a payment (409 if it was already reviewed)."""
-    user = _visible(request, trans_id)
-    transaction_mark_reviewed(trans_id=trans_id, actor=Actor.staff(user), note=payload.note)
-    return _after_action(trans_id)
+    tx = transaction_mark_reviewed(trans_id=trans_id, actor=Actor.staff(api_user(request)), note=payload.note)
+    return _after_action(tx.trans_id)
 
 
 @router.post("/transactions/{trans_id}/reverse", response={200: TransactionDetailOut, **ACTION_ERRORS})
 def transaction_reverse_endpoint(request: HttpRequest, trans_id: str, payload: ReverseIn) -> MpesaTransaction:
     """Admins only: undo a payment's postings and credit and mark it reversed."""
-    user = api_user(request)
-    if not user.is_admin:
-        raise PermissionDenied("only an admin may reverse a payment")
-    transaction_reverse(trans_id=trans_id, actor=Actor.staff(user), reason=payload.reason)
-    return _after_action(trans_id)
+    tx = transaction_reverse(trans_id=trans_id, actor=Actor.staff(api_user(request)), reason=payload.reason)
+    return _after_action(tx.trans_id)
 
 
 @router.get("/stats", response={200: StatsOut, **ERRORS})

@@ -10,9 +10,9 @@ from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
 from django.http import QueryDict
 
+from core.actors import Actor
 from core.exceptions import HavenError, InvalidPhoneNumber
 from core.forms import MoneyFormField, ReasonField
 from core.models import Loan, User
@@ -21,6 +21,7 @@ from core.phones import normalize_phone
 from payments.clients.daraja import MSISDN_FORMATS, callback_url_problem
 from payments.codes import is_short_code
 from payments.models import MpesaConfiguration, StatusQuery
+from payments.services.actions import assignable_loan
 from payments.services.status import status_query_request
 
 
@@ -136,30 +137,25 @@ class SimulatePaymentForm(forms.Form):
 
 
 class AssignToLoanForm(forms.Form):
-    """A loan number, checked against the loans the member of staff may see. The first valid submit
-    shows the loan (borrower, outstanding) and asks again; the second one assigns."""
+    """A loan number, looked up as the service will (``assignable_loan``: any case, within the
+    actor's portfolio, active). The first valid submit shows the loan (borrower, outstanding) and
+    asks again; the second one assigns."""
 
     loan_number = forms.CharField(max_length=32, help_text="e.g. LOAN-000123")
     reason = ReasonField()
     # Set by the confirmation page to the loan number it showed; a changed number is shown again.
     confirmed_loan = forms.CharField(required=False, widget=forms.HiddenInput)
 
-    def __init__(self, *args, loans: QuerySet, **kwargs) -> None:
+    def __init__(self, *args, actor: Actor, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.loans = loans
+        self.actor = actor
         self.loan: Loan | None = None
 
     def clean_loan_number(self) -> str:
-        number = self.cleaned_data["loan_number"].strip()
-        # Staff type numbers in any case. The same answer for a loan that does not exist and one in
-        # another portfolio.
-        loan = self.loans.select_related("borrower").filter(loan_number__iexact=number).order_by("id").first()
-        if loan is None:
-            raise ValidationError(f"no loan numbered {number}", code="not_found")
-        if loan.status != Loan.Status.ACTIVE:
-            raise ValidationError(
-                f"{loan.loan_number} is {loan.get_status_display().lower()}, not active", code="not_active"
-            )
+        try:
+            loan = assignable_loan(loan_number=self.cleaned_data["loan_number"], actor=self.actor)
+        except HavenError as exc:
+            raise ValidationError(exc.detail, code="invalid_loan") from None
         self.loan = loan
         return loan.loan_number
 
@@ -177,7 +173,7 @@ class AssignToLoanForm(forms.Form):
         # Bound from the request, the data is an immutable QueryDict; copy() makes a mutable one.
         data = self.data.copy() if isinstance(self.data, QueryDict) else {**self.data}
         data["confirmed_loan"] = self._valid_loan().loan_number
-        form = type(self)(data, loans=self.loans)
+        form = type(self)(data, actor=self.actor)
         form.is_valid()
         return form
 

@@ -97,3 +97,10 @@ def credit_alert_text(*, trans_id: str, borrower_name: str, credit: Decimal) -> 
         f"Overpayment {trans_id}: {format_kes(credit)} held as credit for {borrower_name} "
         "(no active loan left to take it). Refund or apply it."
     )
+
+
+def held_alert_text(*, trans_id: str, amount: Decimal, reason: str) -> str:
+    return (
+        f"Payment {trans_id} ({format_kes(amount)}) is held, not posted: {reason}. "
+        "Assign it to a loan or mark it reviewed."
+    )

@@ -201,10 +201,7 @@ class MpesaTransactionQuerySet(models.QuerySet):
         )
 
     def needing_attention(self) -> "MpesaTransactionQuerySet":
-        return self.filter(
-            status__in=[MpesaTransaction.Status.UNMATCHED, MpesaTransaction.Status.FAILED],
-            reviewed_at__isnull=True,
-        )
+        return self.filter(status__in=NEEDS_STAFF, reviewed_at__isnull=True)
 
 
 class TransactionStatus(models.TextChoices):
@@ -212,7 +209,14 @@ class TransactionStatus(models.TextChoices):
     PROCESSED = "processed", "Processed"
     UNMATCHED = "unmatched", "Unmatched"
     FAILED = "failed", "Failed"
+    # Kept but never posted by itself (another short code, an amount over MPESA_MAX_AMOUNT): staff
+    # assign it or mark it reviewed; ``held_reason`` says why in words.
+    HELD = "held", "Held for staff"
     REVERSED = "reversed", "Reversed"
+
+
+# Statuses that wait for people until someone reviews them (``needing_attention``).
+NEEDS_STAFF = (TransactionStatus.UNMATCHED, TransactionStatus.FAILED, TransactionStatus.HELD)
 
 
 class TransactionSource(models.TextChoices):
@@ -306,6 +310,8 @@ class MpesaTransaction(models.Model):
     # When a received payment may next be tried (later after a transient failure: backoff).
     next_attempt_at = models.DateTimeField(default=timezone.now)
     last_error = models.TextField(blank=True)
+    # Why the payment was held for staff instead of posted (status ``held``); kept after staff act.
+    held_reason = models.CharField(max_length=300, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     processing_ms = models.PositiveIntegerField(null=True, blank=True)

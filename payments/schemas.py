@@ -46,6 +46,9 @@ class TransactionOut(Schema):
     borrower: LoanBorrowerOut | None
     msisdn: str = Field(description="the payer's number masked, or the start of its SHA-256 digest")
     reviewed: bool
+    held_reason: str = Field(
+        description="why the payment was held for staff instead of posted; empty if never"
+    )
 
     @staticmethod
     def resolve_identified_by(obj: MpesaTransaction) -> str | None:

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from core.dates import NAIROBI, nairobi_midnight
 from core.money import CENT, ZERO
-from payments.models import MpesaTransaction
+from payments.models import NEEDS_STAFF, MpesaTransaction
 
 DAYS = 30
 PERIODS = (("today", 1), ("last_7_days", 7), ("last_30_days", DAYS))
@@ -90,7 +90,7 @@ def payment_stats(*, queryset: QuerySet, now: datetime.datetime | None = None) -
              "success_rate": processed / payments not waiting (0..1, 4 places) or None,
              "average_processing_ms": float or None}},
          "pending": payments still waiting (status received), any date,
-         "needing_attention": unmatched or failed and not reviewed, any date,
+         "needing_attention": unmatched, failed or held and not reviewed, any date,
          "daily": [{"date", "count", "amount"}] for the last 30 days, oldest first, empty days included}
 
     Days are Nairobi local days of ``trans_time`` (when the payer paid); "today" starts at local
@@ -104,9 +104,7 @@ def payment_stats(*, queryset: QuerySet, now: datetime.datetime | None = None) -
     backlog = queryset.order_by().aggregate(
         pending=Count("id", filter=Q(status=Status.RECEIVED)),
         # Same condition as MpesaTransactionQuerySet.needing_attention, as a conditional count.
-        needing_attention=Count(
-            "id", filter=Q(status__in=[Status.UNMATCHED, Status.FAILED], reviewed_at__isnull=True)
-        ),
+        needing_attention=Count("id", filter=Q(status__in=NEEDS_STAFF, reviewed_at__isnull=True)),
     )
     return {
         "generated_at": now,

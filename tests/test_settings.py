@@ -1,7 +1,6 @@
 """Settings are driven by the environment: checked in fresh interpreters, each with its own env."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,13 +8,16 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from tests.processes import clean_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 PRINT_SETTINGS = (
     "import django, json; django.setup(); from django.conf import settings as s; "
     "print(json.dumps({'db': s.DATABASES['default']['ENGINE'], 'cache': s.CACHES['default']['BACKEND'], "
     "'broker': s.CELERY_BROKER_URL, 'eager': s.CELERY_TASK_ALWAYS_EAGER, 'debug': s.DEBUG, "
-    "'sms': s.SMS_BACKEND, 'keys': len(s.FIELD_ENCRYPTION_KEYS)}))"
+    "'sms': s.SMS_BACKEND, 'keys': len(s.FIELD_ENCRYPTION_KEYS), 'emulator': s.MPESA_EMULATOR_ENABLED}))"
 )
+DEVELOPMENT = {"DJANGO_DEBUG": "true"}
 PRODUCTION = {
     "DJANGO_DEBUG": "false",
     "DJANGO_SECRET_KEY": "x7#kq2!vR9$mZp4@Lw8&Tn3^Yb6*Hc1(Gd5)Fs0_Je-Ua+Xi=Oe",
@@ -25,12 +27,14 @@ PRODUCTION = {
 
 
 def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "REDIS_", "CELERY_"))
-    }
-    clean |= {"DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_READ_ENV_FILE": "false", **env}
     return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=clean_environment(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -41,20 +45,44 @@ def settings_with(**env: str) -> dict:
 
 
 def test_embedded_default_needs_no_service():
-    assert settings_with() == {
+    assert settings_with(**DEVELOPMENT) == {
         "db": "django.db.backends.sqlite3",
-        "cache": "django.core.cache.backends.locmem.LocMemCache",
-        "broker": "memory://",
+        "cache": "django.core.cache.backends.db.DatabaseCache",
+        "broker": "memory://localhost/",
         "eager": True,
         "debug": True,
         "sms": "console",
         "keys": 1,
+        "emulator": True,
     }
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-c", "import config.wsgi"], ["manage.py", "check"], ["-c", PRINT_SETTINGS]],
+    ids=["wsgi", "manage.py", "django.setup"],
+)
+def test_a_process_started_without_environment_refuses_to_start(command):
+    # Not a debug server with the Daraja emulator on: production, which needs its secrets.
+    result = run(command)
+    assert result.returncode != 0
+    assert (
+        "DJANGO_DEBUG is not set, so this runs as production, and these settings must be set in the "
+        "environment: DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, FIELD_ENCRYPTION_KEYS. For local development "
+        "set DJANGO_DEBUG=true"
+    ) in result.stderr
+
+
+def test_production_runs_with_debug_and_the_emulator_off():
+    got = settings_with(**PRODUCTION)
+    assert (got["debug"], got["emulator"]) == (False, False)
 
 
 def test_database_and_redis_urls_switch_to_postgresql_and_redis():
     got = settings_with(
-        DATABASE_URL="postgres://postgres@127.0.0.1:5432/haven", REDIS_URL="redis://127.0.0.1:6379/0"
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/haven",
+        REDIS_URL="redis://127.0.0.1:6379/0",
+        **DEVELOPMENT,
     )
     assert got["db"] == "django.db.backends.postgresql"
     assert got["cache"] == "django_redis.cache.RedisCache"
@@ -77,7 +105,7 @@ def test_production_refuses_a_malformed_encryption_key():
 
 
 def test_switching_on_africastalking_without_credentials_fails_at_start():
-    result = run(["-c", PRINT_SETTINGS], SMS_BACKEND="africastalking")
+    result = run(["-c", PRINT_SETTINGS], SMS_BACKEND="africastalking", **DEVELOPMENT)
     assert result.returncode != 0
     assert "AFRICASTALKING_API_KEY" in result.stderr
 
@@ -96,3 +124,22 @@ def test_env_example_documents_every_setting_read():
     documented = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
     assert read - documented == set()
     assert len(read) > 15
+
+
+@pytest.mark.parametrize("program", ["worker", "beat"])
+def test_a_celery_worker_or_beat_without_a_broker_refuses_to_start(program, tmp_path):
+    celery = str(Path(sys.executable).parent / "celery")
+    extra = ["--schedule", str(tmp_path / "beat-schedule")] if program == "beat" else []
+
+    result = subprocess.run(
+        [celery, "-A", "config", program, *extra],
+        cwd=ROOT,
+        env=clean_environment(**DEVELOPMENT),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert f"celery {program}: there is no broker: without REDIS_URL" in result.stdout + result.stderr

@@ -13,9 +13,8 @@ from django.views.decorators.http import require_POST
 from admin_ui.forms import AssignForm, ReprocessForm, ReverseForm, ReviewForm
 from admin_ui.views.transactions import visible_transaction
 from core.actors import Actor
-from core.exceptions import HavenError, NotFound, PermissionDenied
+from core.exceptions import HavenError
 from core.http import staff_user
-from core.models import Loan
 from payments.models import MpesaTransaction
 from payments.services import (
     TransientProcessingError,
@@ -31,7 +30,8 @@ Perform = Callable[..., tuple[int, str]]
 
 def _act(request: HttpRequest, trans_id: str, form_class: type[forms.Form], perform: Perform) -> HttpResponse:
     user = staff_user(request)
-    visible_transaction(user, trans_id)  # a 404 outside the actor's portfolio, as at the API
+    # The page of a payment outside the portfolio is a 404; the service checks again, under lock.
+    visible_transaction(user, trans_id)
     form = form_class(request.POST)
     if not form.is_valid():
         for name, errors in form.errors.items():
@@ -72,20 +72,11 @@ def reprocess(request: HttpRequest, trans_id: str) -> HttpResponse:
 @require_POST
 def assign(request: HttpRequest, trans_id: str) -> HttpResponse:
     def perform(actor: Actor, *, loan_number: str, reason: str, confirm: bool) -> tuple[int, str]:
-        loan_number = loan_number.strip()
-        # Staff type loan numbers in any case (as in the admin's AssignToLoanForm); the service gets
-        # the number as stored. Officers may move money only onto loans of their own portfolio.
-        stored = (
-            Loan.objects.visible_to(staff_user(request))
-            .filter(loan_number__iexact=loan_number)
-            .order_by("id")
-            .values_list("loan_number", flat=True)
-            .first()
-        )
-        if stored is None:
-            raise NotFound(f"no loan numbered {loan_number}")
-        tx = transaction_assign(trans_id=trans_id, loan_number=stored, actor=actor, reason=reason)
-        return _outcome(tx, f"assigned to {stored}")
+        # The service finds the loan in any case, within an officer's portfolio.
+        tx = transaction_assign(trans_id=trans_id, loan_number=loan_number, actor=actor, reason=reason)
+        loan = tx.allocations.filter(reversed_at__isnull=True).select_related("loan").order_by("id").first()
+        where = loan.loan.loan_number if loan is not None and loan.loan is not None else loan_number.strip()
+        return _outcome(tx, f"assigned to {where}")
 
     return _act(request, trans_id, AssignForm, perform)
 
@@ -104,8 +95,6 @@ def review(request: HttpRequest, trans_id: str) -> HttpResponse:
 @require_POST
 def reverse(request: HttpRequest, trans_id: str) -> HttpResponse:
     def perform(actor: Actor, *, reason: str, confirm: bool) -> tuple[int, str]:
-        if not staff_user(request).is_admin:
-            raise PermissionDenied("only an admin may reverse a payment")
         transaction_reverse(trans_id=trans_id, actor=actor, reason=reason)
         return messages.SUCCESS, f"{trans_id} reversed: its postings and credit were undone."
 

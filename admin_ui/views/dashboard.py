@@ -7,7 +7,7 @@ from django.views.decorators.http import require_GET
 from admin_ui.charts import daily_volume_legend, daily_volume_svg
 from core.http import staff_user
 from payments.filters import transactions_for_user
-from payments.models import MpesaTransaction, MpesaTransactionQuerySet
+from payments.models import NEEDS_STAFF, MpesaTransaction, MpesaTransactionQuerySet
 from payments.stats import payment_stats
 
 RECENT = 10
@@ -17,11 +17,11 @@ Status = MpesaTransaction.Status
 
 
 def attention_by_status(payments: MpesaTransactionQuerySet) -> dict[str, int]:
-    """How many of ``payments`` need people, per status: ``{"unmatched": n, "failed": n}``, counting
+    """How many of ``payments`` need people, per status: ``{"unmatched": n, "failed": n, "held": n}``, counting
     the same payments as ``payment_stats()["needing_attention"]`` (not reviewed), in one query."""
     rows = payments.needing_attention().order_by().values("status").annotate(count=Count("id"))
     counts = {row["status"]: row["count"] for row in rows}
-    return {status: counts.get(status, 0) for status in (Status.UNMATCHED, Status.FAILED)}
+    return {status: counts.get(status, 0) for status in NEEDS_STAFF}
 
 
 @staff_member_required

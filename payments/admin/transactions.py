@@ -139,6 +139,7 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "match_strategy",
                     "borrower",
                     "payer_borrower",
+                    "held_reason",
                     "notes_list",
                     "reviewed_at",
                     "reviewed_by",
@@ -349,14 +350,15 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         for trans_id in (tx.trans_id for tx in selected):
             try:
                 tx = transaction_reprocess(trans_id=trans_id, actor=actor, reason=reason)
-            except HavenError as exc:
-                self.message_user(request, f"{trans_id}: {exc.detail}", messages.ERROR)
+            # TransientProcessingError is a HavenError: caught first, or its message never shows.
             except TransientProcessingError:
                 self.message_user(
                     request,
                     f"{trans_id}: the database was busy; it stays received and will be tried again.",
                     messages.WARNING,
                 )
+            except HavenError as exc:
+                self.message_user(request, f"{trans_id}: {exc.detail}", messages.ERROR)
             else:
                 level = (
                     messages.SUCCESS if tx.status == MpesaTransaction.Status.PROCESSED else messages.WARNING
@@ -393,7 +395,7 @@ class MpesaTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             title="Assign to a loan",
             submit_label="Assign",
             form_class=AssignToLoanForm,
-            form_kwargs={"loans": Loan.objects.visible_to(staff_user(request))},
+            form_kwargs={"actor": Actor.staff(staff_user(request))},
             details=self._details(tx),
             perform=perform,
         )

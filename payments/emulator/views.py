@@ -39,6 +39,7 @@ from payments.clients.daraja import (
     callback_url_problem,
 )
 from payments.emulator.ledger import ledger_record
+from payments.models import MpesaConfiguration
 
 logger = logging.getLogger(__name__)
 
@@ -255,6 +256,14 @@ def _credit_balance(short_code: str, amount: Decimal) -> str:
     return f"{Decimal(cents) / 100:.2f}"
 
 
+def _is_local_paybill(short_code: str) -> bool:
+    # Simulate makes money appear: only ever for a paybill that is the emulator's own, never for
+    # one configured against Daraja's sandbox or production, whatever URLs were registered for it.
+    return MpesaConfiguration.objects.filter(
+        business_short_code=short_code, is_active=True, environment=MpesaConfiguration.Environment.LOCAL
+    ).exists()
+
+
 @_emulator_view
 def simulate(request: HttpRequest, version: str) -> HttpResponse:
     checked = _checked_call(request, version)
@@ -276,13 +285,14 @@ def simulate(request: HttpRequest, version: str) -> HttpResponse:
     msisdn_format = body.get("MsisdnFormat") or "hashed"
     if msisdn_format not in MSISDN_FORMATS:
         return _bad_request("Invalid MsisdnFormat")
+    if not _is_local_paybill(short_code):
+        return _bad_request(
+            f"ShortCode {short_code} is not an active configuration of the local environment: the emulator "
+            "pays only those"
+        )
     registration = cache.get(_registration_key(short_code))
     if registration is None:
-        # Without Redis the registrations live in the server's memory and vanish when it restarts.
-        return _bad_request(
-            f"No URLs registered for ShortCode {short_code} (run setup_mpesa --register; without Redis the "
-            "emulator forgets registrations when the server restarts)"
-        )
+        return _bad_request(f"No URLs registered for ShortCode {short_code} (run setup_mpesa --register)")
 
     trans_id = _new_trans_id()
     payload = {

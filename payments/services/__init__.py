@@ -1,6 +1,7 @@
 """Every write of the M-Pesa engine. Import services from here."""
 
 from payments.services.actions import (
+    assignable_loan,
     transaction_assign,
     transaction_mark_reviewed,
     transaction_reprocess,
@@ -16,6 +17,7 @@ from payments.services.processing import (
 __all__ = [
     "InboundRequest",
     "TransientProcessingError",
+    "assignable_loan",
     "callback_receive",
     "transaction_assign",
     "transaction_mark_reviewed",

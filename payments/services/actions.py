@@ -2,14 +2,18 @@
 
 Used by the admin, the API, the staff pages and the Telegram bot alike; each checks the current
 state first, works under the same locks as processing, and is audited with who and why.
+
+Who may act on what is checked here, once for every caller: a staff actor who is not an admin finds
+only the payments and loans of their portfolio (anything else is ``NotFound``, as if it did not
+exist); borrower and system actors are not scoped here (a borrower's own service checks ownership).
 """
 
 from django.db import transaction
 from django.utils import timezone
 
 from core.actors import Actor
-from core.exceptions import InvalidInput, InvalidState, NotFound
-from core.models import Borrower, Loan
+from core.exceptions import InvalidInput, InvalidState, NotFound, PermissionDenied
+from core.models import Borrower, Loan, User
 from core.services import audit_record, borrower_credit_use, repayment_reverse
 from payments.models import Allocation, MpesaTransaction
 from payments.services.processing import allocate_payment, queue_payment_news, transaction_process
@@ -21,11 +25,40 @@ REPROCESSABLE = (
 )
 
 
-def _locked(trans_id: str) -> MpesaTransaction:
-    try:
-        return MpesaTransaction.objects.select_for_update().get(trans_id=trans_id)
-    except MpesaTransaction.DoesNotExist:
-        raise NotFound(f"no M-Pesa transaction {trans_id}") from None
+def _portfolio_of(actor: Actor) -> User | None:
+    """The staff user whose portfolio bounds what ``actor`` may touch; ``None`` for no bound."""
+    if actor.kind == "staff" and actor.user is not None and not actor.user.is_admin:
+        return actor.user
+    return None
+
+
+def _locked(trans_id: str, actor: Actor) -> MpesaTransaction:
+    """The payment ``trans_id`` (any case), locked, if ``actor`` may act on it; ``NotFound`` otherwise,
+    the same answer whether it does not exist or is outside the actor's portfolio."""
+    trans_id = trans_id.strip().upper()
+    tx = MpesaTransaction.objects.select_for_update().filter(trans_id=trans_id).first()
+    officer = _portfolio_of(actor)
+    # Checked after the lock, so the payment cannot leave the portfolio between check and change.
+    if tx is None or (
+        officer is not None and not MpesaTransaction.objects.visible_to(officer).filter(pk=tx.pk).exists()
+    ):
+        raise NotFound(f"no M-Pesa transaction {trans_id}")
+    return tx
+
+
+def assignable_loan(*, loan_number: str, actor: Actor) -> Loan:
+    """The active loan numbered ``loan_number`` (typed in any case) that ``actor`` may put a payment
+    on. Raises ``NotFound`` (no such loan, or outside the actor's portfolio) or ``InvalidState`` (not
+    active). The admin's form asks it too, to show the loan before staff confirm."""
+    number = loan_number.strip()
+    officer = _portfolio_of(actor)
+    loans = Loan.objects.all() if officer is None else Loan.objects.visible_to(officer)
+    loan = loans.select_related("borrower").filter(loan_number__iexact=number).order_by("id").first()
+    if loan is None:
+        raise NotFound(f"no loan numbered {number}")
+    if loan.status != Loan.Status.ACTIVE:
+        raise InvalidState(f"{loan.loan_number} is {loan.get_status_display().lower()}, not active")
+    return loan
 
 
 def _need_reason(reason: str, what: str) -> str:
@@ -68,7 +101,12 @@ def transaction_reprocess(*, trans_id: str, actor: Actor, reason: str = "") -> M
     Returns the payment with its new status. Raises ``NotFound`` or ``InvalidState`` (a processed
     payment is moved with ``transaction_assign``, not reprocessed)."""
     with transaction.atomic():
-        tx = _locked(trans_id)
+        tx = _locked(trans_id, actor)
+        trans_id = tx.trans_id
+        if tx.status == MpesaTransaction.Status.HELD:
+            raise InvalidState(
+                f"{trans_id} is held for staff ({tx.held_reason}); assign it to a loan or mark it reviewed"
+            )
         if tx.status not in REPROCESSABLE:
             raise InvalidState(
                 f"{trans_id} is {tx.status}; only received, failed or unmatched payments are reprocessed"
@@ -95,18 +133,20 @@ def transaction_assign(
     (its earlier postings are reversed exactly first). Excess goes to the borrower's other active loans,
     then to credit, as in automatic processing.
 
-    Returns the processed payment. Raises ``NotFound`` (payment or loan), ``InvalidState`` (payment
-    reversed, loan not active, or earlier credit already spent)."""
+    Returns the processed payment. Raises ``NotFound`` (payment or loan, or either outside a staff
+    actor's portfolio), ``InvalidState`` (payment reversed, already on that loan, loan not active, or
+    earlier credit already spent)."""
     reason = (reason or "").strip() or "assigned by staff"
     with transaction.atomic():
-        tx = _locked(trans_id)
+        tx = _locked(trans_id, actor)
+        trans_id = tx.trans_id
         if tx.status == MpesaTransaction.Status.REVERSED:
             raise InvalidState(f"{trans_id} was reversed; it cannot be assigned")
-        loan = Loan.objects.filter(loan_number=loan_number.strip()).first()
-        if loan is None:
-            raise NotFound(f"no loan numbered {loan_number}")
-        if loan.status != Loan.Status.ACTIVE:
-            raise InvalidState(f"{loan.loan_number} is {loan.get_status_display().lower()}, not active")
+        loan = assignable_loan(loan_number=loan_number, actor=actor)
+        first = tx.allocations.filter(reversed_at__isnull=True).order_by("id").first()
+        if tx.status == MpesaTransaction.Status.PROCESSED and first is not None and first.loan_id == loan.pk:
+            # Moving it "again" would reverse and re-post the same money and send a second receipt.
+            raise InvalidState(f"{trans_id} is already on {loan.loan_number}; nothing was changed")
         previous = {"status": tx.status, "borrower": tx.borrower_id, "strategy": tx.match_strategy}
         _lock_borrowers(tx.borrower_id, loan.borrower_id)
         undone = _undo_allocations(
@@ -144,7 +184,8 @@ def transaction_mark_reviewed(*, trans_id: str, actor: Actor, note: str = "") ->
     """Record that staff looked at a payment (e.g. an unmatched one that will be refunded elsewhere).
     Raises ``NotFound`` or ``InvalidState`` when it was already reviewed."""
     with transaction.atomic():
-        tx = _locked(trans_id)
+        tx = _locked(trans_id, actor)
+        trans_id = tx.trans_id
         if tx.reviewed_at is not None:
             raise InvalidState(f"{trans_id} was already reviewed")
         tx.reviewed_at, tx.reviewed_by = timezone.now(), actor.user
@@ -164,10 +205,14 @@ def transaction_mark_reviewed(*, trans_id: str, actor: Actor, note: str = "") ->
 def transaction_reverse(*, trans_id: str, actor: Actor, reason: str) -> MpesaTransaction:
     """Reverse a payment (Safaricom reversed it, or it was refunded): its postings are undone exactly,
     its credit taken back, and it is marked ``reversed``. Raises ``InvalidInput`` without a reason,
-    ``NotFound``, or ``InvalidState`` (already reversed, or its credit already spent)."""
+    ``NotFound``, ``PermissionDenied`` (a member of staff who is not an admin: undoing money that
+    arrived is an admin's decision), or ``InvalidState`` (already reversed, or its credit already spent)."""
     reason = _need_reason(reason, "a reversal")
     with transaction.atomic():
-        tx = _locked(trans_id)
+        tx = _locked(trans_id, actor)
+        trans_id = tx.trans_id
+        if actor.kind == "staff" and not (actor.user is not None and actor.user.is_admin):
+            raise PermissionDenied("only an admin may reverse a payment")
         if tx.status == MpesaTransaction.Status.REVERSED:
             raise InvalidState(f"{trans_id} is already reversed")
         previous = tx.status

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from core.actors import Actor
 from core.exceptions import InvalidState, TemporarilyUnavailable
 from core.models import Borrower, Loan
-from core.money import ZERO
+from core.money import ZERO, format_money
 from core.phones import try_normalize_phone
 from core.services import borrower_credit_add, repayment_post
 from core.services.outbox import outbox_queue, outbox_queue_for_staff, staff_to_alert
@@ -213,6 +214,50 @@ def _alert_failed(tx: MpesaTransaction) -> None:
     )
 
 
+def hold_reason(tx: MpesaTransaction) -> str:
+    """Why ``tx`` must wait for staff rather than be posted, in words; ``""`` when nothing holds it.
+    Safaricom confirms what was paid, so such a payment is kept, but money paid to another paybill,
+    or more than M-Pesa can move in one payment, is for a person to look at first."""
+    reasons = []
+    paybill = tx.config.business_short_code
+    if tx.business_short_code != paybill:
+        reasons.append(f"paid to short code {tx.business_short_code}, not this paybill ({paybill})")
+    if tx.amount > settings.MPESA_MAX_AMOUNT:
+        reasons.append(
+            f"KES {format_money(tx.amount)} is more than one M-Pesa payment can be "
+            f"(MPESA_MAX_AMOUNT, KES {format_money(settings.MPESA_MAX_AMOUNT)})"
+        )
+    return "; ".join(reasons)
+
+
+def _hold(tx: MpesaTransaction, reason: str, started: float) -> MpesaTransaction:
+    tx.status = MpesaTransaction.Status.HELD
+    tx.held_reason = reason[:300]
+    tx.notes = [*tx.notes, f"held for staff, not posted: {reason}"]
+    tx.last_error = ""
+    tx.processed_at = timezone.now()
+    tx.processing_ms = _elapsed_ms(started)
+    tx.save(
+        update_fields=[
+            "status",
+            "attempts",
+            "held_reason",
+            "notes",
+            "last_error",
+            "processed_at",
+            "processing_ms",
+        ]
+    )
+    outbox_queue_for_staff(
+        users=staff_to_alert(),
+        body=messages.held_alert_text(trans_id=tx.trans_id, amount=tx.amount, reason=reason),
+        dedupe_key=f"held:{tx.trans_id}:{tx.attempts}",
+        context={"kind": "held", "trans_id": tx.trans_id},
+    )
+    logger.warning("mpesa %s held for staff: %s", tx.trans_id, reason)
+    return tx
+
+
 def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
@@ -227,6 +272,9 @@ def _process(tx: MpesaTransaction, started: float, *, counted: bool) -> MpesaTra
         raise InvalidState(f"{tx.trans_id} already has allocations; it is not posted again")
     if not counted:
         tx.attempts += 1
+    held = hold_reason(tx)
+    if held:
+        return _hold(tx, held, started)
     result = match_payment(payment_facts(tx), DatabaseDirectory(), tx.config.amount_tolerance)
     tx.notes = [*tx.notes, *result.notes]  # earlier attempts stay on the record
     tx.identified_by = result.identified_by
@@ -332,7 +380,8 @@ def _run(trans_id: str, *, counted: bool) -> MpesaTransaction:
 def transaction_process(*, trans_id: str) -> MpesaTransaction:
     """Match and post the stored payment ``trans_id`` now; return it with its new status.
 
-    ``processed``: posted and allocated; ``unmatched``: nobody identified, staff alerted. A payment
+    ``processed``: posted and allocated; ``unmatched``: nobody identified, staff alerted; ``held``: paid
+    to another short code or over ``MPESA_MAX_AMOUNT``, kept for staff, not posted, staff alerted. A payment
     that is not ``received`` is returned untouched. On a transient database error the payment
     stays ``received`` with a later ``next_attempt_at`` (the queue tries again, up to
     ``MAX_ATTEMPTS``) and ``TransientProcessingError`` is raised; any other error marks it ``failed``

@@ -5,11 +5,11 @@ import datetime
 from decimal import Decimal as D
 
 import pytest
-from django.core.cache import cache
 
 from payments.models import MpesaConfiguration, MpesaTransaction
 from payments.parsing import NAIROBI
 from payments.services import transaction_process
+from tests.cache import clear_test_cache
 from tests.factories import BorrowerFactory, LoanFactory, MpesaConfigurationFactory, OfficerFactory
 
 OWN_PHONE = "+254722000000"
@@ -17,11 +17,11 @@ OTHER_PHONE = "+254733000000"
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache():
+def _fresh_cache(django_db_blocker):
     # Daraja tokens and emulator registrations live in the cache; no test may see another's.
-    cache.clear()
+    clear_test_cache(django_db_blocker)
     yield
-    cache.clear()
+    clear_test_cache(django_db_blocker)
 
 
 @pytest.fixture

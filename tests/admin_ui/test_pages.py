@@ -293,6 +293,21 @@ def test_assigning_asks_for_confirmation(admin_client, payments, own_loan):
     assert outstanding(own_loan) == D("4000.00")
 
 
+def test_assigning_to_the_loan_it_is_already_on_is_a_message_and_changes_nothing(
+    admin_client, payments, own_loan
+):
+    response = admin_client.post(
+        action_url("assign", "QOWN000001"), {"assign-loan_number": "loan-000101", "assign-confirm": "on"}
+    )
+
+    assert page_messages(response) == ["QOWN000001 is already on LOAN-000101; nothing was changed"]
+    assert outstanding(own_loan) == D("4000.00")
+    assert (
+        Allocation.objects.filter(transaction__trans_id="QOWN000001", reversed_at__isnull=True).count() == 1
+    )
+    assert not Allocation.objects.filter(reversed_at__isnull=False).exists()
+
+
 def test_assigning_to_an_unknown_loan_is_a_message(admin_client, payments):
     response = admin_client.post(
         action_url("assign", "QNONE00001"), {"assign-loan_number": "LOAN-999999", "assign-confirm": "on"}
@@ -1049,3 +1064,17 @@ def test_the_test_payment_link_is_for_admins_only(officer_client, admin_client):
 
     assert link not in officer_client.get(reverse("admin_ui:dashboard")).content.decode()
     assert link in admin_client.get(reverse("admin_ui:dashboard")).content.decode()
+
+
+def test_a_held_payment_shows_why_on_its_page_and_the_dashboard(admin_client, make_payment, own_loan):
+    make_payment("QHELD00001", amount="300000.00", bill_reference="LOAN-000101", process=True)
+
+    page = admin_client.get(detail_url("QHELD00001")).content.decode()
+    assert (
+        "Held for staff, not posted:</strong> KES 300,000.00 is more than one M-Pesa payment can be" in page
+    )
+    assert 'id="reprocess-form"' not in page and 'id="assign-form"' in page
+    dashboard = admin_client.get(reverse("admin_ui:dashboard")).content.decode()
+    assert re.search(r'id="held-count">1<', dashboard)
+    assert re.search(r'<span class="big">1</span> need attention', dashboard)
+    assert outstanding(own_loan) == D("5000.00")

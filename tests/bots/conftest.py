@@ -5,7 +5,6 @@ import datetime
 import itertools
 
 import pytest
-from django.core.cache import cache
 from telegram import CallbackQuery, Chat, Message, MessageEntity, Update
 from telegram import User as TelegramUser
 
@@ -16,6 +15,7 @@ from tests.bots.fake_telegram import (  # noqa: F401 (fixtures)
     fake_telegram_fixture,
     telegram_fixture,
 )
+from tests.cache import clear_test_cache
 
 SECRET = "webhook-secret-for-tests-0123456789"
 _update_ids = itertools.count(500_000)
@@ -25,11 +25,11 @@ BOT = TelegramUser(id=BOT_ID, first_name="Haven", is_bot=True, username=BOT_USER
 
 
 @pytest.fixture(autouse=True)
-def _clean_cache():
+def _clean_cache(django_db_blocker):
     # Rate-limit slots and action locks live in the cache: each test starts without any.
-    cache.clear()
+    clear_test_cache(django_db_blocker)
     yield
-    cache.clear()
+    clear_test_cache(django_db_blocker)
 
 
 def person(telegram_user_id: int, first_name: str = "Amina") -> TelegramUser:

@@ -8,13 +8,13 @@ import pytest
 from core.models import User
 from core.services.outbox import staff_channels
 from tests.factories import OfficerFactory
-from tests.test_settings import PRODUCTION, run
+from tests.test_settings import DEVELOPMENT, PRODUCTION, run
 
 SENDERS = "from django.conf import settings; import json; print(json.dumps(settings.OUTBOX_SENDERS))"
 
 
 def senders_with(**env: str) -> dict:
-    result = run(["-c", "import django; django.setup(); " + SENDERS], **env)
+    result = run(["-c", "import django; django.setup(); " + SENDERS], **(DEVELOPMENT | env))
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -28,7 +28,7 @@ def test_the_telegram_sender_is_registered_only_with_a_token():
 
 
 def test_an_incomplete_telegram_setup_fails_at_start():
-    no_username = run(["-c", "import django; django.setup()"], TELEGRAM_BOT_TOKEN="1:x")
+    no_username = run(["-c", "import django; django.setup()"], **DEVELOPMENT, TELEGRAM_BOT_TOKEN="1:x")
     assert no_username.returncode != 0 and "TELEGRAM_BOT_USERNAME" in no_username.stderr
     no_secret = run(
         ["-c", "import django; django.setup()"],

@@ -58,34 +58,51 @@ def test_callback_tokens_never_reach_a_log_line():
     )
 
 
-def test_gunicorn_access_log_is_redacted():
+def access_log_atoms(method: str, path: str, query: str, headers: dict[str, str] | None = None) -> dict:
+    """The atoms of gunicorn's access log line for one request, through the project's logger."""
+    import datetime
     from types import SimpleNamespace
 
     from gunicorn.config import Config
 
     from config.gunicorn_logging import RedactingLogger
 
-    logger = RedactingLogger(Config())
+    headers = headers or {}
+    uri = f"{path}?{query}"
     request = SimpleNamespace(
-        method="POST",
-        path="/payments/c2b/SeCrEt-ToKeN/confirmation/",
-        query="phone=0712345678",
-        uri="/payments/c2b/SeCrEt-ToKeN/confirmation/?phone=0712345678",
-        version=(1, 1),
-        headers=[],
+        method=method, path=path, query=query, uri=uri, version=(1, 1), headers=list(headers.items())
     )
     response = SimpleNamespace(status="200 OK", sent=42, headers=[], response_length=42)
     environ = {
-        "REQUEST_METHOD": "POST",
+        "REQUEST_METHOD": method,
         "SERVER_PROTOCOL": "HTTP/1.1",
         "REMOTE_ADDR": "127.0.0.1",
-        "RAW_URI": request.uri,
-        "PATH_INFO": request.path,
-        "QUERY_STRING": request.query,
+        "RAW_URI": uri,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()},
     }
-    import datetime
+    return RedactingLogger(Config()).atoms(response, request, environ, datetime.timedelta(milliseconds=3))
 
-    atoms = logger.atoms(response, request, environ, datetime.timedelta(milliseconds=3))
+
+def test_gunicorn_access_log_is_redacted():
+    atoms = access_log_atoms("POST", "/payments/c2b/SeCrEt-ToKeN/confirmation/", "phone=0712345678")
+
     text = " ".join(str(value) for value in atoms.values())
     assert "SeCrEt-ToKeN" not in text and "0712345678" not in text
     assert atoms["U"] == "/payments/c2b/<token>/confirmation/"
+
+
+def test_gunicorn_access_log_hides_the_basic_auth_user_and_credential_headers():
+    import base64
+
+    basic = "Basic " + base64.b64encode(b"consumer-key-XYZ:consumer-secret").decode()
+
+    atoms = access_log_atoms(
+        "GET", "/daraja-emulator/oauth/v1/generate", "grant_type=client_credentials", {"AUTHORIZATION": basic}
+    )
+
+    text = " ".join(str(value) for value in atoms.values())
+    assert "consumer-key-XYZ" not in text and basic not in text
+    assert atoms["u"] == "-"
+    assert atoms["{authorization}i"] == "<redacted>"

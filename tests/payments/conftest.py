@@ -3,9 +3,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.core.cache import cache
 
 from payments.models import MpesaConfiguration
+from tests.cache import clear_test_cache
 from tests.factories import BorrowerFactory, LoanFactory, MpesaConfigurationFactory
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "daraja"
@@ -47,16 +47,16 @@ def post_callback(client, mpesa_config, django_capture_on_commit_callbacks):
 
 
 @pytest.fixture
-def emulator_url(live_server, settings) -> str:
+def emulator_url(live_server, settings, django_db_blocker) -> str:
     """The Daraja emulator on pytest-django's live server (use with ``tests.payments.emulator_urls``)."""
     from tests.payments import emulator_urls
 
     settings.MPESA_EMULATOR_ENABLED = True
     settings.MPESA_EMULATOR_URL = f"{live_server.url}/daraja-emulator"
-    cache.clear()
+    clear_test_cache(django_db_blocker)
     emulator_urls.received.clear()
     yield settings.MPESA_EMULATOR_URL
-    cache.clear()
+    clear_test_cache(django_db_blocker)
     emulator_urls.received.clear()
 
 

@@ -2,6 +2,7 @@
 
 import datetime
 from decimal import Decimal as D
+from types import SimpleNamespace
 
 import pytest
 from django.utils import timezone
@@ -17,7 +18,7 @@ from payments.services import (
     transaction_reprocess,
     transaction_reverse,
 )
-from tests.factories import BorrowerFactory, LoanFactory, OfficerFactory
+from tests.factories import AdminFactory, BorrowerFactory, LoanFactory, OfficerFactory
 from tests.payments.test_processing import stored_payment
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +26,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def staff():
-    return OfficerFactory()
+    # An admin: these tests are about what each action does; test_portfolio_scope_* about who may.
+    return AdminFactory()
 
 
 @pytest.fixture
@@ -163,3 +165,103 @@ def test_reverse_undoes_postings_and_needs_a_reason(mpesa_config, actor):
     with pytest.raises(InvalidState):
         transaction_reverse(trans_id=tx.trans_id, actor=actor, reason="again")
     assert transaction_process(trans_id=tx.trans_id).status == "reversed"  # never posted again
+
+
+# --- A payment held for staff -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def held(mpesa_config):
+    tx = stored_payment(
+        mpesa_config, trans_id="RKLHELD001", business_short_code="999999", bill_reference="LOAN-000300"
+    )
+    tx = transaction_process(trans_id=tx.trans_id)
+    assert tx.status == "held"
+    return tx
+
+
+def test_a_held_payment_is_assigned_by_staff(held, admin_user):
+    loan = make_loan("LOAN-000300", "5000")
+
+    tx = transaction_assign(
+        trans_id=held.trans_id,
+        loan_number="LOAN-000300",
+        actor=Actor.staff(admin_user),
+        reason="our customer",
+    )
+
+    loan.refresh_from_db()
+    assert (tx.status, loan.outstanding) == ("processed", D("4000.00"))
+    assert tx.held_reason == "paid to short code 999999, not this paybill (600984)"  # history
+    assert not MpesaTransaction.objects.needing_attention().exists()
+
+
+def test_a_held_payment_reviewed_no_longer_needs_attention_and_stays_held(held, admin_user):
+    tx = transaction_mark_reviewed(trans_id=held.trans_id, actor=Actor.staff(admin_user), note="refunded")
+
+    assert tx.status == "held" and not tx.allocations.exists()
+    assert not MpesaTransaction.objects.needing_attention().exists()
+
+
+def test_reprocess_does_not_release_a_held_payment(held, admin_user):
+    with pytest.raises(
+        InvalidState, match=r"RKLHELD001 is held for staff .*; assign it to a loan or mark it reviewed"
+    ):
+        transaction_reprocess(trans_id=held.trans_id, actor=Actor.staff(admin_user))
+    assert MpesaTransaction.objects.get(pk=held.pk).status == "held"
+
+
+# --- Portfolio scope: checked inside the services, for every caller ---------------------------------
+
+
+@pytest.fixture
+def outside(mpesa_config):
+    """A payment posted to a loan of another officer's portfolio, and an officer who is not theirs."""
+    make_loan("LOAN-000400", "5000", borrower=BorrowerFactory(loan_officer=OfficerFactory()))
+    tx = transaction_process(
+        trans_id=stored_payment(mpesa_config, trans_id="RKLOUT0001", bill_reference="LOAN-000400").trans_id
+    )
+    return SimpleNamespace(tx=tx, officer=OfficerFactory())
+
+
+def test_portfolio_scope_an_officer_outside_gets_not_found_from_every_action(outside):
+    actor = Actor.staff(outside.officer)
+    mine = make_loan("LOAN-000401", "5000", borrower=BorrowerFactory(loan_officer=outside.officer))
+    calls = [
+        lambda: transaction_reprocess(trans_id="RKLOUT0001", actor=actor),
+        lambda: transaction_assign(trans_id="RKLOUT0001", loan_number=mine.loan_number, actor=actor),
+        lambda: transaction_mark_reviewed(trans_id="RKLOUT0001", actor=actor),
+        lambda: transaction_reverse(trans_id="RKLOUT0001", actor=actor, reason="x"),
+    ]
+    for call in calls:
+        with pytest.raises(NotFound, match="no M-Pesa transaction RKLOUT0001"):
+            call()
+    tx = MpesaTransaction.objects.get(trans_id="RKLOUT0001")
+    assert (tx.status, tx.reviewed_at, tx.allocations.get().loan.loan_number) == (
+        "processed",
+        None,
+        "LOAN-000400",
+    )
+
+
+def test_portfolio_scope_an_officer_may_not_move_money_onto_another_portfolio(mpesa_config, outside):
+    officer = outside.officer
+    make_loan("LOAN-000402", "5000", borrower=BorrowerFactory(loan_officer=officer))
+    tx = transaction_process(
+        trans_id=stored_payment(mpesa_config, trans_id="RKLMINE001", bill_reference="LOAN-000402").trans_id
+    )
+
+    with pytest.raises(NotFound, match="no loan numbered loan-000400"):
+        transaction_assign(trans_id=tx.trans_id, loan_number="loan-000400", actor=Actor.staff(officer))
+
+
+def test_portfolio_scope_does_not_bound_borrower_or_system_actors(outside):
+    # A borrower's own service checks ownership itself; the engine and commands act for everyone.
+    other = make_loan("LOAN-000403", "5000", borrower=outside.tx.borrower)
+
+    tx = transaction_mark_reviewed(trans_id="RKLOUT0001", actor=Actor.system("tests"))
+    assert tx.reviewed_at is not None
+    tx = transaction_assign(
+        trans_id="rkLout0001", loan_number="loan-000403", actor=Actor.borrower("+254722000001")
+    )
+    assert tx.allocations.get(reversed_at__isnull=True).loan == other

@@ -23,6 +23,7 @@ from core.phones import msisdn_hash
 from payments.clients.daraja import DarajaClient
 from payments.models import Allocation, CallbackRequest, MpesaConfiguration, MpesaTransaction
 from payments.services import transaction_process
+from tests.cache import clear_test_cache
 from tests.factories import AdminFactory, BorrowerFactory, LoanFactory, OfficerFactory
 from tests.payments.test_processing import stored_payment
 
@@ -38,10 +39,10 @@ SHORT_CODE = "600984"
 
 
 @pytest.fixture(autouse=True)
-def _empty_cache():
-    cache.clear()
+def _empty_cache(django_db_blocker):
+    clear_test_cache(django_db_blocker)
     yield
-    cache.clear()
+    clear_test_cache(django_db_blocker)
 
 
 @pytest.fixture
@@ -521,6 +522,43 @@ def test_reprocess_a_processed_payment_is_an_error_message(admin_client, mpesa_c
 
     [(level, text)] = _messages(response)
     assert level == "error" and "only received, failed or unmatched" in text
+    assert Repayment.objects.count() == 1
+
+
+def test_reprocess_when_the_database_is_busy_says_so(admin_client, mpesa_config, monkeypatch):
+    from payments.admin import transactions as admin_transactions
+    from payments.services import TransientProcessingError
+
+    tx = stored_payment(mpesa_config)
+
+    def busy(**kwargs):
+        raise TransientProcessingError("could not obtain lock", trans_id=tx.trans_id)
+
+    monkeypatch.setattr(admin_transactions, "transaction_reprocess", busy)
+    response = submit_action(admin_client, "mpesatransaction", "reprocess", [tx.pk])
+
+    assert _messages(response) == [
+        ("warning", f"{tx.trans_id}: the database was busy; it stays received and will be tried again.")
+    ]
+
+
+def test_assigning_to_the_loan_it_is_already_on_is_an_error_message(admin_client, mpesa_config):
+    make_loan("LOAN-000062", "5000")
+    tx = transaction_process(trans_id=stored_payment(mpesa_config, bill_reference="LOAN-000062").trans_id)
+
+    response = submit_action(
+        admin_client,
+        "mpesatransaction",
+        "assign_to_loan",
+        [tx.pk],
+        loan_number="LOAN-000062",
+        reason="again",
+        confirmed_loan="LOAN-000062",
+    )
+
+    assert _messages(response) == [
+        ("error", f"{tx}: {tx.trans_id} is already on LOAN-000062; nothing was changed")
+    ]
     assert Repayment.objects.count() == 1
 
 

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from core.models import Loan, Repayment
+from core.models import AuditEvent, Loan, OutboxMessage, Repayment
 from core.phones import msisdn_hash
 from payments.filters import transactions_filter
 from payments.models import Allocation, MpesaTransaction
@@ -270,7 +270,7 @@ def test_unknown_status_is_422(admin_api):
     assert response.status_code == 422
     assert response.json() == {
         "detail": "invalid input: status: Input should be 'received', 'processed', 'unmatched', "
-        "'failed' or 'reversed'"
+        "'failed', 'held' or 'reversed'"
     }
 
 
@@ -353,6 +353,7 @@ def test_list_item_body(mpesa_config, admin_api, loan, borrower):
                 "borrower": {"id": borrower.pk, "name": "Wanjiku Kamau", "phone": "2547*****678"},
                 "msisdn": "2547*****678",
                 "reviewed": False,
+                "held_reason": "",
             }
         ],
     }
@@ -409,6 +410,7 @@ def test_detail_full_body(mpesa_config, admin_api, borrower):
         "borrower": {"id": borrower.pk, "name": "Wanjiku Kamau", "phone": "2547*****678"},
         "msisdn": "hashed number",
         "reviewed": False,
+        "held_reason": "",
         "allocations": [
             {"loan_number": "LOAN-000701", "target": "loan", "amount": "500.00", "reversed": False},
             {"loan_number": None, "target": "credit", "amount": "300.00", "reversed": False},
@@ -630,9 +632,11 @@ def test_officer_gets_404_for_payments_outside_their_portfolio(officer_api, port
     assign = officer_api.post(
         f"/api/v1/transactions/{trans_id}/assign", {"loan_number": "LOAN-000501"}, content_type=JSON
     )
+    # Reversing is for admins, but outside the portfolio the payment does not exist: 404, not 403.
+    reverse = officer_api.post(f"/api/v1/transactions/{trans_id}/reverse", {"reason": "x"}, content_type=JSON)
 
     expected = (404, {"detail": f"no M-Pesa transaction {trans_id}"})
-    for response in (detail, reprocess, review, assign):
+    for response in (detail, reprocess, review, assign, reverse):
         assert (response.status_code, response.json()) == expected
     tx = MpesaTransaction.objects.get(trans_id=trans_id)
     assert (tx.attempts, tx.reviewed_at) == (1, None)
@@ -674,6 +678,41 @@ def test_officer_moves_a_payment_between_their_own_loans(officer_api, portfolio_
     assert (loan.outstanding, second.outstanding) == (D("5000.00"), D("1000.00"))
 
 
+def test_a_loan_number_is_found_in_any_case_within_the_portfolio(officer_api, portfolio_payments, borrower):
+    second = LoanFactory(borrower=borrower, loan_number="LOAN-000502", principal_disbursed=D("2000.00"))
+
+    response = officer_api.post(
+        "/api/v1/transactions/QMINE00001/assign", {"loan_number": " loan-000502 "}, content_type=JSON
+    )
+    theirs = officer_api.post(
+        "/api/v1/transactions/QMINE00001/assign", {"loan_number": "loan-000601"}, content_type=JSON
+    )
+
+    assert response.status_code == 200
+    second.refresh_from_db()
+    assert second.outstanding == D("1000.00")
+    assert (theirs.status_code, theirs.json()) == (404, {"detail": "no loan numbered loan-000601"})
+
+
+def test_assigning_to_the_loan_the_payment_is_on_is_409_and_changes_nothing(
+    admin_api, portfolio_payments, loan
+):
+    before = (Repayment.objects.count(), OutboxMessage.objects.count(), AuditEvent.objects.count())
+
+    response = admin_api.post(
+        "/api/v1/transactions/QMINE00001/assign", {"loan_number": "LOAN-000501"}, content_type=JSON
+    )
+
+    assert (response.status_code, response.json()) == (
+        409,
+        {"detail": "QMINE00001 is already on LOAN-000501; nothing was changed"},
+    )
+    assert (Repayment.objects.count(), OutboxMessage.objects.count(), AuditEvent.objects.count()) == before
+    assert not Allocation.objects.filter(reversed_at__isnull=False).exists()
+    loan.refresh_from_db()
+    assert loan.outstanding == D("4000.00")
+
+
 def test_officer_reviews_their_own_payment(officer_api, portfolio_payments, officer):
     response = officer_api.post(
         "/api/v1/transactions/QMINE00001/review", {"note": "checked"}, content_type=JSON
@@ -688,6 +727,26 @@ def test_no_credentials_is_401(portfolio_payments):
 
     assert response.status_code == 401
     assert response.json() == {"detail": "authentication required"}
+
+
+def test_an_anonymous_write_is_401_not_a_csrf_failure(portfolio_payments):
+    response = Client(enforce_csrf_checks=True).post(
+        "/api/v1/transactions/QMINE00001/review", {"note": "x"}, content_type=JSON
+    )
+
+    assert (response.status_code, response.json()) == (401, {"detail": "authentication required"})
+    assert response["WWW-Authenticate"] == "Bearer"
+    assert MpesaTransaction.objects.get(trans_id="QMINE00001").reviewed_at is None
+
+
+def test_a_logged_in_session_still_needs_its_csrf_token_to_write(portfolio_payments, officer):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(officer)
+
+    response = browser.post("/api/v1/transactions/QMINE00001/review", {"note": "x"}, content_type=JSON)
+
+    assert response.status_code == 403
+    assert MpesaTransaction.objects.get(trans_id="QMINE00001").reviewed_at is None
 
 
 # --- GET /api/v1/stats ------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Daraja callbacks over HTTP: stored first, answered as Daraja expects, processed after commit."""
 
 import json
+import logging
 from decimal import Decimal as D
 
 import pytest
@@ -191,6 +192,8 @@ def test_validation_accepts_a_good_payment_and_posts_nothing(post_callback, loan
         ({"BusinessShortCode": "999999"}, "C2B00015"),
         ({"TransAmount": "0.00"}, "C2B00013"),
         ({"TransAmount": "-5"}, "C2B00013"),
+        ({"TransAmount": "250000.01"}, "C2B00013"),
+        ({"TransAmount": "1e9"}, "C2B00013"),
         ({"TransAmount": "lots"}, "C2B00016"),
     ],
 )
@@ -285,3 +288,99 @@ def test_configuration_changes_reach_callbacks_within_the_cache_time(post_callba
     assert post_callback("validation", payload).status_code == 200  # still cached in this process
     config_cache_clear()  # CONFIG_CACHE_SECONDS later
     assert post_callback("validation", payload).status_code == 404
+
+
+# --- Held for staff: another short code, more than MPESA_MAX_AMOUNT ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"BusinessShortCode": "999999"}, "paid to short code 999999, not this paybill (600984)"),
+        (
+            {"TransAmount": "1e9"},
+            "KES 1,000,000,000.00 is more than one M-Pesa payment can be (MPESA_MAX_AMOUNT, KES 250,000.00)",
+        ),
+    ],
+    ids=["other-short-code", "over-max-amount"],
+)
+def test_a_confirmation_that_should_not_post_is_kept_and_held_for_staff(
+    post_callback, loan, overrides, reason
+):
+    from core.models import OutboxMessage
+    from tests.factories import AdminFactory
+
+    admin = AdminFactory(phone="+254700999888")
+    response = post_callback("confirmation", daraja_payload("confirmation_hashed.json", **overrides))
+
+    # Safaricom is told it arrived (the money has moved); it is kept, raw request included.
+    assert response.status_code == 200
+    assert response.json() == {"ResultCode": 0, "ResultDesc": "Success"}
+    tx = MpesaTransaction.objects.get()
+    assert json.loads(tx.raw_body)["TransID"] == "RKL51ZDR4F"
+    # ... and never posted by itself.
+    assert (tx.status, tx.held_reason, tx.borrower_id) == ("held", reason, None)
+    assert not tx.allocations.exists()
+    loan.refresh_from_db()
+    assert loan.outstanding == D("5000.00")
+    assert f"held for staff, not posted: {reason}" in tx.notes
+    assert list(MpesaTransaction.objects.needing_attention()) == [tx]
+    alert = OutboxMessage.objects.get(user=admin)
+    assert alert.context == {"kind": "held", "trans_id": "RKL51ZDR4F"}
+    assert reason in alert.body and "RKL51ZDR4F" in alert.body
+
+
+def test_the_max_amount_is_a_setting_and_the_ceiling_itself_posts(post_callback, loan, settings):
+    settings.MPESA_MAX_AMOUNT = D("4000.00")
+    post_callback("confirmation", daraja_payload("confirmation_hashed.json", TransAmount="4000.00"))
+    post_callback(
+        "confirmation",
+        daraja_payload("confirmation_hashed.json", TransID="RKL51ZDR4G", TransAmount="4000.01"),
+    )
+
+    statuses = dict(MpesaTransaction.objects.values_list("trans_id", "status"))
+    assert statuses == {"RKL51ZDR4F": "processed", "RKL51ZDR4G": "held"}
+
+
+# --- How the body arrives ------------------------------------------------------------------------------
+
+
+def test_a_chunked_confirmation_without_content_length_is_read_whole(client, mpesa_config, loan):
+    import io
+
+    body = json.dumps(daraja_payload("confirmation_hashed.json"), default=str).encode()
+    # What gunicorn hands over for Transfer-Encoding: chunked: no CONTENT_LENGTH, the decoded body
+    # in wsgi.input.
+    response = client.generic(
+        "POST",
+        f"/payments/c2b/{mpesa_config.callback_token}/confirmation/",
+        b"",
+        content_type="application/json",
+        HTTP_TRANSFER_ENCODING="chunked",
+        **{"CONTENT_LENGTH": "", "wsgi.input": io.BytesIO(body)},
+    )
+
+    assert (response.status_code, response.json()) == (200, {"ResultCode": 0, "ResultDesc": "Success"})
+    assert MpesaTransaction.objects.get().raw_body == body.decode()
+
+
+def test_a_post_without_the_trailing_slash_is_a_clear_404(client, mpesa_config):
+    path = f"/payments/c2b/{mpesa_config.callback_token}/confirmation"
+
+    response = client.post(path, data=b"{}", content_type="application/json")
+
+    assert (response.status_code, response.json()) == (
+        404,
+        {"detail": f"not found: this address ends with a slash ({path}/)"},
+    )
+    assert client.get("/payments/dashboard").status_code == 301  # a GET still follows the slash
+
+
+def test_a_payment_on_the_embedded_default_logs_no_broker_warning(post_callback, loan, caplog):
+    # Tasks run in-process there; kombu used to warn "No hostname was supplied" on every payment.
+    caplog.set_level(logging.DEBUG, logger="kombu")
+
+    post_callback("confirmation", daraja_payload("confirmation_hashed.json"))
+
+    assert MpesaTransaction.objects.get().status == "processed"
+    assert [record.getMessage() for record in caplog.records if record.name.startswith("kombu")] == []

@@ -18,6 +18,10 @@ from payments.clients.daraja import (
     _token_ttl,
 )
 from payments.models import MpesaConfiguration
+from tests.cache import clear_test_cache
+
+# The client keeps its access token in the cache, which is a database table without Redis.
+pytestmark = pytest.mark.django_db
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "daraja"
 SANDBOX = "https://sandbox.safaricom.co.ke"
@@ -72,10 +76,10 @@ class FakeDaraja:
 
 
 @pytest.fixture(autouse=True)
-def _empty_cache():
-    cache.clear()
+def _empty_cache(django_db_blocker):
+    clear_test_cache(django_db_blocker)
     yield
-    cache.clear()
+    clear_test_cache(django_db_blocker)
 
 
 @pytest.fixture
@@ -604,6 +608,7 @@ def test_for_config_picks_the_base_url_by_environment(settings, environment, exp
     assert KEY not in repr(client) and SECRET not in repr(client)
 
 
+@pytest.mark.django_db(transaction=True)  # the "other process" is a thread: it must see committed rows
 def test_waits_for_the_token_another_process_is_fetching_instead_of_fetching_its_own(fake):
     client = make_client(fake)
     cache.set(client._token_cache_key + ":lock", "1", timeout=30)

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from payments.clients.daraja import DarajaClient, DarajaError
 from payments.parsing import parse_trans_time
+from tests.factories import MpesaConfigurationFactory
 from tests.payments import emulator_urls
 from tests.payments.emulator_urls import closed_port_url, payloads, stub_url
 
@@ -25,7 +26,13 @@ SHORT_CODE = "600984"
 
 
 @pytest.fixture
-def client(emulator_url) -> DarajaClient:
+def local_paybill(transactional_db):
+    # The emulator pays only a short code configured in the local environment.
+    return MpesaConfigurationFactory(business_short_code=SHORT_CODE, base_url="http://127.0.0.1")
+
+
+@pytest.fixture
+def client(emulator_url, local_paybill) -> DarajaClient:
     with DarajaClient(emulator_url, "local-key", "local-secret", timeout=20, environment="local") as daraja:
         yield daraja
 
@@ -345,6 +352,25 @@ def test_simulate_refuses_bad_input(emulator_url, client, live_server, field, va
 
     assert response.status_code == 400
     assert field in response.json()["errorMessage"]
+    assert emulator_urls.received == []
+
+
+@pytest.mark.parametrize("environment", ["sandbox", "production", None])
+def test_simulate_pays_only_a_paybill_of_the_local_environment(
+    client, live_server, local_paybill, environment
+):
+    register_stubs(client, live_server)
+    if environment is None:
+        local_paybill.is_active = False
+    else:
+        local_paybill.environment = environment
+    local_paybill.save()
+
+    with pytest.raises(DarajaError) as caught:
+        client.simulate(SHORT_CODE, 500, "254712345678", "LOAN-000123")
+
+    assert caught.value.code == "400.002.02"
+    assert "not an active configuration of the local environment" in caught.value.detail
     assert emulator_urls.received == []
 
 

@@ -21,6 +21,7 @@ from payments.services.daraja import (
     mpesa_simulate,
     mpesa_test_credentials,
 )
+from tests.cache import clear_test_cache
 from tests.payments import emulator_urls
 from tests.payments.emulator_urls import closed_port_url, payloads, stub_url
 
@@ -47,11 +48,11 @@ def setup_args(environment="sandbox", base_url="https://pay.haven.example", *ext
 
 
 @pytest.fixture(autouse=True)
-def _empty_cache():
-    cache.clear()
+def _empty_cache(django_db_blocker):
+    clear_test_cache(django_db_blocker)
     emulator_urls.received.clear()
     yield
-    cache.clear()
+    clear_test_cache(django_db_blocker)
     emulator_urls.received.clear()
 
 

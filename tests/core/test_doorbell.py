@@ -1,0 +1,100 @@
+"""The doorbell while Redis is down, and workers that drain what waits when they connect."""
+
+import logging
+
+import pytest
+from django_redis.exceptions import ConnectionInterrupted
+from kombu.exceptions import OperationalError
+
+from config.celery import DrainOnConnect
+from config.celery import app as celery_app
+from core import doorbell
+
+
+class Drain:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error, self.sent = error, 0
+
+    def delay(self) -> None:
+        if self.error is not None:
+            raise self.error
+        self.sent += 1
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(doorbell.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(doorbell, "_outage", doorbell._Outage())
+    return now
+
+
+@pytest.fixture
+def cache_down(monkeypatch):
+    def unreachable(*args, **kwargs):
+        raise ConnectionInterrupted(connection=None)
+
+    monkeypatch.setattr(doorbell.cache, "add", unreachable)
+
+
+def test_an_outage_is_logged_once_a_minute_with_a_count_not_a_traceback_per_ring(
+    db, clock, cache_down, caplog
+):
+    caplog.set_level(logging.WARNING, logger="core.doorbell")
+    for _ in range(5):
+        assert doorbell.ring("test:bell", Drain(), force=True) is False
+        clock[0] += 10
+    assert len(caplog.records) == 1
+    assert "unreachable, 1 ring(s) missed in this process" in caplog.records[0].getMessage()
+
+    clock[0] += 15  # 65 s after the first warning
+    doorbell.ring("test:bell", Drain(), force=True)
+
+    assert len(caplog.records) == 2
+    assert "5 ring(s) missed in this process in the last 60 s" in caplog.records[1].getMessage()
+    assert all(record.exc_info is None for record in caplog.records)
+
+
+def test_a_broker_outage_is_counted_too_and_recovery_is_logged(db, clock, caplog):
+    caplog.set_level(logging.WARNING, logger="core.doorbell")
+    assert doorbell.ring("test:bell", Drain(OperationalError("Connection refused")), force=True) is False
+    drain = Drain()
+
+    assert doorbell.ring("test:bell", drain, force=True) is True
+
+    assert drain.sent == 1
+    first, second = (record.getMessage() for record in caplog.records)
+    assert first.startswith("doorbell test:bell: Redis (cache or broker) unreachable, 1 ring(s) missed")
+    assert "(OperationalError: Connection refused)" in first
+    assert (
+        second == "doorbell test:bell: Redis reachable again (0 more ring(s) missed since the last warning)"
+    )
+
+
+def test_a_worker_rings_both_doorbells_each_time_it_connects_to_the_broker(monkeypatch):
+    from core.services import outbox
+    from payments import tasks
+
+    rung = []
+    monkeypatch.setattr(tasks, "ring_doorbell", lambda force=False: rung.append(("payments", force)))
+    monkeypatch.setattr(outbox, "outbox_ring", lambda force=False: rung.append(("outbox", force)))
+
+    # A step of the consumer blueprint: Celery starts it on connecting and again on reconnecting.
+    assert DrainOnConnect in celery_app.steps["consumer"]
+    DrainOnConnect(parent=None).start(consumer=None)
+
+    assert rung == [("payments", True), ("outbox", True)]
+
+
+def test_the_bell_is_set_once_until_rearmed_or_expired_on_the_configured_cache(db, monkeypatch):
+    # The doorbell relies on cache.add being "set if absent", on the database cache too.
+    from django.core.cache import cache
+
+    cache.delete("test:add-bell")
+    assert cache.add("test:add-bell", 1, timeout=doorbell.TTL) is True
+    assert cache.add("test:add-bell", 1, timeout=doorbell.TTL) is False
+    doorbell.rearm("test:add-bell")
+    assert cache.add("test:add-bell", 1, timeout=1) is True
+    cache.set("test:add-bell", 1, timeout=-1)  # expired
+    assert cache.add("test:add-bell", 1, timeout=doorbell.TTL) is True
+    cache.delete("test:add-bell")
