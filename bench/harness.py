@@ -175,6 +175,8 @@ def bench_environment(database_url: str, redis_url: str) -> dict[str, str]:
             "DJANGO_DEBUG": "false",
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
             "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "AFRICASTALKING_CALLBACK_SECRET": secrets.token_urlsafe(24),
+            "USSD_PIN_KEYS": secrets.token_urlsafe(32),
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
             "DJANGO_SECURE_SSL_REDIRECT": "false",
             "LOG_LEVEL": "WARNING",

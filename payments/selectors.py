@@ -7,12 +7,12 @@ does not grow with the portfolio.
 
 from collections.abc import Sequence
 
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.db.models.functions import Right
 
 from core.models import AuditEvent, Borrower, BorrowerPhone, Loan
 from payments.matching import BorrowerCandidate, LoanCandidate
-from payments.models import MpesaTransaction
+from payments.models import Allocation, MpesaTransaction
 
 _LOAN_FIELDS = ("id", "loan_number", "borrower_id", "status", "due_date", "outstanding_total")
 _MAX_MASKED_CANDIDATES = 5000
@@ -92,4 +92,22 @@ def transaction_audit_events(tx: MpesaTransaction) -> QuerySet[AuditEvent]:
         )
         .select_related("loan", "actor_user")
         .order_by("created_at", "id")
+    )
+
+
+def payments_of_borrower(*, borrower: Borrower) -> QuerySet[MpesaTransaction]:
+    """Every payment that is the borrower's: posted for them, or paid from one of their numbers and not
+    yet matched to anyone (the M-Pesa ``MSISDN`` plain, as ``2547...``, or as its SHA-256 digest).
+    Newest first; ``allocations.all()`` of each holds only its live (not reversed) allocations, with
+    their loans."""
+    phones = list(BorrowerPhone.objects.filter(borrower=borrower).values_list("number", "msisdn_hash"))
+    payer_forms = [number.removeprefix("+") for number, _ in phones] + [digest for _, digest in phones]
+    live = Allocation.objects.filter(reversed_at__isnull=True).select_related("loan").order_by("id")
+    return (
+        MpesaTransaction.objects.filter(
+            Q(borrower=borrower) | Q(borrower__isnull=True, msisdn__in=payer_forms)
+        )
+        .exclude(status=MpesaTransaction.Status.REVERSED)
+        .prefetch_related(Prefetch("allocations", queryset=live))
+        .order_by("-trans_time", "-id")
     )
