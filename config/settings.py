@@ -174,6 +174,10 @@ CELERY_BEAT_SCHEDULE = {
 # Channels deliver what the engine records in the outbox (core.services.outbox).
 OUTBOX_SENDERS = {"sms": "ussd.senders.send_sms"}
 
+# Counts other apps add to the staff dashboard (label: dotted path of a function returning an int),
+# so admin_ui shows them without importing another channel.
+DASHBOARD_COUNTS = {"failed USSD sessions today": "ussd.selectors.failed_sessions_today"}
+
 # Proxies whose X-Forwarded-For is believed (the load balancer in front of gunicorn).
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 

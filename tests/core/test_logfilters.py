@@ -89,3 +89,13 @@ def test_gunicorn_access_log_is_redacted():
     text = " ".join(str(value) for value in atoms.values())
     assert "SeCrEt-ToKeN" not in text and "0712345678" not in text
     assert atoms["U"] == "/payments/c2b/<token>/confirmation/"
+
+
+def test_the_africastalking_callback_secret_never_reaches_a_log_line():
+    from core.logfilters import redact
+
+    line = 'POST /ussd/callback/?secret=s3cr3t-Value_9 HTTP/1.1" 200 and /ussd/events/?a=1&secret=other'
+    assert (
+        redact(line)
+        == 'POST /ussd/callback/?secret=<secret> HTTP/1.1" 200 and /ussd/events/?a=1&secret=<secret>'
+    )
