@@ -26,6 +26,7 @@ run: install ## Migrate, load demo data and serve on http://127.0.0.1:8000 (SQLi
 	$(BIN)/python manage.py setup_mpesa --environment local --consumer-key local-demo \
 		--consumer-secret local-demo --business-short-code 600984 --base-url http://$(HOST):$(PORT)
 	@echo "Pay the demo paybill from another terminal: .venv/bin/python manage.py simulate_c2b --phone 0712345678 --amount 500 --reference LOAN-000101"
+	@echo "Dial the borrower USSD menu from another terminal: .venv/bin/python manage.py ussd_shell --phone 0712345678"
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: install ## Run the whole suite (on PostgreSQL + Redis when DATABASE_URL / REDIS_URL are set)

@@ -259,3 +259,9 @@ def _final(reply: Reply) -> str:
 def apology() -> str:
     """What a caller sees when answering failed inside: an ``END`` in both languages."""
     return _final(Reply(_bilingual("SESSION_ERROR"), end=True))
+
+
+def session_expects_pin(*, session_id: str) -> bool:
+    """Whether the session's current screen asks for a PIN (so a terminal can hide what is typed)."""
+    stored = cache.get(_key(session_id))
+    return bool(stored and stored["state"] and menu.is_pin_screen(stored["state"]))
