@@ -47,6 +47,7 @@ worker: install ## Start a Celery worker (needs REDIS_URL)
 beat: install ## Start Celery beat, the periodic scheduler (needs REDIS_URL)
 	$(BIN)/celery -A config beat --loglevel INFO
 
-bench: install ## Benchmarks: M-Pesa load (needs PostgreSQL + Redis; flushes Redis db 14), loan import
+bench: install ## Benchmarks: M-Pesa load and USSD latency (need PostgreSQL + Redis; flush Redis db 14 and 13), loan import
 	$(BIN)/python bench/payments.py
+	$(BIN)/python bench/ussd.py
 	$(BIN)/python bench/import_loans.py

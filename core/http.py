@@ -26,6 +26,21 @@ def client_ip(request: HttpRequest) -> str | None:
     return _valid(remote)
 
 
+def read_body(request: HttpRequest, *, limit: int) -> tuple[bytes, int | None]:
+    """The request body, or ``(b"", length)`` when it is over ``limit`` bytes (the declared
+    Content-Length, or what was read): a body that is too large is never read into memory whole."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return b"", declared
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        return b"", len(body)
+    return body, None
+
+
 def _valid(address: str | None) -> str | None:
     try:
         return str(ipaddress.ip_address(address)) if address else None

@@ -6,25 +6,11 @@ from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from core.http import client_ip
+from core.http import client_ip, read_body
 from payments.services import InboundRequest, callback_receive
 from payments.services.callbacks import MAX_BODY_BYTES, config_for_token
 
 logger = logging.getLogger(__name__)
-
-
-def _read_body(request: HttpRequest) -> tuple[bytes, int | None]:
-    """The body, or ``(b"", length)`` when it is over the limit (it is then never read into memory)."""
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > MAX_BODY_BYTES:
-        return b"", declared
-    body = request.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        return b"", len(body)
-    return body, None
 
 
 @csrf_exempt
@@ -36,7 +22,7 @@ def c2b_callback(request: HttpRequest, token: str, kind: str) -> JsonResponse:
             logger.warning("mpesa callback with an unknown token from %s", client_ip(request))
             return JsonResponse({"detail": "not found"}, status=404)
         return JsonResponse({"detail": "method not allowed"}, status=405, headers={"Allow": "POST"})
-    body, too_large = _read_body(request)
+    body, too_large = read_body(request, limit=MAX_BODY_BYTES)
     answer = callback_receive(
         inbound=InboundRequest(
             kind=kind,

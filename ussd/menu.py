@@ -59,8 +59,10 @@ class MoveAnswer:
 
 class MenuPort(Protocol):
     language: str
-    paybill: str
     contact: str
+
+    @property
+    def paybill(self) -> str: ...
 
     def has_pin(self) -> bool: ...
     def verify_pin(self, pin: str) -> PinCheck: ...
@@ -377,15 +379,16 @@ def _screens(state: State, port: MenuPort) -> list[str]:
     }
     if screen in simple:
         return [simple[screen]]
-    if screen == "loans":
-        loans = port.loans()
+    if screen in ("loans", "move_list"):
+        # The borrower's loans to look at, or the other ones to move the last payment to.
+        loans = port.loans() if screen == "loans" else _move_targets(state, port)
         if not loans:
-            return [t.LOANS_NONE + "\n" + nav]
+            return [(t.LOANS_NONE if screen == "loans" else t.MOVE_NO_OTHER) + "\n" + nav]
         lines = [
             t.LOAN_LINE.format(n=n, loan=loan.loan_number, outstanding=_money(loan.outstanding))
             for n, loan in enumerate(loans, 1)
         ]
-        return _pages(t.LOANS_HEADER, lines, more, nav, budget)
+        return _pages(t.LOANS_HEADER if screen == "loans" else t.MOVE_CHOOSE, lines, more, nav, budget)
     if screen == "loan":
         loan = next((loan for loan in port.loans() if loan.loan_number == state.get("loan")), None)
         if loan is None:
@@ -446,15 +449,6 @@ def _screens(state: State, port: MenuPort) -> list[str]:
         if not latest.loan_numbers:
             return [t.LAST_PAYMENT_UNMATCHED.format(**values) + "\n" + nav]
         return [t.LAST_PAYMENT.format(target=_target(latest, ""), **values) + "\n" + nav]
-    if screen == "move_list":
-        targets = _move_targets(state, port)
-        if not targets:
-            return [t.MOVE_NO_OTHER + "\n" + nav]
-        lines = [
-            t.LOAN_LINE.format(n=n, loan=loan.loan_number, outstanding=_money(loan.outstanding))
-            for n, loan in enumerate(targets, 1)
-        ]
-        return _pages(t.MOVE_CHOOSE, lines, more, nav, budget)
     if screen == "move_confirm":
         latest = _latest(port)
         amount = _money(latest.amount) if latest else ""

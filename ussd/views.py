@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from core.http import client_ip
+from core.http import client_ip, read_body
 from core.services.deliveries import outbox_delivery_report
 from ussd.models import InboundRequest
 from ussd.services.events import session_end_record
@@ -49,25 +49,11 @@ def secret_matches(request: HttpRequest) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def _read_body(request: HttpRequest) -> tuple[bytes, int | None]:
-    """The body, or ``(b"", length)`` when it is over the limit (then never read into memory)."""
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > MAX_BODY_BYTES:
-        return b"", declared
-    body = request.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        return b"", len(body)
-    return body, None
-
-
 def _receive(request: HttpRequest, *, kind: str, required: tuple[str, ...], handle: Handler) -> HttpResponse:
     if not secret_matches(request):
         logger.warning("Africa's Talking %s callback with a wrong secret from %s", kind, client_ip(request))
         return _text("forbidden", status=403)
-    body, too_large = _read_body(request)
+    body, too_large = read_body(request, limit=MAX_BODY_BYTES)
     raw = RawRequest(
         kind=kind, source_ip=client_ip(request), headers=dict(request.headers), body=body, too_large=too_large
     )

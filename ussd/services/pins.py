@@ -66,18 +66,20 @@ def pin_is_trivial(pin: str) -> bool:
     return steps in ({1}, {-1})
 
 
-def pin_exists(*, borrower: Borrower) -> bool:
-    return BorrowerPin.objects.filter(borrower=borrower).exists()
+def pin_state(*, borrower: Borrower) -> tuple[bool, datetime | None]:
+    """Whether the borrower has a PIN, and until when USSD is locked for them (``None`` when it is
+    not), in one query."""
+    row = BorrowerPin.objects.filter(borrower=borrower).values_list("locked_until", flat=True)
+    found = list(row[:1])
+    if not found:
+        return False, None
+    locked_until = found[0]
+    return True, locked_until if locked_until is not None and locked_until > timezone.now() else None
 
 
 def pin_locked_until(*, borrower: Borrower) -> datetime | None:
     """When the borrower's USSD lock ends, or ``None`` when they are not locked out."""
-    locked = (
-        BorrowerPin.objects.filter(borrower=borrower, locked_until__gt=timezone.now())
-        .values_list("locked_until", flat=True)
-        .first()
-    )
-    return locked
+    return pin_state(borrower=borrower)[1]
 
 
 def pin_set(*, borrower: Borrower, pin: str) -> BorrowerPin:

@@ -12,6 +12,7 @@ import hmac
 import logging
 import time
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -30,7 +31,7 @@ from ussd import menu
 from ussd.clients.sms import gsm7_normalize
 from ussd.menu import LoanView, MoveAnswer, PaymentView, Reply
 from ussd.selectors import borrower_for_channel, loan_views, paybill_number, payment_views
-from ussd.services.pins import PinCheck, pin_exists, pin_locked_until, pin_set, pin_verify
+from ussd.services.pins import PinCheck, pin_set, pin_state, pin_verify
 from ussd.texts import en, sw, texts_for
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,6 @@ class SessionPort:
         self.effects = effects
         self.position = -1
         self.language = borrower.preferred_language
-        self.paybill = paybill_number()
         self.contact = settings.LENDER_CONTACT_PHONE
         self._loans: list[LoanView] | None = None
         self._payments: list[PaymentView] | None = None
@@ -73,11 +73,19 @@ class SessionPort:
         return self.effects[key]
 
     # --- reads ------------------------------------------------------------------------------------
+    @cached_property
+    def paybill(self) -> str:
+        return paybill_number()
+
+    @cached_property
+    def _pin(self) -> tuple[bool, datetime | None]:
+        return pin_state(borrower=self.borrower)
+
     def has_pin(self) -> bool:
-        return pin_exists(borrower=self.borrower)
+        return self._pin[0]
 
     def locked_until(self) -> datetime | None:
-        return pin_locked_until(borrower=self.borrower)
+        return self._pin[1]
 
     def loans(self) -> list[LoanView]:
         if self._loans is None:
@@ -167,17 +175,33 @@ def ussd_answer(*, session_id: str, phone: str, service_code: str, text: str) ->
     codes = settings.USSD_SERVICE_CODES
     if codes and service_code.strip() not in codes:
         return _final(Reply(_bilingual("WRONG_SERVICE"), end=True))
-    contact = settings.LENDER_CONTACT_PHONE
-    borrower = borrower_for_channel(phone=phone)
-    if borrower is None:
-        logger.info("USSD from unregistered number %s", mask_phone(phone))
-        return _final(Reply(_bilingual("NOT_REGISTERED", contact=contact), end=True))
+    not_registered = _final(
+        Reply(_bilingual("NOT_REGISTERED", contact=settings.LENDER_CONTACT_PHONE), end=True)
+    )
     try:
         number = normalize_phone(phone)
-    except InvalidPhoneNumber:  # borrower_for_channel already parsed it; kept for the type checker
-        return _final(Reply(_bilingual("NOT_REGISTERED", contact=contact), end=True))
+    except InvalidPhoneNumber:
+        logger.info("USSD from a number that is not a Kenyan mobile: %s", mask_phone(phone))
+        return not_registered
     with _session_lock(session_id):
-        return _answer_locked(session_id=session_id, phone=number, borrower=borrower, text=text)
+        stored = cache.get(_key(session_id))
+        if stored is not None and stored.get("phone") != number:
+            logger.warning(
+                "USSD session %s used from a second number %s", session_id[:12], mask_phone(number)
+            )
+            return _final(Reply(_bilingual("SESSION_ERROR"), end=True))
+        # The session remembers whose it is: later requests load the borrower by id.
+        borrower = (
+            Borrower.objects.filter(pk=stored["borrower"]).first()
+            if stored is not None
+            else borrower_for_channel(phone=number)
+        )
+        if borrower is None:
+            logger.info("USSD from unregistered number %s", mask_phone(number))
+            return not_registered
+        return _answer_locked(
+            session_id=session_id, phone=number, borrower=borrower, text=text, stored=stored
+        )
 
 
 class _session_lock:
@@ -199,11 +223,7 @@ class _session_lock:
             cache.delete(self.key)
 
 
-def _answer_locked(*, session_id: str, phone: str, borrower: Borrower, text: str) -> str:
-    stored = cache.get(_key(session_id))
-    if stored is not None and stored.get("phone") != phone:
-        logger.warning("USSD session %s used from a second number %s", session_id[:12], mask_phone(phone))
-        return _final(Reply(_bilingual("SESSION_ERROR"), end=True))
+def _answer_locked(*, session_id: str, phone: str, borrower: Borrower, text: str, stored: dict | None) -> str:
     digest = _text_digest(session_id, text)
     if stored is not None and stored["text"] == digest:
         return stored["answer"]  # a retry of the request just answered: the same answer, nothing done
@@ -222,6 +242,7 @@ def _answer_locked(*, session_id: str, phone: str, borrower: Borrower, text: str
         _key(session_id),
         {
             "phone": phone,
+            "borrower": borrower.pk,
             "text": digest,
             "answer": answer,
             "state": None if reply.end else state,
