@@ -167,3 +167,33 @@ def test_confirming_a_payment_is_audited_as_the_borrowers_phone(setup):
     )
     with pytest.raises(NotFound):
         borrower_payment_confirm(borrower=borrower, phone=PHONE, trans_id="NOTMINE123")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_moves_of_one_payment_at_once_move_it_once(borrower, loans, paybill):
+    import threading
+
+    from django.db import connection
+
+    tx = pay(paybill)
+    barrier = threading.Barrier(2)
+    results: list[MoveResult] = []
+
+    def move() -> None:
+        try:
+            barrier.wait(timeout=10)
+            outcome = borrower_payment_move(borrower=borrower, phone=PHONE, loan_number="LOAN-000102")
+            results.append(outcome.result)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=move) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(results) == [MoveResult.ALREADY_THERE, MoveResult.MOVED]
+    assert (outstanding("LOAN-000101"), outstanding("LOAN-000102")) == (D("5000.00"), D("7000.00"))
+    assert AuditEvent.objects.filter(action="mpesa.assigned", object_id=str(tx.pk)).count() == 1
