@@ -24,7 +24,7 @@ from ussd.services.inbound import (
     inbound_store,
     parse_form,
 )
-from ussd.services.sessions import apology, ussd_answer
+from ussd.services.sessions import apology, ussd_answer, ussd_failure_record
 from ussd.services.sms import sms_receive
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,11 @@ def _receive(request: HttpRequest, *, kind: str, required: tuple[str, ...], hand
 @require_POST
 @transaction.non_atomic_requests  # the raw request commits on its own, before any handling
 def ussd_callback(request: HttpRequest) -> HttpResponse:
-    return _receive(request, kind=Kind.USSD, required=("sessionId", "phoneNumber"), handle=_ussd)
+    try:
+        return _receive(request, kind=Kind.USSD, required=("sessionId", "phoneNumber"), handle=_ussd)
+    except Exception:
+        logger.exception("USSD request could not be stored")
+        return _text(apology())
 
 
 def _ussd(stored: InboundRequest, form: dict[str, str]) -> HttpResponse:
@@ -85,9 +89,9 @@ def _ussd(stored: InboundRequest, form: dict[str, str]) -> HttpResponse:
             service_code=form.get("serviceCode", ""),
             text=form.get("text", ""),
         )
-    except Exception as exc:
+    except Exception as exc:  # the handset must get an END, never a 500
         logger.exception("USSD request %s failed", stored.pk)
-        inbound_mark(request=stored, outcome=Outcome.ERROR, error=f"{type(exc).__name__}: {exc}")
+        ussd_failure_record(request=stored, error=f"{type(exc).__name__}: {exc}")
         return _text(apology())
     inbound_mark(request=stored, outcome=Outcome.HANDLED)
     return _text(answer)

@@ -264,7 +264,9 @@ def test_an_oversized_request_is_stored_without_its_body_and_refused(post_form, 
     assert "over the 16 KB limit" in row.error
 
 
-def test_an_internal_error_answers_an_end_apology_never_a_500(post_form, with_pin, monkeypatch, caplog):
+def test_an_internal_error_answers_an_end_apology_never_a_500(
+    post_form, with_pin, monkeypatch, caplog, admin
+):
     def broken(**kwargs):
         raise RuntimeError("database went away")
 
@@ -275,6 +277,30 @@ def test_an_internal_error_answers_an_end_apology_never_a_500(post_form, with_pi
     row = InboundRequest.objects.get()
     assert (row.outcome, row.error) == ("error", "RuntimeError: database went away")
     assert "USSD request" in caplog.text
+    post_form("/ussd/callback/", form_fixture("ussd_request.txt"))
+    [alert] = OutboxMessage.objects.filter(dedupe_key__startswith="ussd-error:")  # once, not per request
+    assert alert.context == {"kind": "ops", "alert": "ussd_error"} and alert.user == admin
+
+
+@pytest.fixture
+def admin(db):
+    from tests.factories import AdminFactory
+
+    return AdminFactory(phone="+254700999888")
+
+
+def test_a_request_that_cannot_even_be_stored_still_gets_an_end(post_form, with_pin, monkeypatch):
+    from django.db import OperationalError
+
+    def down(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(views, "inbound_store", down)
+    response = post_form("/ussd/callback/", form_fixture("ussd_request.txt"))
+    assert (response.status_code, response.content.decode()) == (
+        200,
+        "END " + en.SESSION_ERROR + "\n" + sw.SESSION_ERROR,
+    )
 
 
 def test_get_is_not_allowed(client):

@@ -17,7 +17,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import DatabaseError, transaction
+from django.utils import timezone
 
 from core.actors import Actor
 from core.exceptions import InvalidPhoneNumber
@@ -25,12 +26,14 @@ from core.models import Borrower
 from core.money import format_money
 from core.phones import mask_phone, normalize_phone
 from core.services import borrower_update
-from core.services.outbox import outbox_queue
+from core.services.outbox import outbox_queue, outbox_queue_for_staff, staff_to_alert
 from payments.services.borrower_moves import borrower_payment_confirm, borrower_payment_move
 from ussd import menu
 from ussd.clients.sms import gsm7_normalize
 from ussd.menu import LoanView, MoveAnswer, PaymentView, Reply
+from ussd.models import InboundRequest
 from ussd.selectors import borrower_for_channel, loan_views, paybill_number, payment_views
+from ussd.services.inbound import inbound_mark
 from ussd.services.pins import PinCheck, pin_set, pin_state, pin_verify
 from ussd.texts import en, sw, texts_for
 
@@ -275,6 +278,21 @@ def _final(reply: Reply) -> str:
         logger.error("USSD screen of %s characters cut to %s", len(text), menu.SCREEN_LIMIT)
         text = text[: menu.SCREEN_LIMIT]
     return Reply(text, end=reply.end).render()
+
+
+def ussd_failure_record(*, request: InboundRequest, error: str) -> None:
+    """Keep why answering ``request`` failed and alert admins (once an hour: a broken menu fails
+    every session). Raises nothing: it runs while a caller is waiting for an apology."""
+    try:
+        inbound_mark(request=request, outcome=InboundRequest.Outcome.ERROR, error=error)
+        outbox_queue_for_staff(
+            users=staff_to_alert(),
+            body=f"USSD answers are failing ({error[:200]}). Borrowers get an apology; see the logs.",
+            dedupe_key=f"ussd-error:{timezone.now():%Y%m%d%H}",
+            context={"kind": "ops", "alert": "ussd_error"},
+        )
+    except DatabaseError:
+        logger.exception("could not record the failure of USSD request %s", request.pk)
 
 
 def apology() -> str:
