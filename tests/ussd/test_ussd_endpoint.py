@@ -305,3 +305,14 @@ def test_a_request_that_cannot_even_be_stored_still_gets_an_end(post_form, with_
 
 def test_get_is_not_allowed(client):
     assert client.get("/ussd/callback/").status_code == 405
+
+
+def test_without_a_configured_secret_development_accepts_every_request(post_form, with_pin, settings):
+    settings.AFRICASTALKING_CALLBACK_SECRET = ""
+    response = post_form("/ussd/callback/", form_fixture("ussd_request.txt"), secret=None)
+    assert (response.status_code, response.content.decode()) == (200, f"CON {en.PIN_ENTER}")
+
+
+def test_without_service_codes_every_code_is_answered(dial, with_pin, settings):
+    settings.USSD_SERVICE_CODES = []
+    assert dial("", code="*999#") == f"CON {en.PIN_ENTER}"
