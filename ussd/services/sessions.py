@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 SESSION_TTL = 300  # seconds; Africa's Talking ends a session after about 180
 LOCK_TTL = 10
 LOCK_WAIT = 3.0
+READS_TTL = 30  # seconds a session reuses the loans and payments it read
 
 
 def _key(session_id: str) -> str:
@@ -57,7 +58,15 @@ class SessionPort:
     """What the menu may read and do for one borrower, backed by the services. Effects are
     remembered in ``effects`` under the input position that caused them (see the module doc)."""
 
-    def __init__(self, *, borrower: Borrower, phone: str, session_id: str, effects: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        *,
+        borrower: Borrower,
+        phone: str,
+        session_id: str,
+        effects: dict[str, Any],
+        reads: dict[str, Any] | None = None,
+    ) -> None:
         self.borrower = borrower
         self.phone = phone
         self.session_id = session_id
@@ -65,14 +74,17 @@ class SessionPort:
         self.position = -1
         self.language = borrower.preferred_language
         self.contact = settings.LENDER_CONTACT_PHONE
-        self._loans: list[LoanView] | None = None
-        self._payments: list[PaymentView] | None = None
+        # What the menu read, kept with the session for READS_TTL seconds: the next screens of a
+        # session usually show the same loans and payments, and reading them again was most of an
+        # answer's database work. Any effect (a move, a new PIN) drops them.
+        fresh = reads is not None and time.time() - reads.get("at", 0) < READS_TTL
+        self.reads: dict[str, Any] = reads if fresh and reads is not None else {"at": time.time()}
 
     def _once(self, name: str, argument: str, run: Any) -> Any:
         key = hashlib.sha256(f"{self.position}:{name}:{argument}".encode()).hexdigest()[:24]
         if key not in self.effects:
             self.effects[key] = run()
-            self._loans = self._payments = None  # what the effect changed is read again
+            self.reads = {"at": time.time()}  # what the effect changed is read again
         return self.effects[key]
 
     # --- reads ------------------------------------------------------------------------------------
@@ -91,14 +103,14 @@ class SessionPort:
         return self._pin[1]
 
     def loans(self) -> list[LoanView]:
-        if self._loans is None:
-            self._loans = loan_views(borrower=self.borrower)
-        return self._loans
+        if "loans" not in self.reads:
+            self.reads["loans"] = loan_views(borrower=self.borrower)
+        return self.reads["loans"]
 
     def payments(self) -> list[PaymentView]:
-        if self._payments is None:
-            self._payments = payment_views(borrower=self.borrower)
-        return self._payments
+        if "payments" not in self.reads:
+            self.reads["payments"] = payment_views(borrower=self.borrower)
+        return self.reads["payments"]
 
     def digest(self, pin: str) -> str:
         return _text_digest(self.session_id, f"pin:{pin}")
@@ -232,7 +244,8 @@ def _answer_locked(*, session_id: str, phone: str, borrower: Borrower, text: str
         return stored["answer"]  # a retry of the request just answered: the same answer, nothing done
     inputs = text.split("*") if text else []
     effects = stored["effects"] if stored is not None else {}
-    port = SessionPort(borrower=borrower, phone=phone, session_id=session_id, effects=effects)
+    reads = stored.get("reads") if stored is not None else None
+    port = SessionPort(borrower=borrower, phone=phone, session_id=session_id, effects=effects, reads=reads)
     previous = _text_digest(session_id, "*".join(inputs[:-1])) if inputs else None
     with transaction.atomic():
         if stored is not None and stored["state"] is not None and stored["text"] == previous:
@@ -250,6 +263,7 @@ def _answer_locked(*, session_id: str, phone: str, borrower: Borrower, text: str
             "answer": answer,
             "state": None if reply.end else state,
             "effects": effects,
+            "reads": port.reads,
         },
         timeout=SESSION_TTL,
     )
