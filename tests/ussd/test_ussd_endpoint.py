@@ -7,7 +7,7 @@ import pytest
 
 from core.models import AuditEvent, Loan, OutboxMessage
 from payments.models import MpesaTransaction
-from tests.ussd.conftest import PHONE, form_fixture, make_loan, pay
+from tests.ussd.conftest import FIXTURES, PHONE, form_fixture, make_loan, pay
 from ussd import views
 from ussd.models import BorrowerPin, InboundRequest
 from ussd.services.pins import pin_set
@@ -212,8 +212,7 @@ def test_every_phone_form_finds_the_borrower(dial, with_pin, phone):
 
 
 def test_a_plus_sent_unencoded_arrives_as_a_space_and_still_finds_the_borrower(post_form, with_pin, loans):
-    body = (form_fixture("ussd_request.txt").decode().replace("%2B254712345678", "+254712345678")).encode()
-    response = post_form("/ussd/callback/", body)
+    response = post_form("/ussd/callback/", (FIXTURES / "ussd_request_unencoded_plus.txt").read_bytes())
     assert response.content.decode() == f"CON {en.PIN_ENTER}"
     assert "phoneNumber=+254712345678" in InboundRequest.objects.get().body  # kept as it came
 
