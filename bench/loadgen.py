@@ -159,6 +159,8 @@ async def sessions_loop(
     indexes = iter(range(len(sessions)))
 
     async def sender() -> None:
+        # Sessions begin at scattered moments, as people dial, not all in the same millisecond.
+        await asyncio.sleep(pauses.uniform(0, think_ms[1]) / 1000)
         for index in indexes:
             for step, body in enumerate(sessions[index]):
                 if step:

@@ -1,6 +1,6 @@
 """USSD answer latency with 50 concurrent sessions walking the menu, beside the bare endpoint.
 
-    flock /work/wt/bench.lock .venv/bin/python bench/ussd.py [--sessions 100] [--rounds 3] [--json FILE]
+    .venv/bin/python bench/ussd.py [--sessions 100] [--rounds 2] [--think-ms 1000,3000] [--json FILE]
 
 Production settings (DEBUG off) on PostgreSQL and Redis: a throwaway database
 (``haven_bench_ussd``, dropped afterwards) on the server ``DATABASE_URL`` names (default
@@ -10,7 +10,8 @@ with two loans, a PIN and (every other one) a posted payment, starts gunicorn (4
 ``config.wsgi`` with the bench URLs) and drives ``bench/loadgen.py`` in session mode:
 ``--concurrency`` sessions at a time (50), each walking one of three routes through the menu (PIN,
 my loans with its pages, back and home; recent payments and how to pay; confirm my last payment)
-with a person's pause between inputs (``--think-ms``, 300-900 ms, not counted). The bare endpoint
+with a person's pause between inputs (``--think-ms``, 1-3 s to read a screen and type, not counted;
+sessions start at scattered moments). The bare endpoint
 (``bench/bare.py``: one INSERT of the body) gets the same requests with the same pauses right
 before or after (alternating), so the two are measured under the same machine load. Each USSD
 answer must be a ``CON`` screen (no route ends), so an apology or a lock counts as an error.
@@ -315,9 +316,13 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--borrowers", type=int, default=500)
     parser.add_argument("--sessions", type=int, default=100, help="sessions per load")
-    parser.add_argument("--rounds", type=int, default=3, help="USSD / bare pairs")
+    parser.add_argument("--rounds", type=int, default=2, help="USSD / bare pairs")
     parser.add_argument("--concurrency", type=int, default=50, help="sessions at once")
-    parser.add_argument("--think-ms", default="300,900", help="MIN,MAX pause between a session's inputs")
+    parser.add_argument(
+        "--think-ms",
+        default="1000,3000",
+        help="MIN,MAX pause between a session's inputs (a person reading and typing)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE as JSON")
     return parser.parse_args()
 

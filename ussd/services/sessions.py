@@ -190,14 +190,11 @@ def ussd_answer(*, session_id: str, phone: str, service_code: str, text: str) ->
     codes = settings.USSD_SERVICE_CODES
     if codes and service_code.strip() not in codes:
         return _final(Reply(_bilingual("WRONG_SERVICE"), end=True))
-    not_registered = _final(
-        Reply(_bilingual("NOT_REGISTERED", contact=settings.LENDER_CONTACT_PHONE), end=True)
-    )
     try:
         number = normalize_phone(phone)
     except InvalidPhoneNumber:
         logger.info("USSD from a number that is not a Kenyan mobile: %s", mask_phone(phone))
-        return not_registered
+        return _not_registered()
     with _session_lock(session_id):
         stored = cache.get(_key(session_id))
         if stored is not None and stored.get("phone") != number:
@@ -213,10 +210,14 @@ def ussd_answer(*, session_id: str, phone: str, service_code: str, text: str) ->
         )
         if borrower is None:
             logger.info("USSD from unregistered number %s", mask_phone(number))
-            return not_registered
+            return _not_registered()
         return _answer_locked(
             session_id=session_id, phone=number, borrower=borrower, text=text, stored=stored
         )
+
+
+def _not_registered() -> str:
+    return _final(Reply(_bilingual("NOT_REGISTERED", contact=settings.LENDER_CONTACT_PHONE), end=True))
 
 
 class _session_lock:
