@@ -1,15 +1,18 @@
 """Reads of the borrower channels: who is calling, their loans and payments, as the menu shows them."""
 
-from django.db.models import OuterRef, Subquery
+from django.db.models import CharField, F, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
 from core.exceptions import InvalidPhoneNumber, NotFound
-from core.models import Borrower, Loan, Repayment
+from core.models import Borrower, Loan, OutboxMessage, Repayment, User
+from core.phones import normalize_phone
 from core.selectors import borrower_find_by_phone
 from payments.models import MpesaConfiguration
 from payments.selectors import payments_of_borrower
 from ussd.menu import LoanView, PaymentView
-from ussd.models import UssdSessionEnd
+from ussd.models import IncomingSms, UssdSessionEnd
+from ussd.schemas import Direction
 
 RECENT_PAYMENTS = 5
 
@@ -82,3 +85,47 @@ def failed_sessions_today() -> int:
     return UssdSessionEnd.objects.filter(
         status=UssdSessionEnd.Status.FAILED, received_at__gte=midnight
     ).count()
+
+
+# --- the SMS log (GET /api/v1/messages) ---------------------------------------------------------
+
+_COLUMNS = ("direction", "number", "text_value", "state", "time")
+
+
+def _incoming() -> QuerySet:
+    return IncomingSms.objects.annotate(
+        direction=Value(Direction.IN.value, output_field=CharField()),
+        number=F("phone"),
+        text_value=F("text"),
+        state=Value("received", output_field=CharField()),
+        time=F("received_at"),
+    )
+
+
+def _outgoing() -> QuerySet:
+    return OutboxMessage.objects.filter(channel=OutboxMessage.Channel.SMS).annotate(
+        direction=Value(Direction.OUT.value, output_field=CharField()),
+        number=F("recipient"),
+        text_value=F("body"),
+        state=Coalesce(NullIf(F("delivery_status"), Value("")), F("status"), output_field=CharField()),
+        time=F("created_at"),
+    )
+
+
+def messages_for(*, user: User, phone: str | None, direction: Direction | None) -> QuerySet:
+    """The SMS ``user`` may see, as rows of ``_COLUMNS``, newest first. Raises ``InvalidPhoneNumber``."""
+    parts = []
+    number = normalize_phone(phone) if phone else None
+    for kind, queryset, phone_field in (
+        (Direction.IN, _incoming(), "phone"),
+        (Direction.OUT, _outgoing(), "recipient"),
+    ):
+        if direction is not None and direction != kind:
+            continue
+        if not user.is_admin:
+            queryset = queryset.filter(borrower__in=Borrower.objects.visible_to(user))
+        if number is not None:
+            queryset = queryset.filter(**{phone_field: number})
+        parts.append(queryset.order_by().values(*_COLUMNS))
+    rows = parts[0] if len(parts) == 1 else parts[0].union(parts[1], all=True)
+    return rows.order_by("-time")
