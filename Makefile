@@ -30,6 +30,7 @@ run: install ## Migrate, load demo data and serve on http://127.0.0.1:8000 in de
 	$(DEV) $(BIN)/python manage.py setup_mpesa $(DEMO_PAYBILL)
 	@echo "Staff Telegram bot: set TELEGRAM_BOT_TOKEN and TELEGRAM_BOT_USERNAME (from @BotFather), run $(DEV) .venv/bin/python manage.py telegram_poll in another terminal, link yourself with $(DEV) .venv/bin/python manage.py telegram_link admin"
 	@echo "Pay the demo paybill from another terminal: $(DEV) .venv/bin/python manage.py simulate_c2b --phone 0712345678 --amount 500 --reference LOAN-000101"
+	@echo "Dial the borrower USSD menu from another terminal: $(DEV) .venv/bin/python manage.py ussd_shell --phone 0712345678"
 	@# The emulator that registers the URLs is this server: register once it answers (in the background,
 	@# so that Ctrl-C stops the server as usual; it gives up after a minute).
 	@( for _ in $$(seq 1 60); do sleep 1; \
@@ -56,7 +57,8 @@ worker: install ## Start a Celery worker (needs REDIS_URL)
 beat: install ## Start Celery beat, the periodic scheduler (needs REDIS_URL)
 	$(BIN)/celery -A config beat --loglevel INFO
 
-bench: install ## Benchmarks: M-Pesa load (needs PostgreSQL + Redis; flushes Redis db 14), loan and statement imports
+bench: install ## Benchmarks: M-Pesa load and USSD latency (need PostgreSQL + Redis; flush Redis db 14 and 13), loan and statement imports
 	$(BIN)/python bench/payments.py
+	$(BIN)/python bench/ussd.py
 	$(BIN)/python bench/import_loans.py
 	$(BIN)/python bench/statement.py

@@ -119,16 +119,16 @@ class _postgres_admin:
         self.connection.close()
 
 
-def postgres_drop(server_url: str) -> None:
+def postgres_drop(server_url: str, database: str = BENCH_DATABASE) -> None:
     with _postgres_admin(server_url) as cursor:
         # FORCE: a server killed mid-run may still hold connections to it.
-        cursor.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
+        cursor.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
-def postgres_recreate(server_url: str) -> None:
-    postgres_drop(server_url)
+def postgres_recreate(server_url: str, database: str = BENCH_DATABASE) -> None:
+    postgres_drop(server_url, database)
     with _postgres_admin(server_url) as cursor:
-        cursor.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
+        cursor.execute(f'CREATE DATABASE "{database}"')
 
 
 def redis_flush(redis_url: str) -> None:
@@ -177,6 +177,8 @@ def bench_environment(database_url: str, redis_url: str) -> dict[str, str]:
             "GUNICORN_ACCESS_LOG": "",
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
             "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "AFRICASTALKING_CALLBACK_SECRET": secrets.token_urlsafe(24),
+            "USSD_PIN_KEYS": secrets.token_urlsafe(32),
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
             "DJANGO_SECURE_SSL_REDIRECT": "false",
             "LOG_LEVEL": "WARNING",

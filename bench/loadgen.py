@@ -16,6 +16,12 @@ gunicorn's sync workers close the connection after every answer anyway; ``--clie
 httpx. The raw client costs a fraction of httpx's CPU per request, which matters when the generator
 shares two cores with the server it measures (the result reports the generator's CPU seconds).
 
+``--sessions`` (``bench/ussd.py``) reads a JSON list of sessions, each a list of bodies sent one
+after the other, with a pause of ``--think-ms MIN,MAX`` between them (a person typing, not
+counted in the latency); ``--concurrency`` sessions run at once. ``--content-type`` sets the
+request's Content-Type and ``--ok-prefix`` (repeatable) makes any HTTP 200 whose body starts with
+one of the prefixes an acknowledgement (a USSD ``CON ``/``END `` answer).
+
 An answer is an acknowledgement when it is HTTP 200 with ``ResultCode`` 0 (or ``"0"``). The result
 file holds counts, latency percentiles in milliseconds (over every HTTP answer), acknowledgements
 per second (over the wall time from the first request sent to the last answer), the indexes of the
@@ -61,12 +67,18 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
 
 
+OK_PREFIXES: tuple[bytes, ...] = ()  # set from --ok-prefix
+
+
 def _outcome(status: int, content: bytes, since: float) -> Outcome:
     latency_ms = (time.perf_counter() - since) * 1000
-    try:
-        acknowledged = status == 200 and json.loads(content).get("ResultCode") in (0, "0")
-    except (ValueError, AttributeError):
-        acknowledged = False
+    if OK_PREFIXES:
+        acknowledged = status == 200 and content.startswith(OK_PREFIXES)
+    else:
+        try:
+            acknowledged = status == 200 and json.loads(content).get("ResultCode") in (0, "0")
+        except (ValueError, AttributeError):
+            acknowledged = False
     if acknowledged:
         return Outcome(latency_ms, True)
     return Outcome(latency_ms, False, f"HTTP {status}", content[:300])
@@ -82,8 +94,9 @@ class RawClient:
     def __init__(self, url: str, timeout: float) -> None:
         parts = urlsplit(url)
         self.host, self.port, self.timeout = parts.hostname, parts.port or 80, timeout
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.head = (
-            f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"POST {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
             + "".join(f"{name}: {value}\r\n" for name, value in HEADERS.items())
             + "Connection: close\r\n"
         )
@@ -134,6 +147,30 @@ async def closed_loop(send: Send, bodies: list[str], concurrency: int) -> list[O
     return outcomes
 
 
+async def sessions_loop(
+    send: Send, sessions: list[list[str]], concurrency: int, think_ms: tuple[float, float]
+) -> list[Outcome]:
+    """``concurrency`` sessions at a time, each sending its bodies in order with a pause between."""
+    import random
+
+    pauses = random.Random(20_251_204)
+    starts = [sum(len(session) for session in sessions[:index]) for index in range(len(sessions))]
+    outcomes: list[Outcome] = [_failure("not sent", 0.0)] * sum(len(session) for session in sessions)
+    indexes = iter(range(len(sessions)))
+
+    async def sender() -> None:
+        # Sessions begin at scattered moments, as people dial, not all in the same millisecond.
+        await asyncio.sleep(pauses.uniform(0, think_ms[1]) / 1000)
+        for index in indexes:
+            for step, body in enumerate(sessions[index]):
+                if step:
+                    await asyncio.sleep(pauses.uniform(*think_ms) / 1000)
+                outcomes[starts[index] + step] = await send(body, time.perf_counter())
+
+    await asyncio.gather(*(sender() for _ in range(concurrency)))
+    return outcomes
+
+
 async def open_loop(send: Send, bodies: list[str], rate: float) -> list[Outcome]:
     started = time.perf_counter()
     tasks = []
@@ -150,7 +187,9 @@ async def _drive(
     args: argparse.Namespace, send: Send, bodies: list[str]
 ) -> tuple[list[Outcome], float, float]:
     first_sent_at, started = time.time(), time.perf_counter()
-    if args.rate is None:
+    if args.sessions:
+        outcomes = await sessions_loop(send, bodies, args.concurrency, args.think_ms)  # type: ignore[arg-type]
+    elif args.rate is None:
         outcomes = await closed_loop(send, bodies, args.concurrency)
     else:
         outcomes = await open_loop(send, bodies, args.rate)
@@ -158,6 +197,9 @@ async def _drive(
 
 
 async def run(args: argparse.Namespace) -> dict:
+    global OK_PREFIXES
+    OK_PREFIXES = tuple(prefix.encode() for prefix in args.ok_prefix)
+    HEADERS["Content-Type"] = args.content_type
     bodies = json.loads(Path(args.payloads).read_text(encoding="utf-8"))
     if args.client == "raw":
         outcomes, first_sent_at, wall_s = await _drive(args, RawClient(args.url, args.timeout).send, bodies)
@@ -180,7 +222,7 @@ async def run(args: argparse.Namespace) -> dict:
         "mode": "closed" if args.rate is None else "open",
         "concurrency": args.concurrency if args.rate is None else None,
         "rate": args.rate,
-        "requests": len(bodies),
+        "requests": len(outcomes),
         "acknowledged": len(acknowledged),
         "errors": sum(errors.values()),
         "error_kinds": dict(errors),
@@ -211,6 +253,17 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=None, help="requests per second (open loop)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds, per request")
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
+    parser.add_argument("--sessions", action="store_true", help="payloads are sessions: lists of bodies")
+    parser.add_argument(
+        "--think-ms",
+        type=lambda text: tuple(float(part) for part in text.split(",")),
+        default=(0.0, 0.0),
+        help="MIN,MAX pause between a session's requests",
+    )
+    parser.add_argument("--content-type", default=HEADERS["Content-Type"])
+    parser.add_argument(
+        "--ok-prefix", action="append", default=[], help="a 200 body starting so is acknowledged"
+    )
     args = parser.parse_args()
     result = asyncio.run(run(args))
     Path(args.out).write_text(json.dumps(result), encoding="utf-8")

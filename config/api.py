@@ -7,6 +7,7 @@ from core.api import register_error_handlers
 from core.api import router as core_router
 from core.auth import api_auth
 from payments.api import router as payments_router
+from ussd.api import router as ussd_router
 
 api = NinjaAPI(
     title="HAVEN GRAZURI Advance API",
@@ -18,3 +19,4 @@ api = NinjaAPI(
 register_error_handlers(api)
 api.add_router("/", core_router)
 api.add_router("/", payments_router)
+api.add_router("/", ussd_router)

@@ -213,6 +213,10 @@ if MPESA_PULL_INTERVAL_MINUTES > 0:
 # Channels deliver what the engine records in the outbox (core.services.outbox).
 OUTBOX_SENDERS = {"sms": "ussd.senders.send_sms"}
 
+# Counts other apps add to the staff dashboard (label: dotted path of a function returning an int),
+# so admin_ui shows them without importing another channel.
+DASHBOARD_COUNTS = {"failed USSD sessions today": "ussd.selectors.failed_sessions_today"}
+
 # Proxies whose X-Forwarded-For is believed (the load balancer in front of gunicorn).
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 
@@ -256,6 +260,28 @@ if TELEGRAM_BOT_TOKEN:
         raise ImproperlyConfigured(
             "TELEGRAM_BOT_TOKEN is set: STAFF_BASE_URL must be the https:// staff address"
         )
+
+# --- Borrower channels: USSD and incoming SMS (Africa's Talking) ------------------------------
+# Africa's Talking calls /ussd/callback/, /ussd/events/, /ussd/sms/inbound/ and /ussd/sms/delivery/
+# with ?secret=<this> in the URL registered with it; a request without it gets 403.
+AFRICASTALKING_CALLBACK_SECRET = env.str("AFRICASTALKING_CALLBACK_SECRET", default="")
+# USSD codes this system answers (e.g. *384*123#); empty answers any. Others get a generic END.
+USSD_SERVICE_CODES = env.list("USSD_SERVICE_CODES", default=[])
+# Keys of the PIN hash (HMAC-SHA256), newest first: PINs are checked against each and re-hashed with
+# the first, so a key rotates by prepending a new one. Kept out of the database on purpose.
+USSD_PIN_KEYS = env.list("USSD_PIN_KEYS", default=[_dev_fernet_key("ussd-pin:" + SECRET_KEY)])
+# How an unregistered caller reaches the lender (shown on USSD and in SMS replies).
+LENDER_CONTACT_PHONE = env.str("LENDER_CONTACT_PHONE", default="0700 000 000")
+_missing_channels = [
+    name
+    for name in ("AFRICASTALKING_CALLBACK_SECRET", "USSD_PIN_KEYS")
+    if not DEBUG and not env.str(name, default="").strip()
+]
+if _missing_channels:
+    raise ImproperlyConfigured(
+        "DJANGO_DEBUG is false, so these settings must be set in the environment: "
+        + ", ".join(_missing_channels)
+    )
 
 # --- M-Pesa (Daraja) ---------------------------------------------------------------------------
 MPESA_SANDBOX_URL = env.str("MPESA_SANDBOX_URL", default="https://sandbox.safaricom.co.ke")

@@ -19,6 +19,8 @@ _PHONE = re.compile(
 
 # Callback URLs carry the secret that authenticates Safaricom's calls: /payments/c2b/<token>/...
 _CALLBACK_TOKEN = re.compile(r"(/payments/c2b/)[^/\s?\"']+")
+# Africa's Talking's callbacks carry theirs in the query string: /ussd/callback/?secret=...
+_SECRET_PARAMETER = re.compile(r"([?&]secret=)[^&\s\"']+")
 
 
 def mask_phone_numbers(text: str) -> str:
@@ -27,7 +29,7 @@ def mask_phone_numbers(text: str) -> str:
 
 def redact(text: str) -> str:
     """Phone numbers masked and callback tokens removed: what any log line may show."""
-    return _CALLBACK_TOKEN.sub(r"\1<token>", mask_phone_numbers(text))
+    return _SECRET_PARAMETER.sub(r"\1<secret>", _CALLBACK_TOKEN.sub(r"\1<token>", mask_phone_numbers(text)))
 
 
 class MaskingFormatter(logging.Formatter):

@@ -108,6 +108,10 @@ class BorrowerPhone(models.Model):
     number = models.CharField(max_length=16, unique=True)
     msisdn_hash = models.CharField(max_length=64, unique=True, editable=False)
     is_primary = models.BooleanField(default=False)
+    # SMS delivery reports: final failures in a row (a success resets it), and since when the number
+    # has been failing (set at SMS_FAILING_AFTER failures in a row) so staff can ask for a new one.
+    delivery_failures = models.PositiveSmallIntegerField(default=0)
+    sms_failing_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -378,6 +382,11 @@ class OutboxMessage(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     provider_id = models.CharField(max_length=100, blank=True)
     last_error = models.TextField(blank=True)
+    # What the provider's delivery report last said (Africa's Talking: Sent, Submitted, Buffered,
+    # Success, Failed, Rejected), and why it failed; empty until a report arrives.
+    delivery_status = models.CharField(max_length=16, blank=True)
+    delivery_error = models.CharField(max_length=100, blank=True)
+    delivery_reported_at = models.DateTimeField(null=True, blank=True)
     # Makes queuing idempotent: reprocessing a payment does not send its receipt twice.
     dedupe_key = models.CharField(max_length=128, null=True, blank=True, unique=True)
     borrower = models.ForeignKey(Borrower, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -390,7 +399,11 @@ class OutboxMessage(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="outbox_due")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="outbox_due"),
+            # Delivery reports find their message by the provider's id.
+            models.Index(fields=["provider_id"], name="outbox_provider_id"),
+        ]
         constraints = [
             one_of("status", OutboxStatus, "outbox_status_known"),
             one_of("channel", OutboxChannel, "outbox_channel_known"),

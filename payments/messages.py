@@ -104,3 +104,38 @@ def held_alert_text(*, trans_id: str, amount: Decimal, reason: str) -> str:
         f"Payment {trans_id} ({format_kes(amount)}) is held, not posted: {reason}. "
         "Assign it to a loan or mark it reviewed."
     )
+
+
+def move_confirmation_text(
+    *, language: str, trans_id: str, amount: Decimal, loan_number: str, outstanding: Decimal
+) -> str:
+    """The SMS a borrower gets when their own request moved a payment: one segment, GSM-7."""
+    if language == "sw":
+        return _fit(
+            [
+                f"{BRAND}: Malipo {trans_id} ya {format_kes(amount)} yamehamishwa kwa {loan_number} kama "
+                f"ulivyoomba. Salio {format_kes(outstanding)}.",
+                f"{BRAND}: {trans_id} {format_kes(amount)} imehamishwa kwa {loan_number}.",
+            ]
+        )
+    return _fit(
+        [
+            f"{BRAND}: As you asked, payment {trans_id} of {format_kes(amount)} was moved to {loan_number}. "
+            f"Balance {format_kes(outstanding)}.",
+            f"{BRAND}: {trans_id} {format_kes(amount)} moved to {loan_number}.",
+        ]
+    )
+
+
+def move_officer_note_text(*, borrower_name: str, trans_id: str, amount: Decimal, loan_number: str) -> str:
+    return f"{borrower_name} moved payment {trans_id} ({format_kes(amount)}) to {loan_number} themselves, by phone."
+
+
+def review_request_alert_text(
+    *, borrower_name: str, trans_id: str, amount: Decimal, loan_number: str | None, reason: str
+) -> str:
+    wanted = f" to {loan_number}" if loan_number else ""
+    return (
+        f"Review requested: {borrower_name} asks for payment {trans_id} ({format_kes(amount)}) to be moved{wanted}; "
+        f"it was not moved automatically because {reason}. Assign it or mark it reviewed."
+    )

@@ -490,3 +490,25 @@ class BalanceGap(models.Model):
 
     def __str__(self) -> str:
         return f"KES {self.gap} unseen between {self.from_transaction_id} and {self.to_transaction_id}"
+
+
+class ReviewRequest(models.Model):
+    """A borrower asked (by USSD or SMS) for a payment to be moved and it could not be done
+    automatically: staff look at it. One row per request; staff are alerted once per payment."""
+
+    transaction = models.ForeignKey(
+        MpesaTransaction, on_delete=models.PROTECT, related_name="review_requests"
+    )
+    borrower = models.ForeignKey(Borrower, on_delete=models.PROTECT, related_name="review_requests")
+    phone = models.CharField(max_length=16, help_text="E.164 number the request came from")
+    requested_loan = models.ForeignKey(
+        Loan, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    reason = models.TextField(help_text="why it was not moved automatically")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"review of {self.transaction_id} asked by {mask_phone(self.phone)}"

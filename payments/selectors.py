@@ -11,13 +11,14 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import models
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import Right
 
 from core.dates import nairobi_midnight
 from core.models import AuditEvent, Borrower, BorrowerPhone, Loan, User
 from payments.matching import BorrowerCandidate, LoanCandidate
 from payments.models import (
+    Allocation,
     BalanceGap,
     MpesaConfiguration,
     MpesaTransaction,
@@ -159,3 +160,21 @@ def reconciliation_report(*, day: datetime.date, user: User | None = None) -> di
             "message": (config.last_pull_message or None) if config else None,
         },
     }
+
+
+def payments_of_borrower(*, borrower: Borrower) -> QuerySet[MpesaTransaction]:
+    """Every payment that is the borrower's: posted for them, or paid from one of their numbers and not
+    yet matched to anyone (the M-Pesa ``MSISDN`` plain, as ``2547...``, or as its SHA-256 digest).
+    Newest first; ``allocations.all()`` of each holds only its live (not reversed) allocations, with
+    their loans."""
+    phones = list(BorrowerPhone.objects.filter(borrower=borrower).values_list("number", "msisdn_hash"))
+    payer_forms = [number.removeprefix("+") for number, _ in phones] + [digest for _, digest in phones]
+    live = Allocation.objects.filter(reversed_at__isnull=True).select_related("loan").order_by("id")
+    return (
+        MpesaTransaction.objects.filter(
+            Q(borrower=borrower) | Q(borrower__isnull=True, msisdn__in=payer_forms)
+        )
+        .exclude(status=MpesaTransaction.Status.REVERSED)
+        .prefetch_related(Prefetch("allocations", queryset=live))
+        .order_by("-trans_time", "-id")
+    )

@@ -23,6 +23,8 @@ PRODUCTION = {
     "DJANGO_SECRET_KEY": "x7#kq2!vR9$mZp4@Lw8&Tn3^Yb6*Hc1(Gd5)Fs0_Je-Ua+Xi=Oe",
     "DJANGO_ALLOWED_HOSTS": "pay.haven.example",
     "FIELD_ENCRYPTION_KEYS": f"{Fernet.generate_key().decode()},{Fernet.generate_key().decode()}",
+    "AFRICASTALKING_CALLBACK_SECRET": "cb-secret-9f2Kq7wLx3",
+    "USSD_PIN_KEYS": "pin-key-new-Zq81,pin-key-old-Yp02",
 }
 
 
@@ -89,7 +91,16 @@ def test_database_and_redis_urls_switch_to_postgresql_and_redis():
     assert (got["broker"], got["eager"]) == ("redis://127.0.0.1:6379/0", False)
 
 
-@pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "FIELD_ENCRYPTION_KEYS"])
+@pytest.mark.parametrize(
+    "missing",
+    [
+        "DJANGO_SECRET_KEY",
+        "DJANGO_ALLOWED_HOSTS",
+        "FIELD_ENCRYPTION_KEYS",
+        "AFRICASTALKING_CALLBACK_SECRET",
+        "USSD_PIN_KEYS",
+    ],
+)
 def test_production_refuses_to_start_without_its_secrets(missing):
     env = {k: v for k, v in PRODUCTION.items() if k != missing}
     result = run(["-c", PRINT_SETTINGS], **env)

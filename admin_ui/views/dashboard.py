@@ -1,7 +1,9 @@
+from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.module_loading import import_string
 from django.views.decorators.http import require_GET
 
 from admin_ui.charts import daily_volume_legend, daily_volume_svg
@@ -41,5 +43,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "chart_legend": daily_volume_legend(),
             "recent": transactions_for_user(user)[:RECENT],
             "Status": MpesaTransaction.Status,
+            "channel_counts": [
+                (label, import_string(path)())
+                for label, path in getattr(settings, "DASHBOARD_COUNTS", {}).items()
+            ],
         },
     )

@@ -23,9 +23,10 @@ class OutboxMessageAdmin(ReadOnlyAdminMixin, AdminsOnlyMixin, admin.ModelAdmin):
         "attempts",
         "sent_at",
         "provider_id",
+        "delivery_status",
         "last_error",
     )
-    list_filter = ("channel", "status")
+    list_filter = ("channel", "status", "delivery_status")
     date_hierarchy = "created_at"
     search_fields = ("provider_id",)
     actions = ["retry_now"]
@@ -39,6 +40,9 @@ class OutboxMessageAdmin(ReadOnlyAdminMixin, AdminsOnlyMixin, admin.ModelAdmin):
         "next_attempt_at",
         "sent_at",
         "provider_id",
+        "delivery_status",
+        "delivery_error",
+        "delivery_reported_at",
         "last_error",
         "body",
         "borrower",

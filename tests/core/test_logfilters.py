@@ -106,3 +106,13 @@ def test_gunicorn_access_log_hides_the_basic_auth_user_and_credential_headers():
     assert "consumer-key-XYZ" not in text and basic not in text
     assert atoms["u"] == "-"
     assert atoms["{authorization}i"] == "<redacted>"
+
+
+def test_the_africastalking_callback_secret_never_reaches_a_log_line():
+    from core.logfilters import redact
+
+    line = 'POST /ussd/callback/?secret=s3cr3t-Value_9 HTTP/1.1" 200 and /ussd/events/?a=1&secret=other'
+    assert (
+        redact(line)
+        == 'POST /ussd/callback/?secret=<secret> HTTP/1.1" 200 and /ussd/events/?a=1&secret=<secret>'
+    )

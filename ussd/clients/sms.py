@@ -231,3 +231,26 @@ def _message_id(answer: object, masked: str) -> str:
         permanent=permanent,
         provider_status=status_code,
     )
+
+
+_GSM7_LOOKALIKES = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2026": "...",
+        "\u00a0": " ",
+        "\t": " ",
+    }
+)
+
+
+def gsm7_normalize(text: str) -> str:
+    """``text`` in the GSM-7 alphabet: typographic quotes, dashes and odd spaces become their plain
+    forms, any other character outside the alphabet a ``?`` (a name with an emoji must not turn a
+    reply into UCS-2, or push a USSD screen past what the handset shows)."""
+    plain = text.translate(_GSM7_LOOKALIKES)
+    return "".join(char if is_gsm7(char) else "?" for char in plain)

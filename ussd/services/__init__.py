@@ -1,0 +1,1 @@
+"""Every write of the borrower channels. Import services from the modules here."""
