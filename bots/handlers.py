@@ -10,7 +10,7 @@ from telegram import Message, Update
 
 from bots import selectors, texts
 from bots.clients.telegram import TelegramClient
-from bots.models import PaymentAlert
+from bots.models import AlertKind, PaymentAlert
 from bots.services.alerts import alert_for, alert_show, alert_text, staff_url
 from bots.services.taps import Tap, loan_reply_handle, tap_handle
 from core.actors import Actor
@@ -116,8 +116,11 @@ def _start(say: Say, *, code: str, telegram_user_id: int, chat_id: int) -> str:
 
 def _show_open(client: TelegramClient, user: User, chat_id: int, tx: MpesaTransaction) -> None:
     """Show a payment that needs someone as its alert, with buttons (sent anew when asked again)."""
-    failed = tx.status == MpesaTransaction.Status.FAILED
-    kind = PaymentAlert.Kind.FAILED if failed else PaymentAlert.Kind.UNMATCHED
+    kinds: dict[str, AlertKind] = {
+        MpesaTransaction.Status.FAILED: PaymentAlert.Kind.FAILED,
+        MpesaTransaction.Status.HELD: PaymentAlert.Kind.HELD,
+    }
+    kind = kinds.get(tx.status, PaymentAlert.Kind.UNMATCHED)
     alert_show(
         client=client,
         alert=alert_for(trans_id=tx.trans_id, kind=kind),

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from core.money import format_money
+from core.money import format_kes
 
 MESSAGE_LIMIT = 4096
 ANSWER_LIMIT = 200
@@ -53,8 +53,7 @@ ALERT_TITLES = {
 }
 
 
-def kes(amount: Decimal) -> str:
-    return f"KES {format_money(amount)}"
+kes = format_kes
 
 
 def when(moment: datetime.datetime) -> str:
@@ -131,15 +130,30 @@ def loan_button(*, loan_number: str, outstanding: Decimal) -> str:
 
 
 def stats_text(
-    *, title: str, count: int, amount: Decimal, matched_rate: float | None, unmatched: int, failed: int
+    *,
+    title: str,
+    count: int,
+    amount: Decimal,
+    matched_rate: float | None,
+    unmatched: int,
+    failed: int,
+    held: int = 0,
 ) -> str:
     rate = f"{matched_rate:.0%}" if matched_rate is not None else "n/a"
-    return (
-        f"{title}\n"
-        f"Payments: {count}, {kes(amount)}\n"
-        f"Matched: {rate}\n"
-        f"Still open: {unmatched} unmatched, {failed} failed"
+    still_open = f"{unmatched} unmatched, {failed} failed" + (f", {held} held" if held else "")
+    return f"{title}\nPayments: {count}, {kes(amount)}\nMatched: {rate}\nStill open: {still_open}"
+
+
+def reconciliation_text(*, recovered: dict[str, tuple[int, Decimal]], gaps: list[Decimal]) -> str:
+    """The digest's reconciliation lines: payments that reached the books by a road other than their
+    callback (``recovered``: source label -> count and amount), and balance gaps still unexplained."""
+    roads = ", ".join(
+        f"{count} by {label} ({kes(amount)})" for label, (count, amount) in recovered.items() if count
     )
+    lines = [f"Recovered without a callback: {roads or 'none'}"]
+    if gaps:
+        lines.append(f"Balance gaps open: {len(gaps)}, {kes(sum(gaps, Decimal(0)))} never seen")
+    return "\n".join(lines)
 
 
 def loan_text(

@@ -15,7 +15,9 @@ def digest_queue(*, day: datetime.date) -> list[OutboxMessage]:
         return []  # the bot is off (no token)
     queued = []
     for user in selectors.digest_recipients():
-        text = selectors.day_summary_text(user=user, day=day, title=f"Yesterday, {day:%a %d %b %Y}")
+        text = selectors.day_summary_text(
+            user=user, day=day, title=f"Yesterday, {day:%a %d %b %Y}", reconciliation=True
+        )
         message = outbox_queue(
             channel=OutboxMessage.Channel.TELEGRAM,
             recipient=str(user.telegram_chat_id),

@@ -11,7 +11,7 @@ from bots import texts
 from bots.models import AlertMessage
 from bots.tasks import daily_digest_task
 from core.models import OutboxMessage, User
-from payments.models import MpesaTransaction
+from payments.models import BalanceGap, MpesaTransaction
 from payments.parsing import NAIROBI
 from tests.bots.conftest import link, text_update
 from tests.factories import AdminFactory, BorrowerFactory, LoanFactory, OfficerFactory
@@ -63,6 +63,21 @@ def test_pending_lists_open_payments_each_with_buttons(mpesa_config, admin, tele
     assert sorted(AlertMessage.objects.values_list("message_id", flat=True)) == sorted(
         m for m in telegram.chats[ADMIN_TG] if m > message_id
     )
+
+
+def test_pending_shows_a_held_payment_as_held_without_reprocess(mpesa_config, admin, telegram, post_update):
+    stored_payment(
+        mpesa_config,
+        trans_id="RKL51ZDR4H",
+        status="held",
+        amount=D("300000"),
+        held_reason="amount KES 300,000.00 is over the M-Pesa maximum (KES 250,000.00)",
+    )
+    sent = say(post_update, telegram, ADMIN_TG, "/pending")
+    assert [text.split("\n")[0] for text in sent] == ["Payment held for staff: RKL51ZDR4H"]
+    message_id, _ = telegram.last_message(ADMIN_TG)
+    # Reprocessing never releases a held payment: staff assign it or mark it reviewed.
+    assert [label for label, _ in telegram.buttons(ADMIN_TG, message_id)] == ["Assign…", "Mark reviewed"]
 
 
 def test_an_officer_sees_only_their_portfolio(mpesa_config, telegram, post_update):
@@ -128,19 +143,29 @@ def test_daily_digest_goes_once_to_each_linked_member_over_what_they_see(
     unlinked = AdminFactory(phone="+254700000005")
     yesterday = timezone.localdate() - datetime.timedelta(days=1)
     noon = datetime.datetime.combine(yesterday, datetime.time(12), tzinfo=NAIROBI)
-    _paid(mpesa_config, "Y1", "processed", noon, "1500")
+    first = _paid(mpesa_config, "Y1", "processed", noon, "1500")
     _paid(mpesa_config, "Y2", "processed", noon, "250")
     _paid(mpesa_config, "Y3", "unmatched", noon, "100")
+    pulled = _paid(mpesa_config, "Y4", "processed", noon + datetime.timedelta(hours=1), "400")
+    MpesaTransaction.objects.filter(pk=pulled.pk).update(source="pull")
+    _paid(mpesa_config, "Y5", "held", noon, "300000")
+    BalanceGap.objects.create(
+        config=mpesa_config, from_transaction=first, to_transaction=pulled, gap=D("700")
+    )
     _paid(mpesa_config, "T1", "processed", timezone.now(), "999")  # today: not in yesterday's digest
 
     with django_capture_on_commit_callbacks(execute=True):
         assert daily_digest_task() == 2
     title = f"Yesterday, {yesterday:%a %d %b %Y}"
     assert [c.params["text"] for c in telegram.sent("sendMessage", chat_id=ADMIN_TG)] == [
-        f"{title}\nPayments: 3, KES 1,850.00\nMatched: 67%\nStill open: 1 unmatched, 0 failed"
+        f"{title}\nPayments: 5, KES 302,250.00\nMatched: 60%\nStill open: 1 unmatched, 0 failed, 1 held\n"
+        "Recovered without a callback: 1 by pull transactions (KES 400.00)\n"
+        "Balance gaps open: 1, KES 700.00 never seen"
     ]
+    # The officer's portfolio had no payments, and balance gaps are the whole paybill's: not theirs.
     assert [c.params["text"] for c in telegram.sent("sendMessage", chat_id=OFFICER_TG)] == [
-        f"{title}\nPayments: 0, KES 0.00\nMatched: n/a\nStill open: 0 unmatched, 0 failed"
+        f"{title}\nPayments: 0, KES 0.00\nMatched: n/a\nStill open: 0 unmatched, 0 failed\n"
+        "Recovered without a callback: none"
     ]
     with django_capture_on_commit_callbacks(execute=True):
         assert daily_digest_task() == 0
