@@ -11,7 +11,7 @@ from bots.clients.telegram import TelegramClient
 from bots.models import TelegramUpdate
 from bots.services.alerts import alerts_resolved_elsewhere
 from bots.services.digest import digest_queue
-from bots.services.updates import telegram_update_handle
+from bots.services.updates import HANDLE_UPDATE_TASK, telegram_update_handle
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 STUCK_AFTER = timedelta(seconds=60)
 
 
-@shared_task(name="bots.handle_update", ignore_result=True)
+@shared_task(name=HANDLE_UPDATE_TASK, ignore_result=True)
 def telegram_update_task(update_pk: int) -> str:
     return telegram_update_handle(update_pk=update_pk, client=TelegramClient())
 

@@ -57,7 +57,7 @@ class DrainOnConnect(bootsteps.StartStopStep):
 
     def start(self, consumer) -> None:
         from core.services.outbox import outbox_ring
-        from payments.tasks import ring_doorbell
+        from payments.services.doorbell import ring_doorbell
 
         ring_doorbell(force=True)
         outbox_ring(force=True)

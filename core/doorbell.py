@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from celery import Task
+from celery import Task, current_app
 from django.core.cache import cache
 from django_redis.exceptions import ConnectionInterrupted
 from kombu.exceptions import OperationalError as BrokerUnreachable
@@ -46,8 +46,9 @@ class _Outage:
 _outage = _Outage()
 
 
-def ring(key: str, drain: Task, *, copies: int = 1, force: bool = False, debounce: float = 0.0) -> bool:
-    """Enqueue ``copies`` of ``drain`` unless a ring is pending (or ``force``). Returns whether it rang.
+def ring(key: str, drain: str, *, copies: int = 1, force: bool = False, debounce: float = 0.0) -> bool:
+    """Enqueue ``copies`` of the task named ``drain`` unless a ring is pending (or ``force``). Returns
+    whether it rang. By name, so that the services that ring never import the tasks that call them.
 
     With the cache or the broker unreachable it rings nothing and returns ``False``: the work is in
     the database, and a worker drains it when it (re)connects to the broker, or the sweeper rings
@@ -62,8 +63,9 @@ def ring(key: str, drain: Task, *, copies: int = 1, force: bool = False, debounc
         rang = cache.add(key, 1, timeout=TTL) or force
         _last_asked[key] = asked_at
         if rang:
+            task = task_named(drain)
             for _ in range(copies):
-                drain.delay()
+                task.delay()
     except OUTAGE_ERRORS as exc:
         _log_outage(key, exc)
         return False
@@ -75,6 +77,17 @@ def ring(key: str, drain: Task, *, copies: int = 1, force: bool = False, debounc
         )
         _outage.missed, _outage.logged_at = 0, None
     return rang
+
+
+def task_named(name: str) -> Task:
+    """The Celery task registered as ``name``, for code that must enqueue a task without importing the
+    module that defines it (services never import tasks)."""
+    tasks = current_app.tasks
+    if name not in tasks:
+        # Celery discovers the apps' task modules lazily, when a worker starts; a web process that
+        # rings before anything imported them imports them now (once per process).
+        current_app.loader.import_default_modules()
+    return tasks[name]
 
 
 def _log_outage(key: str, exc: Exception) -> None:

@@ -5,13 +5,13 @@ from django.utils import timezone
 
 from core import doorbell
 from core.models import OutboxMessage
-from core.services.outbox import OUTBOX_DOORBELL, outbox_deliver_next, outbox_sweep
+from core.services.outbox import OUTBOX_DOORBELL, OUTBOX_DRAIN_TASK, outbox_deliver_next, outbox_sweep
 
 # Messages one drain task sends before handing over to a fresh task (keeps tasks short).
 DRAIN_BATCH = 200
 
 
-@shared_task(name="core.outbox_drain", ignore_result=True)
+@shared_task(name=OUTBOX_DRAIN_TASK, ignore_result=True)
 def outbox_drain_task() -> int:
     """Send due messages until none is left (or a batch is done). Returns how many were tried."""
     doorbell.rearm(OUTBOX_DOORBELL)

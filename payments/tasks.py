@@ -18,28 +18,17 @@ from django.utils import timezone
 from core import doorbell
 from payments.models import MpesaTransaction
 from payments.services import TransientProcessingError, transaction_process_next
+from payments.services.doorbell import DOORBELL_KEY, DRAIN_TASK, ring_doorbell
 
 logger = logging.getLogger(__name__)
 
-DOORBELL_KEY = "payments:doorbell"
 # Payments one drain task takes before handing over to a fresh task (keeps tasks short).
 DRAIN_BATCH = 200
 # A payment still due this long after arriving lost its ring: the sweeper rings again.
 STUCK_AFTER = timedelta(seconds=60)
 
 
-def ring_doorbell(*, force: bool = False) -> bool:
-    """Enqueue ``PAYMENTS_DRAINERS`` drain tasks unless a ring is already pending. Returns whether it rang."""
-    return doorbell.ring(
-        DOORBELL_KEY,
-        drain_received_task,
-        copies=settings.PAYMENTS_DRAINERS,
-        force=force,
-        debounce=settings.PAYMENTS_DOORBELL_DEBOUNCE,
-    )
-
-
-@shared_task(name="payments.drain_received", ignore_result=True)
+@shared_task(name=DRAIN_TASK, ignore_result=True)
 def drain_received_task() -> int:
     """Process due received payments until none is left (or a batch is done). Returns how many."""
     rearmed_at = doorbell.rearm(DOORBELL_KEY)

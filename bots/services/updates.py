@@ -14,12 +14,14 @@ from telegram import Update
 from bots.clients.telegram import TelegramClient
 from bots.handlers import handle_update
 from bots.models import TelegramUpdate
+from core.doorbell import task_named
 from core.exceptions import ExternalServiceError
 
 logger = logging.getLogger(__name__)
 
 # Real updates are a few kilobytes; anything this big is not one and is not read.
 MAX_UPDATE_BYTES = 64 * 1024
+HANDLE_UPDATE_TASK = "bots.handle_update"  # bots.tasks.telegram_update_task
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +77,12 @@ def telegram_update_receive(*, inbound: InboundUpdate) -> Answer:
         TelegramUpdate.objects.filter(update_id=update_id).update(redeliveries=models.F("redeliveries") + 1)
         logger.info("telegram update %s delivered again; ignored", update_id)
         return Answer(200, {"ok": True, "duplicate": True})
-    from bots.tasks import telegram_update_task
 
     # delay_on_commit, made robust: the update is stored, so a broker that cannot take the task is
     # logged and the sweeper handles the update within a minute; answering 500 would only make
     # Telegram send it again.
     def enqueue_handling() -> None:
-        telegram_update_task.delay(row.pk)
+        task_named(HANDLE_UPDATE_TASK).delay(row.pk)
 
     transaction.on_commit(enqueue_handling, robust=True)
     return Answer(200, {"ok": True})

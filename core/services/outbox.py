@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 STALE_SENDING = timedelta(minutes=5)
 OUTBOX_DOORBELL = "outbox:doorbell"
+OUTBOX_DRAIN_TASK = "core.outbox_drain"  # core.tasks.outbox_drain_task
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -69,9 +70,7 @@ def outbox_queue(
 
 def outbox_ring(*, force: bool = False) -> bool:
     """Wake the outbox's drain task (unless a ring is already pending). Returns whether it rang."""
-    from core.tasks import outbox_drain_task
-
-    return doorbell.ring(OUTBOX_DOORBELL, outbox_drain_task, force=force)
+    return doorbell.ring(OUTBOX_DOORBELL, OUTBOX_DRAIN_TASK, force=force)
 
 
 def _due() -> models.QuerySet:

@@ -22,6 +22,7 @@ from payments.matching import IDENTIFIERS
 from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction, callback_token_digest
 from payments.parsing import C2BPayload, MalformedCallback, normalize_bill_reference, parse_c2b_body
 from payments.selectors import DatabaseDirectory
+from payments.services.doorbell import ring_doorbell
 from payments.services.processing import payment_facts
 
 logger = logging.getLogger(__name__)
@@ -221,8 +222,6 @@ def _confirm(config: MpesaConfiguration, inbound: InboundRequest) -> CallbackAns
         logger.warning("mpesa confirmation malformed: %s", error)
         _alert_malformed(error)
         return CallbackAnswer(400, {"ResultCode": "C2B00016", "ResultDesc": f"Rejected: {error}"})
-
-    from payments.tasks import ring_doorbell
 
     raw = _raw_request(inbound)
     payment = transaction_values(payload, config)

@@ -14,6 +14,7 @@ from django.db import transaction
 from payments.models import MpesaConfiguration, MpesaTransaction
 from payments.parsing import C2BPayload
 from payments.services.callbacks import _insert_payment, transaction_values
+from payments.services.doorbell import ring_doorbell
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,6 @@ def transaction_record_recovered(
     ``ValueError`` for an unknown source and ``DataError`` when a value does not fit its column."""
     if source not in MpesaTransaction.Source.values or source == MpesaTransaction.Source.CALLBACK:
         raise ValueError(f"{source!r} is not a recovery source")
-    from payments.tasks import ring_doorbell
 
     values = transaction_values(payload, config)
     values.update(source=source, raw_body=json.dumps(evidence, default=str, sort_keys=True))

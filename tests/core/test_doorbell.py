@@ -22,6 +22,18 @@ class Drain:
 
 
 @pytest.fixture
+def named(monkeypatch):
+    """Register a fake drain task under a name of its own: the doorbell rings tasks by name."""
+
+    def register(drain: Drain) -> str:
+        name = f"tests.drain.{id(drain)}"
+        monkeypatch.setitem(celery_app.tasks, name, drain)
+        return name
+
+    return register
+
+
+@pytest.fixture
 def clock(monkeypatch):
     now = [1000.0]
     monkeypatch.setattr(doorbell.time, "monotonic", lambda: now[0])
@@ -38,29 +50,31 @@ def cache_down(monkeypatch):
 
 
 def test_an_outage_is_logged_once_a_minute_with_a_count_not_a_traceback_per_ring(
-    db, clock, cache_down, caplog
+    db, clock, cache_down, caplog, named
 ):
     caplog.set_level(logging.WARNING, logger="core.doorbell")
     for _ in range(5):
-        assert doorbell.ring("test:bell", Drain(), force=True) is False
+        assert doorbell.ring("test:bell", named(Drain()), force=True) is False
         clock[0] += 10
     assert len(caplog.records) == 1
     assert "unreachable, 1 ring(s) missed in this process" in caplog.records[0].getMessage()
 
     clock[0] += 15  # 65 s after the first warning
-    doorbell.ring("test:bell", Drain(), force=True)
+    doorbell.ring("test:bell", named(Drain()), force=True)
 
     assert len(caplog.records) == 2
     assert "5 ring(s) missed in this process in the last 60 s" in caplog.records[1].getMessage()
     assert all(record.exc_info is None for record in caplog.records)
 
 
-def test_a_broker_outage_is_counted_too_and_recovery_is_logged(db, clock, caplog):
+def test_a_broker_outage_is_counted_too_and_recovery_is_logged(db, clock, caplog, named):
     caplog.set_level(logging.WARNING, logger="core.doorbell")
-    assert doorbell.ring("test:bell", Drain(OperationalError("Connection refused")), force=True) is False
+    assert (
+        doorbell.ring("test:bell", named(Drain(OperationalError("Connection refused"))), force=True) is False
+    )
     drain = Drain()
 
-    assert doorbell.ring("test:bell", drain, force=True) is True
+    assert doorbell.ring("test:bell", named(drain), force=True) is True
 
     assert drain.sent == 1
     first, second = (record.getMessage() for record in caplog.records)
@@ -73,10 +87,12 @@ def test_a_broker_outage_is_counted_too_and_recovery_is_logged(db, clock, caplog
 
 def test_a_worker_rings_both_doorbells_each_time_it_connects_to_the_broker(monkeypatch):
     from core.services import outbox
-    from payments import tasks
+    from payments.services import doorbell as payments_doorbell
 
     rung = []
-    monkeypatch.setattr(tasks, "ring_doorbell", lambda force=False: rung.append(("payments", force)))
+    monkeypatch.setattr(
+        payments_doorbell, "ring_doorbell", lambda force=False: rung.append(("payments", force))
+    )
     monkeypatch.setattr(outbox, "outbox_ring", lambda force=False: rung.append(("outbox", force)))
 
     # A step of the consumer blueprint: Celery starts it on connecting and again on reconnecting.
@@ -98,3 +114,19 @@ def test_the_bell_is_set_once_until_rearmed_or_expired_on_the_configured_cache(d
     cache.set("test:add-bell", 1, timeout=-1)  # expired
     assert cache.add("test:add-bell", 1, timeout=doorbell.TTL) is True
     cache.delete("test:add-bell")
+
+
+def test_a_process_that_never_imported_the_tasks_rings_them_by_name():
+    # A web process rings before anything imported the task modules (Celery discovers them lazily,
+    # when a worker starts): the doorbell finds the drain by name all the same.
+    from tests.test_settings import DEVELOPMENT, run
+
+    script = (
+        "import sys, django; django.setup(); "
+        "from core.doorbell import task_named; "
+        "before = 'core.tasks' in sys.modules or 'payments.tasks' in sys.modules; "
+        "print(before, task_named('core.outbox_drain').name, task_named('payments.drain_received').name)"
+    )
+    result = run(["-c", script], **DEVELOPMENT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "core.outbox_drain", "payments.drain_received"]
