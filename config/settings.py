@@ -8,6 +8,7 @@ every setting read here.
 
 import base64
 import hashlib
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -177,6 +178,24 @@ OUTBOX_SENDERS = {"sms": "ussd.senders.send_sms"}
 # Proxies whose X-Forwarded-For is believed (the load balancer in front of gunicorn).
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 
+# --- Operations: /metrics (Prometheus) ------------------------------------------------------------
+# /metrics answers 404 unless one of these is set; when both are, both must be satisfied.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])  # addresses or networks (CIDR)
+if METRICS_TOKEN and len(METRICS_TOKEN) < 24:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 24 characters (or empty)")
+for _network in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {_network!r} is not an address or network") from exc
+# Read by prometheus_client itself, from the environment, when a process starts: the directory where
+# every gunicorn and Celery process writes its counts (core.metrics). Checked here so that a typo
+# fails at start-up instead of at the first payment.
+_multiproc_dir = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if _multiproc_dir and not Path(_multiproc_dir).is_dir():
+    raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={_multiproc_dir} is not a directory")
+
 # --- SMS ----------------------------------------------------------------------------------------
 SMS_BACKEND = env.str("SMS_BACKEND", default="console")
 AFRICASTALKING_USERNAME = env.str("AFRICASTALKING_USERNAME", default="")
@@ -229,8 +248,8 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
-    # Load balancers probe the health check over plain HTTP from inside the network.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # Load balancers probe the health check, and Prometheus scrapes, over plain HTTP from inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
     SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)

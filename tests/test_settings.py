@@ -96,3 +96,17 @@ def test_env_example_documents_every_setting_read():
     documented = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
     assert read - documented == set()
     assert len(read) > 15
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        ({"METRICS_ALLOWED_IPS": "10.0.0.0/8,not-an-address"}, "'not-an-address' is not an address"),
+        ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN must be at least 24 characters"),
+        ({"PROMETHEUS_MULTIPROC_DIR": "/nonexistent/haven-metrics"}, "is not a directory"),
+    ],
+)
+def test_a_bad_metrics_setting_fails_at_start(env, error):
+    result = run(["-c", PRINT_SETTINGS], **env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and error in result.stderr
