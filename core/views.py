@@ -3,6 +3,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from core.health import readiness
 from core.metrics import metrics_exposition, metrics_refusal
 
 
@@ -12,6 +13,21 @@ def healthz(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: 200 when the database and (when configured) Redis answer, else 503 naming which
+    did not."""
+    checks = readiness()
+    failed = [name for name, answers in checks.items() if not answers]
+    body: dict[str, object] = {
+        "status": "unavailable" if failed else "ok",
+        "checks": {name: "ok" if answers else "unavailable" for name, answers in checks.items()},
+    }
+    if failed:
+        body["failed"] = failed
+    return JsonResponse(body, status=503 if failed else 200)
 
 
 @require_GET
