@@ -9,6 +9,7 @@ every setting read here.
 import base64
 import hashlib
 import ipaddress
+import re
 from pathlib import Path
 
 import environ
@@ -170,6 +171,7 @@ PAYMENTS_DOORBELL_DEBOUNCE = (
 CELERY_BEAT_SCHEDULE = {
     "sweep-received-payments": {"task": "payments.sweep_received", "schedule": 60.0},
     "sweep-outbox": {"task": "core.outbox_sweep", "schedule": 60.0},
+    "ops-alerts": {"task": "payments.ops_check", "schedule": 60.0},
 }
 
 # Channels deliver what the engine records in the outbox (core.services.outbox).
@@ -195,6 +197,23 @@ for _network in METRICS_ALLOWED_IPS:
 _multiproc_dir = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 if _multiproc_dir and not Path(_multiproc_dir).is_dir():
     raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={_multiproc_dir} is not a directory")
+
+# --- Operations: alerts to admins (payments.services.monitoring, every minute from Celery beat) ----
+# No confirmation for this many minutes on an active paybill, during ALERT_HOURS (Nairobi), when it
+# received payments in the same hour on one of the previous 7 days.
+ALERT_SILENCE_MINUTES = env.int("ALERT_SILENCE_MINUTES", default=60)
+ALERT_HOURS = env.str("ALERT_HOURS", default="07:00-21:00")
+# Failed + unmatched above this fraction of at least 20 payments in the last 30 minutes.
+ALERT_FAILURE_RATE = env.float("ALERT_FAILURE_RATE", default=0.20)
+# The oldest payment waiting for the worker older than this.
+ALERT_BACKLOG_SECONDS = env.int("ALERT_BACKLOG_SECONDS", default=120)
+_HH_MM = r"([01]\d|2[0-3]):[0-5]\d"
+if not re.fullmatch(rf"{_HH_MM}-({_HH_MM}|24:00)", ALERT_HOURS):
+    raise ImproperlyConfigured(f"ALERT_HOURS must look like 07:00-21:00 (got {ALERT_HOURS!r})")
+if not 0 < ALERT_FAILURE_RATE < 1:
+    raise ImproperlyConfigured("ALERT_FAILURE_RATE is a fraction between 0 and 1, e.g. 0.2 for 20%")
+if ALERT_SILENCE_MINUTES < 1 or ALERT_BACKLOG_SECONDS < 1:
+    raise ImproperlyConfigured("ALERT_SILENCE_MINUTES and ALERT_BACKLOG_SECONDS must be positive")
 
 # --- SMS ----------------------------------------------------------------------------------------
 SMS_BACKEND = env.str("SMS_BACKEND", default="console")

@@ -18,6 +18,7 @@ from django.utils import timezone
 from core import doorbell
 from payments.models import MpesaTransaction
 from payments.services import TransientProcessingError, transaction_process_next
+from payments.services.monitoring import ops_checks_run
 
 logger = logging.getLogger(__name__)
 
@@ -82,3 +83,9 @@ def sweep_received_task() -> int:
         logger.warning("sweeper found %s payment(s) still waiting in received; ringing", stuck)
         ring_doorbell(force=True)
     return stuck
+
+
+@shared_task(name="payments.ops_check", ignore_result=True)
+def ops_check_task() -> int:
+    """The operational checks (``payments.services.monitoring``); returns how many incidents changed."""
+    return len(ops_checks_run(now=timezone.now()))
