@@ -46,6 +46,6 @@ worker: install ## Start a Celery worker (needs REDIS_URL)
 beat: install ## Start Celery beat, the periodic scheduler (needs REDIS_URL)
 	$(BIN)/celery -A config beat --loglevel INFO
 
-bench: install ## Benchmarks: M-Pesa load (needs PostgreSQL + Redis; flushes Redis db 14), loan import
-	$(BIN)/python bench/payments.py
+bench: install ## Benchmarks: M-Pesa load with /metrics scraped (needs PostgreSQL + Redis; flushes Redis db 14), loan import
+	$(BIN)/python bench/payments.py --scrape
 	$(BIN)/python bench/import_loans.py

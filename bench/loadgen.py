@@ -20,7 +20,8 @@ An answer is an acknowledgement when it is HTTP 200 with ``ResultCode`` 0 (or ``
 file holds counts, latency percentiles in milliseconds (over every HTTP answer), acknowledgements
 per second (over the wall time from the first request sent to the last answer), the indexes of the
 acknowledged bodies, the epoch time the first request was sent, a few answers that were not
-acknowledgements, and the generator's CPU seconds.
+acknowledgements, and the generator's CPU seconds; with ``--timeline``, when each acknowledgement
+came (epoch seconds).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Outcome:
     acknowledged: bool
     error: str | None = None  # "HTTP 400", "timeout", an exception name; None when acknowledged
     answer: bytes = b""  # kept only for answers that are not acknowledgements
+    done: float = 0.0  # time.perf_counter() when the answer (or the failure) came
 
 
 Send = Callable[[str, float], Awaitable[Outcome]]
@@ -62,18 +64,20 @@ def percentile(values: list[float], fraction: float) -> float | None:
 
 
 def _outcome(status: int, content: bytes, since: float) -> Outcome:
-    latency_ms = (time.perf_counter() - since) * 1000
+    done = time.perf_counter()
+    latency_ms = (done - since) * 1000
     try:
         acknowledged = status == 200 and json.loads(content).get("ResultCode") in (0, "0")
     except (ValueError, AttributeError):
         acknowledged = False
     if acknowledged:
-        return Outcome(latency_ms, True)
-    return Outcome(latency_ms, False, f"HTTP {status}", content[:300])
+        return Outcome(latency_ms, True, done=done)
+    return Outcome(latency_ms, False, f"HTTP {status}", content[:300], done=done)
 
 
 def _failure(error: str, since: float) -> Outcome:
-    return Outcome((time.perf_counter() - since) * 1000, False, error)
+    done = time.perf_counter()
+    return Outcome((done - since) * 1000, False, error, done=done)
 
 
 class RawClient:
@@ -148,24 +152,28 @@ async def open_loop(send: Send, bodies: list[str], rate: float) -> list[Outcome]
 
 async def _drive(
     args: argparse.Namespace, send: Send, bodies: list[str]
-) -> tuple[list[Outcome], float, float]:
+) -> tuple[list[Outcome], float, float, float]:
     first_sent_at, started = time.time(), time.perf_counter()
     if args.rate is None:
         outcomes = await closed_loop(send, bodies, args.concurrency)
     else:
         outcomes = await open_loop(send, bodies, args.rate)
-    return outcomes, first_sent_at, time.perf_counter() - started
+    return outcomes, first_sent_at, started, time.perf_counter() - started
 
 
 async def run(args: argparse.Namespace) -> dict:
     bodies = json.loads(Path(args.payloads).read_text(encoding="utf-8"))
     if args.client == "raw":
-        outcomes, first_sent_at, wall_s = await _drive(args, RawClient(args.url, args.timeout).send, bodies)
+        outcomes, first_sent_at, started, wall_s = await _drive(
+            args, RawClient(args.url, args.timeout).send, bodies
+        )
     else:
         connections = args.concurrency if args.rate is None else 256
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(args.timeout)) as client:
-            outcomes, first_sent_at, wall_s = await _drive(args, HttpxClient(client, args.url).send, bodies)
+            outcomes, first_sent_at, started, wall_s = await _drive(
+                args, HttpxClient(client, args.url).send, bodies
+            )
     answered = [o.latency_ms for o in outcomes if o.acknowledged or (o.error or "").startswith("HTTP")]
     acknowledged = [index for index, outcome in enumerate(outcomes) if outcome.acknowledged]
     errors = Counter(outcome.error for outcome in outcomes if not outcome.acknowledged)
@@ -174,7 +182,7 @@ async def run(args: argparse.Namespace) -> dict:
         for outcome in outcomes
         if not outcome.acknowledged and outcome.answer
     ]
-    return {
+    result = {
         "url": args.url,
         "client": args.client,
         "mode": "closed" if args.rate is None else "open",
@@ -198,6 +206,12 @@ async def run(args: argparse.Namespace) -> dict:
         "acknowledged_indexes": acknowledged,
         "cpu_s": time.process_time(),
     }
+    if args.timeline:
+        # When each acknowledgement came, in seconds since the epoch (ms precision), in order.
+        result["acknowledged_at"] = sorted(
+            round(first_sent_at + outcome.done - started, 3) for outcome in outcomes if outcome.acknowledged
+        )
+    return result
 
 
 def main() -> None:
@@ -211,6 +225,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=None, help="requests per second (open loop)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds, per request")
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
+    parser.add_argument("--timeline", action="store_true", help="also write when each acknowledgement came")
     args = parser.parse_args()
     result = asyncio.run(run(args))
     Path(args.out).write_text(json.dumps(result), encoding="utf-8")
