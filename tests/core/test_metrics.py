@@ -52,6 +52,25 @@ def test_only_get(client):
     assert response.status_code == 405
 
 
+@with_token
+def test_an_oversized_token_or_body_is_refused_cleanly(client):
+    huge = "x" * 100_000
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {huge}").status_code == 401
+    response = client.generic(
+        "GET", "/metrics", data=huge.encode(), content_type="text/plain", HTTP_AUTHORIZATION=f"Bearer {TOKEN}"
+    )
+    assert response.status_code == 200  # a GET's body is never read
+
+
+@with_token
+def test_scraping_twice_counts_nothing_itself(client):
+    first, second = scrape(client), scrape(client)
+    counters = {
+        key: v for key, v in first.items() if key[0].endswith(("_total", "_count", "_sum", "_bucket"))
+    }
+    assert counters and all(second[key] == v for key, v in counters.items())
+
+
 @override_settings(METRICS_TOKEN="", METRICS_ALLOWED_IPS=["10.1.0.0/16", "192.0.2.7"])
 @pytest.mark.parametrize(
     ("remote", "status"), [("10.1.200.3", 200), ("192.0.2.7", 200), ("192.0.2.8", 403), ("10.2.0.1", 403)]
