@@ -2,7 +2,7 @@
 
 A check returns ``Finding``s; ``ops_incident_update`` opens an ``OpsIncident`` the first time a
 finding fires and resolves it the first time it clears, queuing a message to admins each time
-(``outbox_queue_for_staff``: Telegram when linked, else SMS). A finding that cannot tell (outside
+(``outbox_queue_for_staff``, on the channels each admin can be reached on). A finding that cannot tell (outside
 alert hours, too few payments to judge) changes nothing. Every incident stays in Django admin.
 The outbox's own check lives here; the payment checks, and the run every minute, in
 ``payments.services.monitoring`` (core imports no other app).
