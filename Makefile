@@ -52,13 +52,13 @@ fmt: install ## Format and autofix with ruff
 	$(BIN)/ruff check --fix .
 
 worker: install ## Start a Celery worker (needs REDIS_URL)
-	$(BIN)/celery -A config worker --loglevel INFO
+	$(DEV) $(BIN)/celery -A config worker --loglevel INFO
 
 beat: install ## Start Celery beat, the periodic scheduler (needs REDIS_URL)
-	$(BIN)/celery -A config beat --loglevel INFO
+	$(DEV) $(BIN)/celery -A config beat --loglevel INFO
 
-bench: install ## Benchmarks: M-Pesa load and USSD latency (need PostgreSQL + Redis; flush Redis db 14 and 13), loan and statement imports
-	$(BIN)/python bench/payments.py
+bench: install ## Benchmarks: M-Pesa load with /metrics scraped and USSD latency (need PostgreSQL + Redis; flush Redis db 14 and 13), loan and statement imports
+	$(BIN)/python bench/payments.py --scrape
 	$(BIN)/python bench/ussd.py
 	$(BIN)/python bench/import_loans.py
 	$(BIN)/python bench/statement.py

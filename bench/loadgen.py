@@ -26,7 +26,8 @@ An answer is an acknowledgement when it is HTTP 200 with ``ResultCode`` 0 (or ``
 file holds counts, latency percentiles in milliseconds (over every HTTP answer), acknowledgements
 per second (over the wall time from the first request sent to the last answer), the indexes of the
 acknowledged bodies, the epoch time the first request was sent, a few answers that were not
-acknowledgements, and the generator's CPU seconds.
+acknowledgements, and the generator's CPU seconds; with ``--timeline``, when each acknowledgement
+came (epoch seconds).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Outcome:
     acknowledged: bool
     error: str | None = None  # "HTTP 400", "timeout", an exception name; None when acknowledged
     answer: bytes = b""  # kept only for answers that are not acknowledgements
+    done: float = 0.0  # time.perf_counter() when the answer (or the failure) came
 
 
 Send = Callable[[str, float], Awaitable[Outcome]]
@@ -71,7 +73,8 @@ OK_PREFIXES: tuple[bytes, ...] = ()  # set from --ok-prefix
 
 
 def _outcome(status: int, content: bytes, since: float) -> Outcome:
-    latency_ms = (time.perf_counter() - since) * 1000
+    done = time.perf_counter()
+    latency_ms = (done - since) * 1000
     if OK_PREFIXES:
         acknowledged = status == 200 and content.startswith(OK_PREFIXES)
     else:
@@ -80,12 +83,13 @@ def _outcome(status: int, content: bytes, since: float) -> Outcome:
         except (ValueError, AttributeError):
             acknowledged = False
     if acknowledged:
-        return Outcome(latency_ms, True)
-    return Outcome(latency_ms, False, f"HTTP {status}", content[:300])
+        return Outcome(latency_ms, True, done=done)
+    return Outcome(latency_ms, False, f"HTTP {status}", content[:300], done=done)
 
 
 def _failure(error: str, since: float) -> Outcome:
-    return Outcome((time.perf_counter() - since) * 1000, False, error)
+    done = time.perf_counter()
+    return Outcome((done - since) * 1000, False, error, done=done)
 
 
 class RawClient:
@@ -185,7 +189,7 @@ async def open_loop(send: Send, bodies: list[str], rate: float) -> list[Outcome]
 
 async def _drive(
     args: argparse.Namespace, send: Send, bodies: list[str]
-) -> tuple[list[Outcome], float, float]:
+) -> tuple[list[Outcome], float, float, float]:
     first_sent_at, started = time.time(), time.perf_counter()
     if args.sessions:
         outcomes = await sessions_loop(send, bodies, args.concurrency, args.think_ms)  # type: ignore[arg-type]
@@ -193,7 +197,7 @@ async def _drive(
         outcomes = await closed_loop(send, bodies, args.concurrency)
     else:
         outcomes = await open_loop(send, bodies, args.rate)
-    return outcomes, first_sent_at, time.perf_counter() - started
+    return outcomes, first_sent_at, started, time.perf_counter() - started
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -202,12 +206,16 @@ async def run(args: argparse.Namespace) -> dict:
     HEADERS["Content-Type"] = args.content_type
     bodies = json.loads(Path(args.payloads).read_text(encoding="utf-8"))
     if args.client == "raw":
-        outcomes, first_sent_at, wall_s = await _drive(args, RawClient(args.url, args.timeout).send, bodies)
+        outcomes, first_sent_at, started, wall_s = await _drive(
+            args, RawClient(args.url, args.timeout).send, bodies
+        )
     else:
         connections = args.concurrency if args.rate is None else 256
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(args.timeout)) as client:
-            outcomes, first_sent_at, wall_s = await _drive(args, HttpxClient(client, args.url).send, bodies)
+            outcomes, first_sent_at, started, wall_s = await _drive(
+                args, HttpxClient(client, args.url).send, bodies
+            )
     answered = [o.latency_ms for o in outcomes if o.acknowledged or (o.error or "").startswith("HTTP")]
     acknowledged = [index for index, outcome in enumerate(outcomes) if outcome.acknowledged]
     errors = Counter(outcome.error for outcome in outcomes if not outcome.acknowledged)
@@ -216,7 +224,7 @@ async def run(args: argparse.Namespace) -> dict:
         for outcome in outcomes
         if not outcome.acknowledged and outcome.answer
     ]
-    return {
+    result = {
         "url": args.url,
         "client": args.client,
         "mode": "closed" if args.rate is None else "open",
@@ -240,6 +248,12 @@ async def run(args: argparse.Namespace) -> dict:
         "acknowledged_indexes": acknowledged,
         "cpu_s": time.process_time(),
     }
+    if args.timeline:
+        # When each acknowledgement came, in seconds since the epoch (ms precision), in order.
+        result["acknowledged_at"] = sorted(
+            round(first_sent_at + outcome.done - started, 3) for outcome in outcomes if outcome.acknowledged
+        )
+    return result
 
 
 def main() -> None:
@@ -264,6 +278,7 @@ def main() -> None:
     parser.add_argument(
         "--ok-prefix", action="append", default=[], help="a 200 body starting so is acknowledged"
     )
+    parser.add_argument("--timeline", action="store_true", help="also write when each acknowledgement came")
     args = parser.parse_args()
     result = asyncio.run(run(args))
     Path(args.out).write_text(json.dumps(result), encoding="utf-8")

@@ -1,7 +1,7 @@
 """M-Pesa load benchmark: confirmations acknowledged and payments posted, against real servers.
 
     .venv/bin/python bench/payments.py [--loans 100000] [--confirmations 3000] [--concurrency 32]
-                                       [--json FILE]
+                                       [--scrape | --scrape-only] [--json FILE]
     .venv/bin/python bench/payments.py --scale [--json FILE]
 
 Needs PostgreSQL and Redis; refuses to run (exit 2) without them. On the PostgreSQL server that
@@ -18,7 +18,8 @@ and an admin with phones), gunicorn (``config.wsgi``, 4 threaded workers of guni
 the lowest priority for its process and its scheduler autogroup, see ``harness.autogroup_nice``) and
 the load generator (``bench/loadgen.py``) in its own process. Every process gets the same generated
 secrets, LOG_LEVEL=WARNING, SMS to the console, and DB_CONN_MAX_AGE=3600 (production: 60) so that no
-measurement pays for reconnecting. Payloads have the shape of
+measurement pays for reconnecting. Metrics are on as in production: METRICS_TOKEN set and
+PROMETHEUS_MULTIPROC_DIR a directory of the run, shared by gunicorn and the worker. Payloads have the shape of
 ``tests/fixtures/daraja/confirmation_hashed.json``: 50% name a loan loosely (``loan 123``), 30% have
 an empty account and the payer's hashed MSISDN, 10% give the borrower's phone as the account and
 10% come from unknown payers (they end ``unmatched``).
@@ -42,6 +43,14 @@ Default run, every figure from the same run:
        by a quarter within a run; the same background in both halves, because on two cores the
        worker's posting (and the database work it causes, at normal priority) takes from whichever
        load runs beside it.
+  (f)  with ``--scrape`` (``make bench``) or ``--scrape-only`` (setup, warm-up and (f) alone): the
+       ratio of (d) with /metrics scraped every second and without, the worker posting, measured
+       inside three long confirmation loads cut into 1-second windows alternately without and with
+       scraping (each window with scraping against the two around it: loads measured apart differ
+       by more than scraping could change them); the ratio to a bare load for each state, the mean
+       change (target: under 5% either way), the scrapes' latency, the CPU one scrape costs, and
+       a check that the scraped counter of acknowledged confirmations grew by exactly the
+       acknowledgements of each scraped load (gunicorn's four workers add up: multiprocess mode).
 ``--scale`` runs (a) and (b) on a 10,000-loan and then a 1,000,000-loan portfolio, then (e) a steady
 50 confirmations/s for 20 s while the worker posts them, and compares the sizes: steady ack latency
 p50 and p99, mean processing_ms of the steady payments, and queries per payment (targets: ratio
@@ -104,6 +113,9 @@ STATUSES = ("received", "processed", "unmatched", "failed", "reversed")
 
 VALIDATION_P99_TARGET_MS = 50.0
 BARE_RATIO_TARGET = 0.7
+SCRAPE_CHANGE_TARGET = 0.05
+# Long confirmation loads of (f), each cut into windows with and without scraping.
+SCRAPE_LOADS = 3
 RATIO_ROUNDS = 3
 SCALE_RATIO_TARGET = 1.2
 BUILD_1M_TARGET_S = 120.0
@@ -121,6 +133,11 @@ class Bench:
         self.workdir = workdir
         self.database_url = urlsplit(server_url)._replace(path=f"/{BENCH_DATABASE}").geturl()
         self.env = bench_environment(self.database_url, redis_url)
+        # Metrics as in production: counted by every process into one directory, scraped with a token.
+        self.metrics_token = secrets.token_urlsafe(32)
+        metrics_dir = workdir / "prometheus-multiproc"
+        metrics_dir.mkdir()
+        self.env.update(METRICS_TOKEN=self.metrics_token, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
         self.processes = Processes(workdir, self.env)
         self.payloads = Payloads(seed=20_250_601)
         self.database_created = False
@@ -252,7 +269,7 @@ class Bench:
     # --- tools
 
     def start_load(
-        self, name: str, url: str, bodies: list[str], *, rate: float | None = None
+        self, name: str, url: str, bodies: list[str], *, rate: float | None = None, timeline: bool = False
     ) -> tuple[subprocess.Popen, Path]:
         """Start the load generator in its own process; returns it and the file its result goes to."""
         payloads = self.workdir / f"{name}-payloads.json"
@@ -263,6 +280,8 @@ class Bench:
         command += ["--concurrency", str(self.args.concurrency), "--client", self.args.client]
         if rate is not None:
             command += ["--rate", str(rate)]
+        if timeline:
+            command.append("--timeline")
         return self.processes.start(f"loadgen-{name}", command), out
 
     def finish_load(self, name: str, process: subprocess.Popen, out: Path) -> dict:
@@ -272,8 +291,10 @@ class Bench:
             raise RuntimeError(f"loadgen {name} failed:\n{self.processes.log_tail(f'loadgen-{name}')}")
         return json.loads(out.read_text(encoding="utf-8"))
 
-    def load(self, name: str, url: str, bodies: list[str], *, rate: float | None = None) -> dict:
-        return self.finish_load(name, *self.start_load(name, url, bodies, rate=rate))
+    def load(
+        self, name: str, url: str, bodies: list[str], *, rate: float | None = None, timeline: bool = False
+    ) -> dict:
+        return self.finish_load(name, *self.start_load(name, url, bodies, rate=rate, timeline=timeline))
 
     def cpu(self) -> Counter:
         groups = {name: self.processes.running[name].pid for name in ("gunicorn", "worker")}
@@ -513,6 +534,77 @@ class Bench:
             },
         }
 
+    def scrape_rounds(self) -> dict:
+        """(f) the ratio of (d) with /metrics scraped every second and without, the worker posting.
+
+        Loads measured apart differ here by more than scraping could change them (other processes
+        share the machine), so both states are measured inside the same loads: ``SCRAPE_LOADS``
+        long confirmation loads, cut into 1-second windows alternately without and with scraping
+        (one scrape at the start of each: a scrape every second while scraping). Each window with scraping is compared with the mean of the two
+        windows without around it; the change is the mean of those comparisons. The ratio to the
+        bare endpoint (one bare load just before) is shown for each state. Around each load the
+        counter of acknowledged confirmations is read: it must grow by exactly the load's
+        acknowledgements, summed over gunicorn's workers (multiprocess mode). Last, the CPU one
+        scrape costs (gunicorn and PostgreSQL), from 20 scrapes with no load and the worker stopped
+        (its backlog is left: (f) comes last)."""
+        from bench.loadgen import percentile
+        from bench.scraper import Scraper, counter_total, scrape_text, window_changes
+
+        metrics_url = f"{self.base_url}/metrics"
+
+        def acknowledged_so_far() -> float:
+            text = scrape_text(metrics_url, self.metrics_token)
+            return counter_total(text, "haven_callbacks_total", kind="confirmation", outcome="accepted")
+
+        self.worker_signal(signal.SIGCONT)
+        per_load = 2 * self.args.confirmations
+        bare = self.load("scrape-bare", self.url("bare"), self.payloads.batch(self.args.confirmations)[0])
+        windows, loads, counted, scrape_ms, scrape_errors = [], [], [], [], 0
+        for number in range(1, SCRAPE_LOADS + 1):
+            bodies = self.payloads.batch(per_load)[0]
+            before = acknowledged_so_far()
+            with Scraper(metrics_url, self.metrics_token, window=1.0, every=1.0) as scraper:
+                result = self.load(f"scrape-{number}", self.url("confirmation"), bodies, timeline=True)
+            counted.append((round(acknowledged_so_far() - before), result["acknowledged"]))
+            windows += window_changes(scraper.windows, result.pop("acknowledged_at"))
+            scrape_ms += scraper.latencies_ms
+            scrape_errors += scraper.errors
+            loads.append({key: result[key] for key in ("acknowledged", "errors", "acks_per_s", "wall_s")})
+
+        # The worker is stopped rather than waited for: posting the loads' backlog takes minutes, and
+        # nothing after (f) needs the payments posted (the database is dropped).
+        self.worker_signal(signal.SIGSTOP)
+        time.sleep(1.0)
+        idle_scrapes = 20
+        cpu_before = self.cpu()
+        for _ in range(idle_scrapes):
+            scrape_text(metrics_url, self.metrics_token)
+        used = self.cpu() - cpu_before
+        self.worker_signal(signal.SIGCONT)
+        with_scraping = statistics.mean(w["with"] for w in windows) if windows else float("nan")
+        without = statistics.mean(w["without"] for w in windows) if windows else float("nan")
+        bare_rate = bare["acks_per_s"] or float("nan")
+        return {
+            "per_load": per_load,
+            "loads": loads,
+            "windows": windows,
+            "bare_acks_per_s": bare["acks_per_s"],
+            "acks_per_s_without": without,
+            "acks_per_s_with": with_scraping,
+            "ratio_without": without / bare_rate,
+            "ratio_with": with_scraping / bare_rate,
+            "change": statistics.mean(w["change"] for w in windows) if windows else float("nan"),
+            "errors": bare["errors"] + sum(load["errors"] for load in loads),
+            "scrapes": len(scrape_ms),
+            "scrape_errors": scrape_errors,
+            "scrape_ms_p50": percentile(scrape_ms, 0.5),
+            "scrape_ms_max": max(scrape_ms, default=None),
+            "counted_vs_acknowledged": counted,
+            "cpu_ms_per_scrape": {
+                role: used[role] * 1000 / idle_scrapes for role in ("gunicorn", "postgres") if role in used
+            },
+        }
+
     def received_backlog(self) -> int:
         """Payments stored and not yet posted: the worker's backlog."""
         from payments.models import MpesaTransaction
@@ -538,6 +630,14 @@ class Bench:
         # ratio swing by as much.
         self.results["ratio"] = self.ratio_rounds(worker_posting=True)
         self.results["ratio_worker_paused"] = self.ratio_rounds(worker_posting=False)
+        if self.args.scrape:
+            self.results["scrape"] = self.scrape_rounds()
+
+    def run_scrape_only(self) -> None:
+        self.results["portfolio"] = self.portfolio(self.args.loans)
+        self.start_servers()
+        self.warm_up()
+        self.results["scrape"] = self.scrape_rounds()
 
     def run_scale(self) -> None:
         self.results["scale"] = {}
@@ -774,6 +874,60 @@ def _scale_rows(results: dict) -> list[Row]:
     return rows
 
 
+def _scrape_rows(measured: dict) -> list[Row]:
+    windows = measured["windows"]
+    change = measured["change"]
+    counted_ok = all(counted == acknowledged for counted, acknowledged in measured["counted_vs_acknowledged"])
+    cpu = ", ".join(f"{role} {ms:.1f}" for role, ms in measured["cpu_ms_per_scrape"].items())
+    return [
+        (
+            "(f) confirmation acks/s per load (1-s windows compared)",
+            ", ".join(f"{load['acks_per_s']:,.0f}" for load in measured["loads"])
+            + f" ({len(windows)} windows with scraping)",
+            "",
+            "",
+        ),
+        (
+            "(f) acks/s without / with scraping (window means)",
+            f"{measured['acks_per_s_without']:,.0f} / {measured['acks_per_s_with']:,.0f}",
+            "",
+            "",
+        ),
+        (
+            "(f) ratio to bare without / with scraping",
+            f"{measured['ratio_without']:.2f} / {measured['ratio_with']:.2f} "
+            f"(bare {measured['bare_acks_per_s']:,.0f} acks/s)",
+            "",
+            "",
+        ),
+        (
+            "(f) change with scraping (mean of the windows')",
+            f"{change:+.1%} (" + ", ".join(format(w["change"], "+.0%") for w in windows) + ")",
+            f"< {SCRAPE_CHANGE_TARGET:.0%}",
+            _verdict(abs(change) < SCRAPE_CHANGE_TARGET),
+        ),
+        (
+            "(f) /metrics scrapes: count, p50 / max",
+            f"{measured['scrapes']}, {_ms(measured['scrape_ms_p50'])} / {_ms(measured['scrape_ms_max'])}",
+            "",
+            "",
+        ),
+        ("(f) CPU ms per scrape (idle server)", cpu, "", ""),
+        (
+            "(f) scrape errors, load errors",
+            f"{measured['scrape_errors']}, {measured['errors']}",
+            "0, 0",
+            _verdict(measured["scrape_errors"] == 0 and measured["errors"] == 0),
+        ),
+        (
+            "(f) acknowledged confirmations counted by /metrics",
+            ", ".join(f"{counted} of {acks}" for counted, acks in measured["counted_vs_acknowledged"]),
+            "all",
+            _verdict(counted_ok),
+        ),
+    ]
+
+
 def print_report(results: dict) -> None:
     arguments = results["arguments"]
     print()
@@ -793,7 +947,14 @@ def print_report(results: dict) -> None:
         f"{' for its process and autogroup' if results.get('worker_autogroup_nice') else ''}), "
         "PostgreSQL and Redis on the same machine"
     )
-    rows = _scale_rows(results) if "scale" in results else _default_rows(results)
+    if "scale" in results:
+        rows = _scale_rows(results)
+    elif "confirmations" in results:
+        rows = _default_rows(results)
+    else:
+        rows = []
+    if "scrape" in results:
+        rows += _scrape_rows(results["scrape"])
     header: Row = ("metric", "result", "target", "")
     widths = [max(len(row[column]) for row in [header, *rows]) for column in range(4)]
     for row in [header, tuple("-" * width for width in widths), *rows]:
@@ -837,6 +998,12 @@ def parse_args() -> argparse.Namespace:
         default="raw",
         help="load generator HTTP client (bench/loadgen.py)",
     )
+    parser.add_argument(
+        "--scrape", action="store_true", help="add (f): the ratio with /metrics scraped every second"
+    )
+    parser.add_argument(
+        "--scrape-only", action="store_true", help="run only (f) after the setup (a short run)"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE as JSON")
     return parser.parse_args()
 
@@ -858,6 +1025,8 @@ def main() -> int:
             bench.setup()
             if args.scale:
                 bench.run_scale()
+            elif args.scrape_only:
+                bench.run_scrape_only()
             else:
                 bench.run_default()
         except KeyboardInterrupt:

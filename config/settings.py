@@ -9,6 +9,8 @@ table of that database, Celery tasks executed eagerly and SMS printed to the con
 
 import base64
 import hashlib
+import ipaddress
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -199,6 +201,7 @@ CELERY_BEAT_SCHEDULE = {
     # The staff bot: updates stored but not handled, alerts resolved elsewhere, the 08:00 digest.
     "telegram-sweep": {"task": "bots.sweep", "schedule": 60.0},
     "telegram-daily-digest": {"task": "bots.daily_digest", "schedule": crontab(hour=8, minute=0)},
+    "ops-alerts": {"task": "payments.ops_check", "schedule": 60.0},
 }
 # Pull Transactions (payments.services.pull): how often, and how far back each pull looks (Daraja keeps
 # 48 hours). Overlapping windows are harmless: a payment already stored is only counted as known.
@@ -219,6 +222,41 @@ DASHBOARD_COUNTS = {"failed USSD sessions today": "ussd.selectors.failed_session
 
 # Proxies whose X-Forwarded-For is believed (the load balancer in front of gunicorn).
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+
+# --- Operations: /metrics (Prometheus) ------------------------------------------------------------
+# /metrics answers 404 unless one of these is set; when both are, both must be satisfied.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])  # addresses or networks (CIDR)
+if METRICS_TOKEN and len(METRICS_TOKEN) < 24:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 24 characters (or empty)")
+for _network in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {_network!r} is not an address or network") from exc
+# Read by prometheus_client itself, from the environment, when a process starts: the directory where
+# every gunicorn and Celery process writes its counts (core.metrics). Checked here so that a typo
+# fails at start-up instead of at the first payment.
+_multiproc_dir = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if _multiproc_dir and not Path(_multiproc_dir).is_dir():
+    raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={_multiproc_dir} is not a directory")
+
+# --- Operations: alerts to admins (payments.services.monitoring, every minute from Celery beat) ----
+# No confirmation for this many minutes on an active paybill, during ALERT_HOURS (Nairobi), when it
+# received payments in the same hour on one of the previous 7 days.
+ALERT_SILENCE_MINUTES = env.int("ALERT_SILENCE_MINUTES", default=60)
+ALERT_HOURS = env.str("ALERT_HOURS", default="07:00-21:00")
+# Failed + unmatched above this fraction of at least 20 payments in the last 30 minutes.
+ALERT_FAILURE_RATE = env.float("ALERT_FAILURE_RATE", default=0.20)
+# The oldest payment waiting for the worker older than this.
+ALERT_BACKLOG_SECONDS = env.int("ALERT_BACKLOG_SECONDS", default=120)
+_HH_MM = r"([01]\d|2[0-3]):[0-5]\d"
+if not re.fullmatch(rf"{_HH_MM}-({_HH_MM}|24:00)", ALERT_HOURS):
+    raise ImproperlyConfigured(f"ALERT_HOURS must look like 07:00-21:00 (got {ALERT_HOURS!r})")
+if not 0 < ALERT_FAILURE_RATE < 1:
+    raise ImproperlyConfigured("ALERT_FAILURE_RATE is a fraction between 0 and 1, e.g. 0.2 for 20%")
+if ALERT_SILENCE_MINUTES < 1 or ALERT_BACKLOG_SECONDS < 1:
+    raise ImproperlyConfigured("ALERT_SILENCE_MINUTES and ALERT_BACKLOG_SECONDS must be positive")
 
 # --- SMS ----------------------------------------------------------------------------------------
 SMS_BACKEND = env.str("SMS_BACKEND", default="console")
@@ -324,8 +362,8 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
-    # Load balancers probe the health check over plain HTTP from inside the network.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # Load balancers probe the health checks, and Prometheus scrapes, over plain HTTP from inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)

@@ -18,3 +18,7 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_create_cache_table, sender=self, dispatch_uid="core.create_cache_table")
+
+        from core.metrics import OutboxCollector, collector_register
+
+        collector_register(OutboxCollector())

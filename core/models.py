@@ -412,3 +412,42 @@ class OutboxMessage(models.Model):
     def __str__(self) -> str:
         recipient = mask_phone(self.recipient) if self.channel == self.Channel.SMS else self.recipient
         return f"{self.channel} to {recipient} ({self.status})"
+
+
+class OpsAlert(models.TextChoices):
+    """The operational checks that page staff (``payments.services.monitoring``, ``core.services.ops``)."""
+
+    SILENCE = "silence", "No confirmations arriving"
+    FAILURE_RATE = "failure_rate", "Too many failed or unmatched payments"
+    BACKLOG = "backlog", "Payments waiting for the worker"
+    OUTBOX = "outbox", "Deliveries failing on a channel"
+
+
+class OpsIncident(models.Model):
+    """One episode of an operational alert: opened when a check first finds the problem, resolved when
+    it clears. Staff are told once at each end; the open one for a ``key`` is unique, so a problem
+    that lasts is one incident, not one per check."""
+
+    Alert = OpsAlert
+
+    alert = models.CharField(max_length=16, choices=Alert.choices)
+    # The alert and what it is about: "backlog", "silence:600984", "outbox:sms".
+    key = models.CharField(max_length=64)
+    opened_at = models.DateTimeField()
+    detail = models.TextField(help_text="what the check found when it opened")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.TextField(blank=True, help_text="what the check found when it cleared")
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key"], condition=Q(resolved_at__isnull=True), name="ops_incident_one_open_per_key"
+            ),
+            one_of("alert", OpsAlert, "ops_incident_alert_known"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} since {self.opened_at:%Y-%m-%d %H:%M}" + (
+            " (resolved)" if self.resolved_at else ""
+        )

@@ -19,6 +19,7 @@ from core import doorbell
 from payments.models import MpesaTransaction
 from payments.services import TransientProcessingError, transaction_process_next
 from payments.services.doorbell import DOORBELL_KEY, DRAIN_TASK, ring_doorbell
+from payments.services.monitoring import ops_checks_run
 
 logger = logging.getLogger(__name__)
 
@@ -92,3 +93,9 @@ def pull_transactions_task() -> int:
         # After the pull, so that a gap it has just filled is not reported.
         balance_gaps_find(config=config)
     return created
+
+
+@shared_task(name="payments.ops_check", ignore_result=True)
+def ops_check_task() -> int:
+    """The operational checks (``payments.services.monitoring``); returns how many incidents changed."""
+    return len(ops_checks_run(now=timezone.now()))

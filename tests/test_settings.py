@@ -154,3 +154,21 @@ def test_a_celery_worker_or_beat_without_a_broker_refuses_to_start(program, tmp_
 
     assert result.returncode != 0
     assert f"celery {program}: there is no broker: without REDIS_URL" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        ({"METRICS_ALLOWED_IPS": "10.0.0.0/8,not-an-address"}, "'not-an-address' is not an address"),
+        ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN must be at least 24 characters"),
+        ({"PROMETHEUS_MULTIPROC_DIR": "/nonexistent/haven-metrics"}, "is not a directory"),
+        ({"ALERT_HOURS": "7-21"}, "ALERT_HOURS must look like 07:00-21:00"),
+        ({"ALERT_HOURS": "07:00-25:00"}, "ALERT_HOURS must look like 07:00-21:00"),
+        ({"ALERT_FAILURE_RATE": "20"}, "ALERT_FAILURE_RATE is a fraction"),
+        ({"ALERT_BACKLOG_SECONDS": "0"}, "must be positive"),
+    ],
+)
+def test_a_bad_operations_setting_fails_at_start(env, error):
+    result = run(["-c", PRINT_SETTINGS], **DEVELOPMENT, **env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and error in result.stderr

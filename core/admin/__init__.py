@@ -18,6 +18,7 @@ from core.admin.mixins import (
     ReadOnlyAdminMixin,
     ServiceErrorsAsMessagesMixin,
 )
+from core.admin.ops import OpsIncidentAdmin
 from core.admin.staff import ApiTokenAdmin, StaffUserAdmin
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "DueFilter",
     "LoanAdmin",
     "LoanInline",
+    "OpsIncidentAdmin",
     "PhoneSearchMixin",
     "PortfolioScopedMixin",
     "ReadOnlyAdminMixin",

@@ -20,6 +20,7 @@ from django.utils.module_loading import import_string
 
 from core import doorbell
 from core.exceptions import ExternalServiceError
+from core.metrics import OUTBOX_FAILED
 from core.models import Borrower, OutboxMessage, User
 
 logger = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ def _send(message: OutboxMessage) -> OutboxMessage:
         message.provider_id = str(sender(message) or "")[:100]
     except (ExternalServiceError, KeyError, ImportError) as exc:
         permanent = not isinstance(exc, ExternalServiceError) or exc.permanent
+        OUTBOX_FAILED.labels(message.channel).inc()
         message.last_error = str(getattr(exc, "detail", exc))[:2000]
         if permanent or message.attempts >= MAX_ATTEMPTS:
             message.status = OutboxMessage.Status.FAILED

@@ -24,6 +24,7 @@ from core.services import borrower_credit_add, repayment_post
 from core.services.outbox import outbox_queue, outbox_queue_for_staff, staff_to_alert
 from payments import messages
 from payments.matching import PaymentFacts, match_payment
+from payments.metrics import processing_observe
 from payments.models import Allocation, MpesaTransaction
 from payments.parsing import C2BPayload
 from payments.selectors import DatabaseDirectory
@@ -287,6 +288,7 @@ def _process(tx: MpesaTransaction, started: float, *, counted: bool) -> MpesaTra
         tx.match_strategy, tx.borrower_id, tx.payer_borrower_id = "", None, None
         tx.processing_ms = _elapsed_ms(started)
         tx.save(update_fields=fields)
+        processing_observe(tx)
         _alert_unmatched(tx)
         logger.info("mpesa %s unmatched (%s ms)", tx.trans_id, tx.processing_ms)
         return tx
@@ -302,6 +304,7 @@ def _process(tx: MpesaTransaction, started: float, *, counted: bool) -> MpesaTra
     tx.status = MpesaTransaction.Status.PROCESSED
     tx.processing_ms = _elapsed_ms(started)
     tx.save(update_fields=fields)
+    processing_observe(tx)
     queue_payment_news(tx=tx, posted=posted)
     logger.info(
         "mpesa %s processed: borrower %s, %s via %s, %s allocation(s) (%s ms)",
