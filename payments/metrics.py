@@ -7,6 +7,7 @@ the hot path), ``haven_payment_processing_seconds{status}`` (counted where proce
 ``haven_oldest_waiting_payment_seconds``.
 """
 
+import datetime
 import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -19,7 +20,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from core.metrics import REGISTRY
-from payments.models import CallbackRequest, MpesaTransaction
+from payments.clients.daraja.errors import PULL_OK
+from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction
 
 if TYPE_CHECKING:  # processing imports this module, and callbacks import processing
     from payments.services.callbacks import CallbackAnswer
@@ -138,3 +140,36 @@ class PaymentsCollector:
             "Age of the oldest payment not yet processed (received), 0 when none waits",
             value=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
         )
+        yield from _last_pulls(now)
+
+
+def _last_pulls(now: datetime.datetime) -> Iterator[Metric]:
+    """The last Pull Transactions sync of each active paybill: its age, and whether Daraja answered
+    with transactions (1000 and other codes: ``ok="false"`` unless 1000). A paybill never pulled has
+    no sample, so an alert on the age also needs one on its absence (deploy/prometheus)."""
+    try:
+        pulls = list(
+            MpesaConfiguration.objects.filter(is_active=True, last_pull_at__isnull=False).values_list(
+                "business_short_code", "last_pull_at", "last_pull_code"
+            )
+        )
+    except DatabaseError:
+        logger.warning("metrics: the last pulls could not be read", exc_info=True)
+        return
+    age = GaugeMetricFamily(
+        "haven_pull_last_age_seconds",
+        "Seconds since the last Pull Transactions sync of an active paybill",
+        labels=["short_code"],
+    )
+    code = GaugeMetricFamily(
+        "haven_pull_last_ok",
+        "1 when the last Pull Transactions sync answered 1000 (transactions listed), else 0",
+        labels=["short_code", "code"],
+    )
+    for short_code, pulled_at, result_code in pulls:
+        if pulled_at is None:  # filtered out above; says so to the type checker
+            continue
+        age.add_metric([short_code], max(0.0, (now - pulled_at).total_seconds()))
+        code.add_metric([short_code, result_code or "none"], 1.0 if result_code == PULL_OK else 0.0)
+    yield age
+    yield code

@@ -7,7 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
+from tests.factories import MpesaConfigurationFactory
 from tests.metrics import TOKEN, scrape
 
 PROMETHEUS = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
@@ -26,6 +28,8 @@ def _selectors(text: str) -> list[tuple[str, dict[str, str]]]:
 @pytest.mark.django_db
 def test_every_series_the_rules_select_is_served(client, settings):
     settings.METRICS_TOKEN, settings.METRICS_ALLOWED_IPS = TOKEN, []
+    # The pull gauges have a sample per paybill that was pulled at least once.
+    MpesaConfigurationFactory(last_pull_at=timezone.now(), last_pull_code="1000")
     served = scrape(client)
     selectors = _selectors(RULES.read_text())
     assert len(selectors) > 10

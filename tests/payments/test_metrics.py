@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from core.phones import msisdn_hash
 from payments.metrics import GAUGE_STATUSES, Outcome
-from payments.models import CallbackRequest, MpesaTransaction
+from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction
 from payments.parsing import parse_c2b_body
 from payments.services import transaction_process
 from payments.services.callbacks import new_transaction
@@ -214,3 +214,20 @@ def test_no_label_and_no_line_carries_personal_data(client, post_callback, mpesa
                 assert float(label_value) >= 0, (name, label_value)
             else:
                 assert label_value in allowed_labels[label], (name, label_value)
+
+
+def test_the_last_pull_of_each_active_paybill_is_a_gauge(client, mpesa_config):
+    now = timezone.now()
+    assert not [key for key in scrape(client) if key[0].startswith("haven_pull_")]  # never pulled: no sample
+
+    MpesaConfiguration.objects.filter(pk=mpesa_config.pk).update(
+        last_pull_at=now - datetime.timedelta(minutes=20), last_pull_code="1001", last_pull_message="No data"
+    )
+    scraped = scrape(client)
+    code = mpesa_config.business_short_code
+    assert 1200 <= value(scraped, "haven_pull_last_age_seconds", short_code=code) < 1260
+    assert ("haven_pull_last_ok", frozenset({"short_code": code, "code": "1001"}.items())) in scraped
+    assert value(scraped, "haven_pull_last_ok", short_code=code, code="1001") == 0
+
+    MpesaConfiguration.objects.filter(pk=mpesa_config.pk).update(last_pull_at=now, last_pull_code="1000")
+    assert value(scrape(client), "haven_pull_last_ok", short_code=code, code="1000") == 1
