@@ -16,6 +16,7 @@ import logging
 import secrets
 import string
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -264,12 +265,22 @@ def _is_local_paybill(short_code: str) -> bool:
     ).exists()
 
 
-@_emulator_view
-def simulate(request: HttpRequest, version: str) -> HttpResponse:
-    checked = _checked_call(request, version)
-    if isinstance(checked, HttpResponse):
-        return checked
-    body, short_code = checked
+@dataclass(frozen=True, slots=True)
+class _Payment:
+    """What a simulate call asks for, checked as Daraja checks it."""
+
+    short_code: str
+    command_id: str
+    amount: Decimal
+    e164: str
+    bill_reference: str
+    msisdn_format: str
+    names: dict[str, str]
+    # Emulator only: False is a payment whose callbacks M-Pesa lost (the ledger keeps it).
+    deliver: bool
+
+
+def _payment_asked(body: dict[str, Any], short_code: str) -> _Payment | JsonResponse:
     command_id = body.get("CommandID")
     if command_id not in COMMAND_IDS:
         return _bad_request("Invalid CommandID")
@@ -290,33 +301,40 @@ def simulate(request: HttpRequest, version: str) -> HttpResponse:
             f"ShortCode {short_code} is not an active configuration of the local environment: the emulator "
             "pays only those"
         )
-    registration = cache.get(_registration_key(short_code))
-    if registration is None:
-        return _bad_request(f"No URLs registered for ShortCode {short_code} (run setup_mpesa --register)")
+    return _Payment(
+        short_code=short_code,
+        command_id=str(command_id),
+        amount=amount,
+        e164=e164,
+        bill_reference=bill_reference,
+        msisdn_format=str(msisdn_format),
+        names={name: str(body.get(name, default)) for name, default in DEFAULT_NAMES.items()},
+        deliver=body.get("DeliverCallbacks") is not False,
+    )
 
-    trans_id = _new_trans_id()
-    payload = {
-        "TransactionType": "Pay Bill" if command_id == "CustomerPayBillOnline" else "Buy Goods",
+
+def _c2b_payload(payment: _Payment, trans_id: str) -> dict[str, Any]:
+    """The callback body M-Pesa sends for ``payment`` (its balance is filled in once it is accepted)."""
+    return {
+        "TransactionType": "Pay Bill" if payment.command_id == "CustomerPayBillOnline" else "Buy Goods",
         "TransID": trans_id,
         "TransTime": timezone.now().astimezone(NAIROBI).strftime("%Y%m%d%H%M%S"),
-        "TransAmount": f"{amount:.2f}",
-        "BusinessShortCode": short_code,
-        "BillRefNumber": bill_reference,
+        "TransAmount": f"{payment.amount:.2f}",
+        "BusinessShortCode": payment.short_code,
+        "BillRefNumber": payment.bill_reference,
         "InvoiceNumber": "",
         "OrgAccountBalance": "",
         "ThirdPartyTransID": "",
-        "MSISDN": _written_msisdn(e164, msisdn_format),
-        **{name: str(body.get(name, default)) for name, default in DEFAULT_NAMES.items()},
+        "MSISDN": _written_msisdn(payment.e164, payment.msisdn_format),
+        **payment.names,
     }
-    logger.info(
-        "daraja emulator: %s pays %s KES %s (TransID %s)", mask_phone(e164), short_code, amount, trans_id
-    )
-    # Emulator only: DeliverCallbacks false is a payment whose callbacks M-Pesa lost (the ledger keeps it).
-    deliver = body.get("DeliverCallbacks") is not False
 
-    outcome, answer = (
-        _ask_validation(registration["validation_url"], payload) if deliver else ("accepted", {})
-    )
+
+def _cancelled(
+    outcome: str, answer: dict[str, Any], response_type: str, trans_id: str
+) -> JsonResponse | None:
+    """M-Pesa's answer when validation stops the payment: refused by the validation URL, or no answer
+    while the registered ResponseType is Cancelled. ``None`` when the payment goes ahead."""
     if outcome == "rejected":
         code = str(answer["ResultCode"]).strip()
         return _error(
@@ -325,7 +343,7 @@ def simulate(request: HttpRequest, version: str) -> HttpResponse:
             f"The validation URL rejected the payment: {code} {answer.get('ResultDesc', '')}".strip(),
             TransID=trans_id,
         )
-    if outcome == "unreachable" and registration["response_type"] == "Cancelled":
+    if outcome == "unreachable" and response_type == "Cancelled":
         return _error(
             400,
             "C2B00016",
@@ -333,24 +351,53 @@ def simulate(request: HttpRequest, version: str) -> HttpResponse:
             "so M-Pesa cancelled the payment",
             TransID=trans_id,
         )
+    return None
+
+
+def _confirm(url: str, payload: dict[str, Any]) -> None:
+    trans_id = payload["TransID"]
+    try:
+        response = httpx.post(url, json=payload, timeout=CONFIRMATION_TIMEOUT)
+        logger.info("daraja emulator: confirmation of %s answered HTTP %s", trans_id, response.status_code)
+    except httpx.HTTPError as exc:
+        # As with M-Pesa, the money has moved even when the confirmation is lost.
+        logger.warning("daraja emulator: confirmation of %s not delivered (%s)", trans_id, type(exc).__name__)
+
+
+@_emulator_view
+def simulate(request: HttpRequest, version: str) -> HttpResponse:
+    checked = _checked_call(request, version)
+    if isinstance(checked, HttpResponse):
+        return checked
+    body, short_code = checked
+    payment = _payment_asked(body, short_code)
+    if isinstance(payment, JsonResponse):
+        return payment
+    registration = cache.get(_registration_key(short_code))
+    if registration is None:
+        return _bad_request(f"No URLs registered for ShortCode {short_code} (run setup_mpesa --register)")
+
+    trans_id = _new_trans_id()
+    payload = _c2b_payload(payment, trans_id)
+    logger.info(
+        "daraja emulator: %s pays %s KES %s (TransID %s)",
+        mask_phone(payment.e164),
+        short_code,
+        payment.amount,
+        trans_id,
+    )
+    outcome, answer = (
+        _ask_validation(registration["validation_url"], payload) if payment.deliver else ("accepted", {})
+    )
+    cancelled = _cancelled(outcome, answer, registration["response_type"], trans_id)
+    if cancelled is not None:
+        return cancelled
     if outcome == "accepted" and answer.get("ThirdPartyTransID"):
         payload["ThirdPartyTransID"] = str(answer["ThirdPartyTransID"])
-
-    payload["OrgAccountBalance"] = _credit_balance(short_code, amount)
-    ledger_record(payload, msisdn=e164, callbacks_delivered=deliver)
-    if deliver:
-        try:
-            response = httpx.post(
-                registration["confirmation_url"], json=payload, timeout=CONFIRMATION_TIMEOUT
-            )
-            logger.info(
-                "daraja emulator: confirmation of %s answered HTTP %s", trans_id, response.status_code
-            )
-        except httpx.HTTPError as exc:
-            # As with M-Pesa, the money has moved even when the confirmation is lost.
-            logger.warning(
-                "daraja emulator: confirmation of %s not delivered (%s)", trans_id, type(exc).__name__
-            )
+    payload["OrgAccountBalance"] = _credit_balance(short_code, payment.amount)
+    ledger_record(payload, msisdn=payment.e164, callbacks_delivered=payment.deliver)
+    if payment.deliver:
+        _confirm(registration["confirmation_url"], payload)
     return JsonResponse(
         {
             "OriginatorCoversationID": _request_id(),
