@@ -22,17 +22,17 @@ from core import doorbell
 from core.exceptions import ExternalServiceError
 from core.metrics import OUTBOX_FAILED
 from core.models import Borrower, OutboxMessage, User
+from core.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 5
+# A delivery that failed for a reason that may pass is tried again after 30 s, 1, 2 and 4 minutes
+# (never more than 30 minutes apart); five attempts in all.
+RETRY = RetryPolicy(first=timedelta(seconds=30), cap=timedelta(minutes=30), max_attempts=5)
+MAX_ATTEMPTS = RETRY.max_attempts
 STALE_SENDING = timedelta(minutes=5)
 OUTBOX_DOORBELL = "outbox:doorbell"
 OUTBOX_DRAIN_TASK = "core.outbox_drain"  # core.tasks.outbox_drain_task
-
-
-def _backoff(attempts: int) -> timedelta:
-    return timedelta(seconds=min(30 * 2 ** (attempts - 1), 1800))
 
 
 def outbox_queue(
@@ -127,11 +127,11 @@ def _send(message: OutboxMessage) -> OutboxMessage:
         permanent = not isinstance(exc, ExternalServiceError) or exc.permanent
         OUTBOX_FAILED.labels(message.channel).inc()
         message.last_error = str(getattr(exc, "detail", exc))[:2000]
-        if permanent or message.attempts >= MAX_ATTEMPTS:
+        if permanent or RETRY.exhausted(message.attempts):
             message.status = OutboxMessage.Status.FAILED
         else:
             message.status = OutboxMessage.Status.PENDING
-            message.next_attempt_at = timezone.now() + _backoff(message.attempts)
+            message.next_attempt_at = timezone.now() + RETRY.delay(message.attempts)
         logger.warning(
             "outbox message %s via %s failed (attempt %s, %s): %s",
             message.pk,

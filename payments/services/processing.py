@@ -20,6 +20,7 @@ from core.exceptions import InvalidState, TemporarilyUnavailable
 from core.models import Borrower, Loan
 from core.money import ZERO, format_money
 from core.phones import try_normalize_phone
+from core.retry import RetryPolicy
 from core.services import borrower_credit_add, repayment_post
 from core.services.outbox import outbox_queue, outbox_queue_for_staff, staff_to_alert
 from payments import messages
@@ -32,7 +33,9 @@ from payments.selectors import DatabaseDirectory
 logger = logging.getLogger(__name__)
 
 ENGINE = Actor.system("mpesa-engine")
-MAX_ATTEMPTS = 5
+# A transient failure (a busy database) is tried again after 5, 10, 20 and 40 s; five attempts in all.
+RETRY = RetryPolicy(first=timedelta(seconds=5), max_attempts=5)
+MAX_ATTEMPTS = RETRY.max_attempts
 # How long a claimed payment is reserved for the worker that claimed it (see _claim_next).
 CLAIM_LEASE = timedelta(minutes=2)
 # Errors worth retrying: the database was briefly unavailable, a lock wait or deadlock was broken.
@@ -318,11 +321,6 @@ def _process(tx: MpesaTransaction, started: float, *, counted: bool) -> MpesaTra
     return tx
 
 
-def retry_delay(attempts: int) -> timedelta:
-    """Backoff after the ``attempts``-th transient failure: 5 s, 10 s, 20 s, 40 s."""
-    return timedelta(seconds=5 * 2 ** (attempts - 1))
-
-
 def _record_failure(*, trans_id: str, error: str, transient: bool, counted: bool) -> MpesaTransaction:
     with transaction.atomic():
         tx = (
@@ -337,9 +335,9 @@ def _record_failure(*, trans_id: str, error: str, transient: bool, counted: bool
         if not counted:
             tx.attempts += 1
         tx.last_error = error[:4000]
-        gives_up = not transient or tx.attempts >= MAX_ATTEMPTS
+        gives_up = not transient or RETRY.exhausted(tx.attempts)
         tx.status = MpesaTransaction.Status.FAILED if gives_up else MpesaTransaction.Status.RECEIVED
-        tx.next_attempt_at = timezone.now() + retry_delay(tx.attempts)
+        tx.next_attempt_at = timezone.now() + RETRY.delay(tx.attempts)
         tx.notes = [*tx.notes, f"attempt {tx.attempts} failed: {error[:300]}"]
         tx.save(update_fields=["attempts", "last_error", "status", "next_attempt_at", "notes"])
         if gives_up:
@@ -370,7 +368,7 @@ def _run(trans_id: str, *, counted: bool) -> MpesaTransaction:
         if tx.status != MpesaTransaction.Status.RECEIVED:
             return tx
         raise TransientProcessingError(
-            str(exc), trans_id=trans_id, retry_in=retry_delay(tx.attempts)
+            str(exc), trans_id=trans_id, retry_in=RETRY.delay(tx.attempts)
         ) from exc
     except Exception as exc:
         # Anything else is a defect or a data problem: keep the payment, say what went wrong, alert.
@@ -410,7 +408,7 @@ def _claim_next() -> str | None:
         )
         if tx is None:
             return None
-        if tx.attempts >= MAX_ATTEMPTS:
+        if RETRY.exhausted(tx.attempts):
             tx.status = MpesaTransaction.Status.FAILED
             tx.last_error = tx.last_error or "processing stopped part-way every time (the worker died)"
             tx.notes = [*tx.notes, f"given up after {tx.attempts} attempts"]
