@@ -8,14 +8,13 @@ message arriving: the sweeper rings again for anything left due.
 """
 
 import logging
-import time
 from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from core import doorbell
+from core.queue import Worked, drain
 from payments.models import MpesaTransaction
 from payments.services import TransientProcessingError, transaction_process_next
 from payments.services.doorbell import DOORBELL_KEY, DRAIN_TASK, ring_doorbell
@@ -23,8 +22,6 @@ from payments.services.monitoring import ops_checks_run
 
 logger = logging.getLogger(__name__)
 
-# Payments one drain task takes before handing over to a fresh task (keeps tasks short).
-DRAIN_BATCH = 200
 # A payment still due this long after arriving lost its ring: the sweeper rings again.
 STUCK_AFTER = timedelta(seconds=60)
 
@@ -32,33 +29,23 @@ STUCK_AFTER = timedelta(seconds=60)
 @shared_task(name=DRAIN_TASK, ignore_result=True)
 def drain_received_task() -> int:
     """Process due received payments until none is left (or a batch is done). Returns how many."""
-    rearmed_at = doorbell.rearm(DOORBELL_KEY)
-    done = 0
-    while done < DRAIN_BATCH:
-        try:
-            tx = transaction_process_next()
-        except TransientProcessingError as exc:
-            # That payment waits for its backoff; come back for it then, and carry on with the rest.
-            delay = exc.retry_in.total_seconds() if exc.retry_in else 5
-            if not drain_received_task.request.is_eager:
-                # Run in-process (no broker), a countdown would run at once and again, in a loop;
-                # there the next confirmation or the sweeper comes back for it.
-                drain_received_task.apply_async(countdown=delay)
-            if exc.trans_id is None:
-                return done  # the queue itself was unreachable: stop, the delayed drain retries
-            done += 1
-            continue
-        if tx is None:
-            # Web processes that rang just before the re-arm skip ringing for a moment: their
-            # payments may still arrive, and this drain is the one that must find them.
-            wait = doorbell.settled(rearmed_at, settings.PAYMENTS_DOORBELL_DEBOUNCE)
-            if not wait:
-                return done
-            time.sleep(wait)
-            continue
-        done += 1
-    drain_received_task.delay()  # more may be waiting: continue in a fresh task
-    return DRAIN_BATCH
+    return drain(
+        task=drain_received_task,
+        bell=DOORBELL_KEY,
+        work=_post_next,
+        debounce=settings.PAYMENTS_DOORBELL_DEBOUNCE,
+    )
+
+
+def _post_next() -> Worked | None:
+    try:
+        tx = transaction_process_next()
+    except TransientProcessingError as exc:
+        # That payment waits for its backoff; come back for it then, and carry on with the rest. When
+        # no payment was claimed (trans_id None), the queue itself was unreachable: stop.
+        retry_in = exc.retry_in.total_seconds() if exc.retry_in else 5.0
+        return Worked(retry_in=retry_in, stop=exc.trans_id is None)
+    return None if tx is None else Worked()
 
 
 @shared_task(name="payments.sweep_received", ignore_result=True)

@@ -22,6 +22,7 @@ from core import doorbell
 from core.exceptions import ExternalServiceError
 from core.metrics import OUTBOX_FAILED
 from core.models import Borrower, OutboxMessage, User
+from core.queue import claim_next
 from core.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -82,16 +83,10 @@ def _due() -> models.QuerySet:
 
 def _claim(queryset: models.QuerySet) -> OutboxMessage | None:
     # The attempt is counted with the claim, so a worker that dies mid-send has still used one and
-    # a message that kills every worker stops after MAX_ATTEMPTS (see outbox_sweep).
-    with transaction.atomic():
-        message = queryset.select_for_update(skip_locked=True).order_by("next_attempt_at", "id").first()
-        if message is None:
-            return None
-        message.status = OutboxMessage.Status.SENDING
-        message.attempts += 1
-        message.next_attempt_at = timezone.now()
-        message.save(update_fields=["status", "attempts", "next_attempt_at"])
-    return message
+    # a message that kills every worker stops after MAX_ATTEMPTS (see outbox_sweep). No lease: a
+    # message being sent is marked "sending", and the sweeper releases it STALE_SENDING after its claim.
+    # Nor is an exhausted message refused here: outbox_retry gives one more attempt on purpose.
+    return claim_next(queryset, lease=timedelta(0), status=OutboxMessage.Status.SENDING)
 
 
 def outbox_deliver_next() -> OutboxMessage | None:

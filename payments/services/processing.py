@@ -20,6 +20,7 @@ from core.exceptions import InvalidState, TemporarilyUnavailable
 from core.models import Borrower, Loan
 from core.money import ZERO, format_money
 from core.phones import try_normalize_phone
+from core.queue import claim_next
 from core.retry import RetryPolicy
 from core.services import borrower_credit_add, repayment_post
 from core.services.outbox import outbox_queue, outbox_queue_for_staff, staff_to_alert
@@ -396,29 +397,19 @@ def _claim_next() -> str | None:
     for ``CLAIM_LEASE``, committed before any processing. A worker that dies while processing has
     therefore used an attempt, and its payment comes back when the lease ends; a payment that keeps
     killing workers is marked failed after ``MAX_ATTEMPTS`` instead of blocking the queue."""
-    with transaction.atomic():
-        tx = (
-            MpesaTransaction.objects.filter(
-                status=MpesaTransaction.Status.RECEIVED, next_attempt_at__lte=timezone.now()
-            )
-            .select_for_update(of=("self",), skip_locked=True)
-            .select_related("borrower")
-            .order_by("next_attempt_at", "id")
-            .first()
-        )
-        if tx is None:
-            return None
-        if RETRY.exhausted(tx.attempts):
-            tx.status = MpesaTransaction.Status.FAILED
-            tx.last_error = tx.last_error or "processing stopped part-way every time (the worker died)"
-            tx.notes = [*tx.notes, f"given up after {tx.attempts} attempts"]
-            tx.save(update_fields=["status", "last_error", "notes"])
-            _alert_failed(tx)
-            return tx.trans_id
-        tx.attempts += 1
-        tx.next_attempt_at = timezone.now() + CLAIM_LEASE
-        tx.save(update_fields=["attempts", "next_attempt_at"])
-        return tx.trans_id
+    due = MpesaTransaction.objects.filter(
+        status=MpesaTransaction.Status.RECEIVED, next_attempt_at__lte=timezone.now()
+    ).select_related("borrower")
+    tx = claim_next(due, lease=CLAIM_LEASE, retry=RETRY, give_up=_give_up)
+    return tx.trans_id if tx is not None else None
+
+
+def _give_up(tx: MpesaTransaction) -> None:
+    tx.status = MpesaTransaction.Status.FAILED
+    tx.last_error = tx.last_error or "processing stopped part-way every time (the worker died)"
+    tx.notes = [*tx.notes, f"given up after {tx.attempts} attempts"]
+    tx.save(update_fields=["status", "last_error", "notes"])
+    _alert_failed(tx)
 
 
 def transaction_process_next() -> MpesaTransaction | None:

@@ -492,7 +492,7 @@ def test_a_drain_waits_out_the_debounce_for_payments_whose_ring_was_skipped(
             stored_payment(mpesa_config, trans_id="RKL51ZDR9Y", bill_reference="LOAN-000092")
         sleep(seconds)
 
-    monkeypatch.setattr("payments.tasks.time.sleep", payment_arrives_while_waiting)
+    monkeypatch.setattr("core.queue.time.sleep", payment_arrives_while_waiting)
     assert drain_received_task() == 1
     assert len(waits) == 1 and 0 < waits[0] <= 0.2  # one wait, no longer than the window
     target.refresh_from_db()

@@ -1,0 +1,155 @@
+"""The database work queue (core.queue): claim, lease, giving up, and the drain loop. The outbox's
+rows serve as the queue here; payments and outbox tests cover each queue's own rules."""
+
+import datetime
+import threading
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from core import doorbell
+from core.models import OutboxMessage
+from core.queue import Worked, claim_next, drain
+from core.retry import RetryPolicy
+
+pytestmark = pytest.mark.django_db
+
+LEASE = datetime.timedelta(minutes=2)
+
+
+def row(*, due_in: datetime.timedelta = -datetime.timedelta(seconds=1), attempts: int = 0) -> OutboxMessage:
+    return OutboxMessage.objects.create(
+        channel="sms",
+        recipient="+254712345678",
+        body="hello",
+        attempts=attempts,
+        next_attempt_at=timezone.now() + due_in,
+    )
+
+
+def due():
+    return OutboxMessage.objects.filter(status="pending", next_attempt_at__lte=timezone.now())
+
+
+def test_the_oldest_due_row_is_claimed_with_its_attempt_counted_and_leased():
+    later = row(due_in=-datetime.timedelta(seconds=1))
+    first = row(due_in=-datetime.timedelta(minutes=5), attempts=1)
+    row(due_in=datetime.timedelta(minutes=5))  # not due yet
+
+    claimed = claim_next(due(), lease=LEASE)
+
+    assert claimed is not None and claimed.pk == first.pk
+    stored = OutboxMessage.objects.get(pk=first.pk)  # committed, not only on the instance
+    assert stored.attempts == 2
+    assert LEASE - datetime.timedelta(seconds=5) < stored.next_attempt_at - timezone.now() <= LEASE
+    assert claim_next(due(), lease=LEASE).pk == later.pk
+    assert claim_next(due(), lease=LEASE) is None  # the leased rows are not due: nothing left
+
+
+def test_a_leased_row_comes_back_when_its_lease_ends():
+    leased = row()
+    claim_next(due(), lease=LEASE)
+    assert claim_next(due(), lease=LEASE) is None
+
+    OutboxMessage.objects.filter(pk=leased.pk).update(
+        next_attempt_at=timezone.now() - datetime.timedelta(seconds=1)
+    )
+
+    again = claim_next(due(), lease=LEASE)
+    assert again is not None and (again.pk, again.attempts) == (leased.pk, 2)
+
+
+def test_marks_are_set_with_the_claim():
+    message = row()
+    claim_next(due(), lease=datetime.timedelta(0), status=OutboxMessage.Status.SENDING)
+    assert OutboxMessage.objects.get(pk=message.pk).status == "sending"
+
+
+def test_a_row_that_used_every_attempt_is_given_up_not_claimed():
+    spent = row(attempts=3)
+    given_up = []
+
+    def give_up(message: OutboxMessage) -> None:
+        message.status = OutboxMessage.Status.FAILED
+        message.save(update_fields=["status"])
+        given_up.append(message.pk)
+
+    returned = claim_next(due(), lease=LEASE, retry=RetryPolicy(first=LEASE, max_attempts=3), give_up=give_up)
+
+    assert returned.pk == spent.pk and given_up == [spent.pk]
+    stored = OutboxMessage.objects.get(pk=spent.pk)
+    assert (stored.status, stored.attempts) == ("failed", 3)  # no attempt counted for it
+
+
+@pytest.mark.postgres("SKIP LOCKED")
+@pytest.mark.django_db(transaction=True)
+def test_a_row_another_worker_holds_is_skipped_not_waited_for():
+    held, free = row(due_in=-datetime.timedelta(minutes=2)), row()
+    locked, release = threading.Event(), threading.Event()
+
+    def other_worker() -> None:
+        try:
+            with transaction.atomic():
+                list(OutboxMessage.objects.select_for_update().filter(pk=held.pk))
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=other_worker)
+    worker.start()
+    try:
+        assert locked.wait(10)
+        claimed = claim_next(due(), lease=LEASE)
+        assert claimed is not None and claimed.pk == free.pk
+    finally:
+        release.set()
+        worker.join(10)
+
+
+class FakeTask:
+    """What drain needs of its Celery task: ``request.is_eager``, ``delay`` and ``apply_async``."""
+
+    class request:
+        is_eager = False
+
+    def __init__(self) -> None:
+        self.delayed = 0
+        self.countdowns: list[float] = []
+
+    def delay(self) -> None:
+        self.delayed += 1
+
+    def apply_async(self, *, countdown: float) -> None:
+        self.countdowns.append(countdown)
+
+
+def test_a_drain_works_until_nothing_is_due_and_comes_back_for_transient_failures():
+    outcomes = iter([Worked(), Worked(retry_in=4.2), Worked(), None])
+    task = FakeTask()
+
+    assert drain(task=task, bell="test:queue", work=lambda: next(outcomes)) == 3
+
+    assert task.countdowns == [5]  # rounded up: never earlier than the item is due
+    assert task.delayed == 0
+
+
+def test_a_drain_hands_over_to_a_fresh_task_after_its_batch():
+    task = FakeTask()
+    assert drain(task=task, bell="test:queue", work=Worked, batch=3) == 3
+    assert task.delayed == 1
+
+
+def test_a_drain_stops_when_the_queue_cannot_be_read():
+    outcomes = iter([Worked(), Worked(retry_in=5, stop=True), Worked()])
+    task = FakeTask()
+    assert drain(task=task, bell="test:queue", work=lambda: next(outcomes)) == 1
+    assert task.countdowns == [5]
+
+
+def test_a_drain_rearms_its_bell(settings):
+    assert doorbell.cache.add("test:queue", 1, timeout=doorbell.TTL)
+    drain(task=FakeTask(), bell="test:queue", work=lambda: None)
+    assert doorbell.cache.add("test:queue", 1, timeout=doorbell.TTL)  # free again: the next ring rings
+    doorbell.cache.delete("test:queue")
