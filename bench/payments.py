@@ -430,7 +430,7 @@ class Bench:
 
         from payments.parsing import parse_c2b_body
         from payments.services import transaction_process
-        from payments.services.callbacks import new_transaction
+        from payments.services.storing import new_transaction
 
         bodies, trans_ids, _ = self.payloads.batch(QUERY_SAMPLE)
         for body in bodies:

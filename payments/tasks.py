@@ -15,10 +15,13 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.queue import Worked, drain
-from payments.models import MpesaTransaction
+from payments.clients.daraja import DarajaError
+from payments.models import MpesaConfiguration, MpesaTransaction
 from payments.services import TransientProcessingError, transaction_process_next
 from payments.services.doorbell import DOORBELL_KEY, DRAIN_TASK, ring_doorbell
 from payments.services.monitoring import ops_checks_run
+from payments.services.pull import mpesa_pull_transactions
+from payments.services.reconciliation import balance_gaps_find
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +69,6 @@ def pull_transactions_task() -> int:
     """Pull the last ``MPESA_PULL_HOURS`` of every active paybill, then look for balance gaps; returns
     how many payments it created. A paybill Daraja refuses is logged (its last pull shows why) and
     the others still run."""
-    from payments.clients.daraja import DarajaError
-    from payments.models import MpesaConfiguration
-    from payments.services.pull import mpesa_pull_transactions
-    from payments.services.reconciliation import balance_gaps_find
-
     created = 0
     for config in MpesaConfiguration.objects.filter(is_active=True):
         try:

@@ -13,17 +13,18 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import DataError, transaction
 from django.utils import timezone
 
-from core.db import column_of, concrete_field, execute_prepared, jsonb_insert_sql, row_json
 from core.services.outbox import outbox_queue_for_staff, staff_to_alert
 from payments.matching import IDENTIFIERS
-from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction, callback_token_digest
-from payments.parsing import C2BPayload, MalformedCallback, normalize_bill_reference, parse_c2b_body
+from payments.models import CallbackRequest, MpesaConfiguration, callback_token_digest
+from payments.parsing import C2BPayload, MalformedCallback, parse_c2b_body
 from payments.selectors import DatabaseDirectory
 from payments.services.doorbell import ring_doorbell
 from payments.services.processing import payment_facts
+from payments.services.status import status_result_receive, status_timeout_receive
+from payments.services.storing import payment_insert, transaction_values
 
 logger = logging.getLogger(__name__)
 
@@ -154,8 +155,6 @@ def callback_receive(*, inbound: InboundRequest) -> CallbackAnswer | None:
 def _status_answer(config: MpesaConfiguration, inbound: InboundRequest) -> CallbackAnswer:
     """A Transaction Status result or timeout: protected like the callbacks (the same token, size
     limit and source check above), stored raw, handled by ``payments.services.status``."""
-    from payments.services.status import status_result_receive, status_timeout_receive
-
     receive = (
         status_result_receive
         if inbound.kind == CallbackRequest.Kind.STATUS_RESULT
@@ -227,7 +226,7 @@ def _confirm(config: MpesaConfiguration, inbound: InboundRequest) -> CallbackAns
     payment = transaction_values(payload, config)
     payment.update(source_ip=raw["source_ip"], raw_headers=raw["headers"], raw_body=raw["body"])
     try:
-        created = _insert_payment(payment)
+        created = payment_insert(payment)
     except DataError as exc:
         _store(
             config,
@@ -250,65 +249,6 @@ def _confirm(config: MpesaConfiguration, inbound: InboundRequest) -> CallbackAns
     transaction.on_commit(ring_doorbell, robust=True)
     logger.info("mpesa confirmation %s stored", payload.trans_id)
     return CallbackAnswer(200, dict(CONFIRMED))
-
-
-def transaction_values(payload: C2BPayload, config: MpesaConfiguration) -> dict:
-    """The values of the ``MpesaTransaction`` row of a parsed confirmation (attribute names)."""
-    return {
-        "trans_id": payload.trans_id,
-        "transaction_type": payload.transaction_type,
-        "trans_time": payload.trans_time,
-        "amount": payload.amount,
-        "business_short_code": payload.business_short_code,
-        "bill_reference": payload.bill_reference,
-        "bill_reference_normalized": normalize_bill_reference(payload.bill_reference),
-        "invoice_number": payload.invoice_number,
-        "org_account_balance": payload.org_account_balance,
-        "third_party_trans_id": payload.third_party_trans_id,
-        "msisdn": payload.msisdn,
-        "msisdn_kind": payload.msisdn_kind,
-        "first_name": payload.first_name,
-        "middle_name": payload.middle_name,
-        "last_name": payload.last_name,
-        "config_id": config.pk,
-    }
-
-
-def new_transaction(payload: C2BPayload, config: MpesaConfiguration) -> MpesaTransaction:
-    """The (unsaved) transaction row for a parsed confirmation."""
-    return MpesaTransaction(**transaction_values(payload, config))
-
-
-def _insert_payment(payment: dict) -> bool:
-    """Store a payment (its values as ``transaction_values`` gives them, and the raw request) unless
-    one with the same ``TransID`` exists. Returns whether it was stored. Raises ``DataError``
-    (nothing stored) when a value does not fit its column."""
-    if connection.vendor != "postgresql":
-        try:
-            with transaction.atomic():
-                MpesaTransaction(**payment).save(force_insert=True)
-        except IntegrityError:
-            if not MpesaTransaction.objects.filter(trans_id=payment["trans_id"]).exists():
-                raise
-            return False
-        return True
-    # The hot path of every payment: one INSERT, ``ON CONFLICT DO NOTHING`` where the ORM would need
-    # a savepoint to catch a duplicate, the row sent as one JSON parameter that the server converts
-    # column by column, and the statement prepared once per connection. Each of those replaced
-    # something that cost more than the INSERT itself (bench/payments.py). Columns come from the
-    # model, so they cannot drift.
-    columns, row = row_json(MpesaTransaction, payment)
-    with connection.cursor() as cursor:
-        execute_prepared(cursor, "haven_payment_insert", _payment_insert_sql(columns), [row])
-        return cursor.fetchone() is not None
-
-
-@functools.cache
-def _payment_insert_sql(columns: tuple[str, ...]) -> str:
-    trans_id = connection.ops.quote_name(column_of(concrete_field(MpesaTransaction, "trans_id")))
-    return jsonb_insert_sql(
-        MpesaTransaction, columns, suffix=f"ON CONFLICT ({trans_id}) DO NOTHING RETURNING id"
-    )
 
 
 def _alert_malformed(error: str) -> None:

@@ -13,8 +13,8 @@ from django.db import transaction
 
 from payments.models import MpesaConfiguration, MpesaTransaction
 from payments.parsing import C2BPayload
-from payments.services.callbacks import _insert_payment, transaction_values
 from payments.services.doorbell import ring_doorbell
+from payments.services.storing import payment_insert, transaction_values
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def transaction_record_recovered(
     values.update(source=source, raw_body=json.dumps(evidence, default=str, sort_keys=True))
     # The confirmation's own INSERT (ON CONFLICT DO NOTHING on PostgreSQL): a payment recovered
     # while its confirmation arrives is stored once, by whichever comes first.
-    created = _insert_payment(values)
+    created = payment_insert(values)
     if created:
         transaction.on_commit(ring_doorbell, robust=True)
         logger.info("mpesa payment %s recovered by %s", payload.trans_id, source)

@@ -11,7 +11,7 @@ from django.utils import timezone
 from core.db import execute_prepared, jsonb_insert_sql, row_json
 from payments.models import CallbackRequest, MpesaTransaction
 from payments.parsing import parse_c2b_body
-from payments.services.callbacks import transaction_values
+from payments.services.storing import transaction_values
 from tests.factories import MpesaConfigurationFactory
 from tests.payments.conftest import FIXTURES
 

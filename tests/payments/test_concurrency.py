@@ -146,14 +146,14 @@ def test_a_worker_process_killed_inside_the_posting_transaction_loses_nothing(co
     from django.conf import settings as django_settings
 
     from payments.parsing import parse_c2b_body
-    from payments.services.callbacks import _insert_payment, transaction_values
     from payments.services.processing import transaction_process_next
+    from payments.services.storing import payment_insert, transaction_values
 
     loan = LoanFactory(loan_number="LOAN-000321", principal_disbursed=D("5000"), principal=D("5000"))
     payload = parse_c2b_body(
         json.dumps(daraja_payload("confirmation_hashed.json", BillRefNumber="LOAN-000321"))
     )
-    assert _insert_payment(transaction_values(payload, config))  # stored, as a confirmation stores it
+    assert payment_insert(transaction_values(payload, config))  # stored, as a confirmation stores it
 
     db = connection.settings_dict
     url = (

@@ -13,7 +13,7 @@ from payments.metrics import GAUGE_STATUSES, Outcome
 from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction
 from payments.parsing import parse_c2b_body
 from payments.services import transaction_process
-from payments.services.callbacks import new_transaction
+from payments.services.storing import new_transaction
 from tests.factories import BorrowerFactory, LoanFactory
 from tests.metrics import TOKEN, samples, scrape, scrape_text, value
 from tests.payments.conftest import daraja_payload

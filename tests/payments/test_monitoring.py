@@ -10,8 +10,8 @@ import pytest
 from core.models import OpsIncident, OutboxMessage
 from payments.models import CallbackRequest, MpesaTransaction
 from payments.parsing import parse_c2b_body
-from payments.services.callbacks import new_transaction
 from payments.services.monitoring import ops_checks_run, within_alert_hours
+from payments.services.storing import new_transaction
 from tests.factories import AdminFactory, MpesaConfigurationFactory, OfficerFactory
 from tests.payments.conftest import daraja_payload
 
