@@ -65,8 +65,8 @@ FROM bench_plan
 # 2547[12]xxxxxxx: 7919 is invertible modulo 10^7, so borrowers of one parity never share a number.
 # Unknown payers in the payloads use 2547 9x, which no borrower has.
 _PHONES = """
-INSERT INTO core_borrowerphone (borrower_id, number, msisdn_hash, is_primary, created_at)
-SELECT borrower_id, '+' || msisdn, encode(sha256(convert_to(msisdn, 'UTF8')), 'hex'), true, now()
+INSERT INTO core_borrowerphone (borrower_id, number, msisdn_hash, is_primary, created_at, delivery_failures)
+SELECT borrower_id, '+' || msisdn, encode(sha256(convert_to(msisdn, 'UTF8')), 'hex'), true, now(), 0
 FROM (
     SELECT borrower_id,
            '2547' || (1 + borrower_id %% 2)::text
