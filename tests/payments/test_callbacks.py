@@ -149,7 +149,7 @@ def test_a_reference_longer_in_upper_case_still_fits(post_callback, db):
 @pytest.mark.postgres("only PostgreSQL enforces column sizes")
 @pytest.mark.django_db(transaction=True)  # as the view runs: the failed INSERT ends no outer transaction
 def test_a_value_that_does_not_fit_its_column_is_400_and_kept(post_callback, monkeypatch):
-    monkeypatch.setattr("payments.services.callbacks.normalize_bill_reference", lambda raw: "X" * 65)
+    monkeypatch.setattr("payments.services.storing.normalize_bill_reference", lambda raw: "X" * 65)
     response = post_callback("confirmation", daraja_payload("confirmation_hashed.json"))
     assert response.status_code == 400
     assert response.json() == {"ResultCode": "C2B00016", "ResultDesc": "Rejected: malformed payload"}
