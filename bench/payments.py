@@ -101,7 +101,7 @@ from bench.harness import (  # noqa: E402
     redis_flush,
     require_services,
 )
-from bench.portfolio import SHORT_CODE, Payloads, portfolio_build  # noqa: E402
+from bench.portfolio import PAYER_KINDS, SHORT_CODE, Payloads, kind_batch, portfolio_build, unknown_batch  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -118,6 +118,10 @@ SCRAPE_CHANGE_TARGET = 0.05
 SCRAPE_LOADS = 3
 RATIO_ROUNDS = 3
 SCALE_RATIO_TARGET = 1.2
+WORKER_CPU_TARGET_MS = 8.0
+POSTING_GAIN_TARGET = 2.0
+KIND_PAYMENTS = 400
+BURST = 10_000
 BUILD_1M_TARGET_S = 120.0
 WORKER_NICE = 19
 
@@ -335,20 +339,27 @@ class Bench:
 
     # --- measurements
 
-    def confirmations(self, label: str, *, worker_paused: bool = False) -> dict:
+    def confirmations(
+        self,
+        label: str,
+        *,
+        worker_paused: bool = False,
+        batch: tuple[list[str], list[str], Counter] | None = None,
+    ) -> dict:
         """(a) acknowledgements and (b) payments posted, from one load of confirmations.
 
         End to end runs from the first request sent until no stored payment of this load is
         ``received``. With ``worker_paused`` the worker is stopped (SIGSTOP) while the confirmations
         arrive: the acknowledgements then have the machine to themselves, and (b) becomes the time to
-        drain the backlog, counted from the moment the worker resumes."""
+        drain the backlog, counted from the moment the worker resumes. ``batch``: the bodies, their
+        TransIDs and their mix, instead of ``--confirmations`` bodies of the default mix."""
         from django.db import connection
         from django.db.models import Max
 
         from bench.loadgen import percentile
         from payments.models import MpesaTransaction
 
-        bodies, trans_ids, mix = self.payloads.batch(self.args.confirmations)
+        bodies, trans_ids, mix = batch or self.payloads.batch(self.args.confirmations)
         baseline = MpesaTransaction.objects.aggregate(last=Max("id"))["last"] or 0
         name = f"confirmations-{label}"
         if worker_paused:
@@ -655,6 +666,52 @@ class Bench:
             self.wait_quiet()
             self.results["scale"][str(loans)] = measured
 
+    def run_posting(self) -> None:
+        """(g) each payer kind drained at each portfolio size; at the largest, (b) end to end with the
+        worker posting, the queries per payment, and (h) a burst of matched and one of unmatched
+        payments drained by the worker."""
+        sizes = self.args.scale_sizes
+        self.results["posting"] = {}
+        for index, loans in enumerate(sizes):
+            measured: dict = {"portfolio": self.portfolio(loans), "kinds": {}}
+            if index == 0:
+                self.start_servers()
+                self.warm_up()
+            for payer in PAYER_KINDS:
+                for usable_account in (True, False):
+                    kind = f"{payer}, {'loan reference' if usable_account else 'no account'}"
+                    bodies, trans_ids = kind_batch(
+                        self.payloads, self.args.kind_payments, payer=payer, usable_account=usable_account
+                    )
+                    measured["kinds"][kind] = self.confirmations(
+                        f"kind-{loans}-{payer}-{usable_account}",
+                        worker_paused=True,
+                        batch=(bodies, trans_ids, Counter({kind: len(bodies)})),
+                    )
+                    self.wait_quiet()
+            if index == len(sizes) - 1:
+                measured["end_to_end"] = self.confirmations(f"posting-{loans}")
+                self.wait_quiet()
+                measured["queries_per_payment"] = self.queries_per_payment()
+                self.wait_quiet()
+                bodies, trans_ids = kind_batch(
+                    self.payloads, self.args.burst, payer="hashed", usable_account=True
+                )
+                measured["matched_burst"] = self.confirmations(
+                    f"burst-matched-{loans}",
+                    worker_paused=True,
+                    batch=(bodies, trans_ids, Counter({"matched": len(bodies)})),
+                )
+                self.wait_quiet()
+                bodies, trans_ids = unknown_batch(self.payloads, self.args.burst)
+                measured["unmatched_burst"] = self.confirmations(
+                    f"burst-unmatched-{loans}",
+                    worker_paused=True,
+                    batch=(bodies, trans_ids, Counter({"unmatched": len(bodies)})),
+                )
+                self.wait_quiet()
+            self.results["posting"][str(loans)] = measured
+
     def teardown(self) -> None:
         self.processes.stop_all()
         if "django" in sys.modules:
@@ -874,6 +931,103 @@ def _scale_rows(results: dict) -> list[Row]:
     return rows
 
 
+def _posting_rows(results: dict) -> list[Row]:
+    posting = results["posting"]
+    sizes = list(posting)
+    small, large = posting[sizes[0]], posting[sizes[-1]]
+    label = f"{int(sizes[-1]):,}/{int(sizes[0]):,}"
+    rows: list[Row] = []
+    for size in sizes:
+        built = posting[size]["portfolio"]
+        rows.append(
+            (
+                f"portfolio @{int(size):,}",
+                f"{built['loans']:,} loans, {built['borrowers']:,} borrowers",
+                "",
+                "",
+            )
+        )
+    results["posting_ratios"] = {}
+    for kind in large["kinds"]:
+        for size in sizes:
+            e2e = posting[size]["kinds"][kind]["end_to_end"]
+            rows.append(
+                (
+                    f"(g) {kind} @{int(size):,}: drained/s, processing_ms mean, worker CPU ms",
+                    f"{e2e['payments_per_s']:,.1f}, {_ms(e2e['processing_ms_mean'])}, "
+                    f"{e2e['cpu_ms_per_payment'].get('worker', 0.0):.1f}",
+                    "",
+                    "",
+                )
+            )
+        big = large["kinds"][kind]["end_to_end"]["processing_ms_mean"]
+        little = small["kinds"][kind]["end_to_end"]["processing_ms_mean"]
+        ratio = big / little if big is not None and little else None
+        results["posting_ratios"][kind] = ratio
+        rows.append(
+            (
+                f"(g) {kind}: processing_ms {label}",
+                "-" if ratio is None else f"{ratio:.2f}",
+                f"<= {SCALE_RATIO_TARGET}",
+                _verdict(ratio is not None and ratio <= SCALE_RATIO_TARGET),
+            )
+        )
+    suffix = f" @{int(sizes[-1]):,}"
+    rows += _confirmation_rows(large["end_to_end"], suffix)
+    worker_ms = large["end_to_end"]["end_to_end"]["cpu_ms_per_payment"].get("worker", 0.0)
+    rows.append(
+        (
+            f"(b) worker CPU ms per payment{suffix}",
+            f"{worker_ms:.1f}",
+            f"<= {WORKER_CPU_TARGET_MS:g}",
+            _verdict(worker_ms <= WORKER_CPU_TARGET_MS),
+        )
+    )
+    queries = large["queries_per_payment"]
+    baseline = results.get("baseline")
+    if baseline:
+        before = baseline["posting"][sizes[-1]]["end_to_end"]["end_to_end"]["payments_per_s"]
+        now = large["end_to_end"]["end_to_end"]["payments_per_s"]
+        rows.append(
+            (
+                f"(b) posted/s against the baseline{suffix}",
+                f"{now / before:.2f} ({now:,.1f} vs {before:,.1f})",
+                f">= {POSTING_GAIN_TARGET:g}",
+                _verdict(now / before >= POSTING_GAIN_TARGET),
+            )
+        )
+    rows.append(
+        (
+            f"(b) queries per payment{suffix}",
+            f"{queries['mean']:.1f} ({queries['min']}-{queries['max']})",
+            "",
+            "",
+        )
+    )
+    matched = large["matched_burst"]["end_to_end"]
+    unmatched = large["unmatched_burst"]["end_to_end"]
+    for name, burst in (("matched", matched), ("unmatched", unmatched)):
+        rows.append(
+            (
+                f"(h) burst of {burst['stored']:,} {name}{suffix}: drained/s, worker CPU ms",
+                f"{burst['payments_per_s']:,.1f}, {burst['cpu_ms_per_payment'].get('worker', 0.0):.1f}",
+                "",
+                "",
+            )
+        )
+    rows.append(
+        (
+            "(h) unmatched / matched drain rate",
+            f"{unmatched['payments_per_s'] / matched['payments_per_s']:.2f}"
+            if matched["payments_per_s"]
+            else "-",
+            ">= 1",
+            _verdict(unmatched["payments_per_s"] >= matched["payments_per_s"]),
+        )
+    )
+    return rows
+
+
 def _scrape_rows(measured: dict) -> list[Row]:
     windows = measured["windows"]
     change = measured["change"]
@@ -949,6 +1103,8 @@ def print_report(results: dict) -> None:
     )
     if "scale" in results:
         rows = _scale_rows(results)
+    elif "posting" in results:
+        rows = _posting_rows(results)
     elif "confirmations" in results:
         rows = _default_rows(results)
     else:
@@ -986,6 +1142,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steady-seconds", type=float, default=20.0, help="seconds of steady load for (e)")
     parser.add_argument("--validation-seconds", type=float, default=20.0, help="duration of (c)")
     parser.add_argument("--scale", action="store_true", help="run (a)+(b) at 10,000 and 1,000,000 loans")
+    parser.add_argument(
+        "--posting",
+        action="store_true",
+        help="run (g) payer kinds at 10,000 and 1,000,000 loans, then (b) and (h) bursts at 1,000,000",
+    )
+    parser.add_argument("--kind-payments", type=int, default=KIND_PAYMENTS, help="payments per kind for (g)")
+    parser.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help="with --posting: the --json FILE of an earlier --posting run, to compare end-to-end posted/s",
+    )
+    parser.add_argument("--burst", type=int, default=BURST, help="payments per burst for (h)")
     parser.add_argument(
         "--scale-sizes",
         type=lambda text: tuple(int(part) for part in text.split(",")),
@@ -1025,6 +1193,8 @@ def main() -> int:
             bench.setup()
             if args.scale:
                 bench.run_scale()
+            elif args.posting:
+                bench.run_posting()
             elif args.scrape_only:
                 bench.run_scrape_only()
             else:
@@ -1038,6 +1208,8 @@ def main() -> int:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             bench.teardown()
     results = bench.results
+    if args.baseline:
+        results["baseline"] = json.loads(Path(args.baseline).read_text(encoding="utf-8"))
     results["total_s"] = time.perf_counter() - started
     results["arguments"] = {key: value for key, value in vars(args).items() if key != "json"}
     print_report(results)

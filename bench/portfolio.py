@@ -206,14 +206,18 @@ class Payloads:
             return Decimal(self.rng.randrange(1000, 500000)) / 100
         return Decimal(self.rng.choice(AMOUNTS))
 
-    def batch(self, count: int) -> tuple[list[str], list[str], Counter]:
-        """``count`` bodies (JSON text) in the payload mix; returns the bodies, their TransIDs and the mix."""
+    def batch(
+        self, count: int, mix: tuple[tuple[str, float], ...] | None = None
+    ) -> tuple[list[str], list[str], Counter]:
+        """``count`` bodies (JSON text) in the payload ``mix`` (default ``MIX``); returns the bodies,
+        their TransIDs and the mix."""
         from django.db import connection
 
+        mix = mix or self.MIX
         kinds = []
-        for kind, share in self.MIX[:-1]:
+        for kind, share in mix[:-1]:
             kinds += [kind] * round(count * share)
-        kinds += [self.MIX[-1][0]] * (count - len(kinds))
+        kinds += [mix[-1][0]] * (count - len(kinds))
         self.rng.shuffle(kinds)
         loan_ids = [self.rng.randint(1, self.loans) for kind in kinds if kind == "loan_number"]
         borrower_ids = [self.rng.randint(1, self.borrowers) for kind in kinds if kind != "loan_number"]
@@ -266,3 +270,63 @@ class Payloads:
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+# --- payloads by payer kind ------------------------------------------------------------------------
+
+PAYER_KINDS = ("hashed", "masked", "plain")
+
+
+def mask_msisdn(msisdn: str) -> str:
+    """``254712345678`` as M-Pesa masks it for many paybills: ``2547 ***** 678``."""
+    return f"{msisdn[:4]} ***** {msisdn[-3:]}"
+
+
+def kind_batch(
+    payloads: Payloads, count: int, *, payer: str, usable_account: bool
+) -> tuple[list[str], list[str]]:
+    """``count`` bodies from borrowers of the portfolio, all of one payer kind: MSISDN as its digest
+    (``hashed``), masked (``masked``, with the payer's first name and, for half of them, last name, as
+    M-Pesa gives them) or plain (``2547...``); the account number a loan reference of the payer
+    (``usable_account``) or empty. Returns the bodies and their TransIDs."""
+    from django.db import connection
+
+    loan_ids = [payloads.rng.randint(1, payloads.loans) for _ in range(count)]
+    with connection.cursor() as cursor:
+        cursor.execute(_LOAN_SAMPLE, [sorted(set(loan_ids))])
+        loans = {row[0]: row for row in cursor.fetchall()}
+    now = datetime.now(NAIROBI)
+    bodies, trans_ids = [], []
+    for loan_id in loan_ids:
+        _, loan_number, _, full_name, number, digest = loans[loan_id]
+        msisdn = number.removeprefix("+")
+        names = full_name.upper().split()
+        last_name = names[-1] if payer == "masked" and payloads.rng.random() < 0.5 else ""
+        amount = payloads._amount()
+        payloads.org_balance += amount
+        trans_id = payloads._trans_id()
+        payload = {
+            "TransactionType": "Pay Bill",
+            "TransID": trans_id,
+            "TransTime": now.strftime("%Y%m%d%H%M%S"),
+            "TransAmount": f"{amount:.2f}",
+            "BusinessShortCode": SHORT_CODE,
+            "BillRefNumber": payloads._loan_reference(loan_number) if usable_account else "",
+            "InvoiceNumber": "",
+            "OrgAccountBalance": f"{payloads.org_balance:.2f}",
+            "ThirdPartyTransID": "",
+            "MSISDN": {"hashed": digest, "masked": mask_msisdn(msisdn), "plain": msisdn}[payer],
+            "FirstName": names[0],
+            "MiddleName": "",
+            "LastName": last_name,
+        }
+        bodies.append(json.dumps(payload))
+        trans_ids.append(trans_id)
+    return bodies, trans_ids
+
+
+def unknown_batch(payloads: Payloads, count: int) -> tuple[list[str], list[str]]:
+    """``count`` bodies from payers nobody knows (hashed numbers no borrower has, an account number
+    that names nothing): each ends ``unmatched``."""
+    bodies, trans_ids, _ = payloads.batch(count, mix=(("unknown", 1.0),))
+    return bodies, trans_ids
