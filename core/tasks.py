@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from core.models import OutboxMessage
 from core.queue import Worked, drain
-from core.services.outbox import OUTBOX_DOORBELL, OUTBOX_DRAIN_TASK, outbox_deliver_next, outbox_sweep
+from core.services.outbox import OUTBOX_DOORBELL, OUTBOX_DRAIN_TASK, outbox_deliver_batch, outbox_sweep
 
 
 @shared_task(name=OUTBOX_DRAIN_TASK, ignore_result=True)
@@ -15,13 +15,16 @@ def outbox_drain_task() -> int:
 
 
 def _send_next() -> Worked | None:
-    message = outbox_deliver_next()
-    if message is None:
+    messages = outbox_deliver_batch()
+    if not messages:
         return None
-    if message.status == OutboxMessage.Status.PENDING:
-        # A transient failure: come back when its backoff is over (the sweeper would, too).
-        return Worked(retry_in=(message.next_attempt_at - timezone.now()).total_seconds())
-    return Worked()
+    # Transient failures: come back when the first backoff is over (the sweeper would, too).
+    waits = [
+        (message.next_attempt_at - timezone.now()).total_seconds()
+        for message in messages
+        if message.status == OutboxMessage.Status.PENDING
+    ]
+    return Worked(retry_in=min(waits) if waits else None, done=len(messages))
 
 
 @shared_task(name="core.outbox_sweep", ignore_result=True)

@@ -42,6 +42,11 @@ def _loan(row: dict) -> LoanCandidate:
 
 
 class DatabaseDirectory:
+    """Use one per payment: it remembers the payer's lookups, which the matcher asks more than once."""
+
+    def __init__(self) -> None:
+        self._borrowers: dict[tuple[str, str], BorrowerCandidate | None] = {}
+
     def loan_by_numbers(self, numbers: Sequence[str]) -> LoanCandidate | None:
         rows = {
             row["loan_number"]: row
@@ -50,6 +55,12 @@ class DatabaseDirectory:
         return next((_loan(rows[number]) for number in numbers if number in rows), None)
 
     def borrower_by_phone(self, e164: str) -> BorrowerCandidate | None:
+        key = ("phone", e164)
+        if key not in self._borrowers:
+            self._borrowers[key] = self._borrower_by_phone(e164)
+        return self._borrowers[key]
+
+    def _borrower_by_phone(self, e164: str) -> BorrowerCandidate | None:
         row = (
             BorrowerPhone.objects.filter(number=e164)
             .values_list("borrower_id", "borrower__full_name")
@@ -62,6 +73,12 @@ class DatabaseDirectory:
         return BorrowerCandidate(*row) if row else None
 
     def borrower_by_msisdn_hash(self, digest: str) -> BorrowerCandidate | None:
+        key = ("msisdn_hash", digest.lower())
+        if key not in self._borrowers:
+            self._borrowers[key] = self._borrower_by_msisdn_hash(digest)
+        return self._borrowers[key]
+
+    def _borrower_by_msisdn_hash(self, digest: str) -> BorrowerCandidate | None:
         row = (
             BorrowerPhone.objects.filter(msisdn_hash=digest.lower())
             .values_list("borrower_id", "borrower__full_name")

@@ -17,9 +17,10 @@ from django.utils import timezone
 from core.queue import Worked, drain
 from payments.clients.daraja import DarajaError
 from payments.models import MpesaConfiguration, MpesaTransaction
-from payments.services import TransientProcessingError, transaction_process_next
+from payments.services import TransientProcessingError, transaction_process_batch
 from payments.services.doorbell import DOORBELL_KEY, DRAIN_TASK, ring_doorbell
 from payments.services.monitoring import ops_checks_run
+from payments.services.processing import RETRY
 from payments.services.pull import mpesa_pull_transactions
 from payments.services.reconciliation import balance_gaps_find
 
@@ -42,13 +43,14 @@ def drain_received_task() -> int:
 
 def _post_next() -> Worked | None:
     try:
-        tx = transaction_process_next()
-    except TransientProcessingError as exc:
-        # That payment waits for its backoff; come back for it then, and carry on with the rest. When
-        # no payment was claimed (trans_id None), the queue itself was unreachable: stop.
-        retry_in = exc.retry_in.total_seconds() if exc.retry_in else 5.0
-        return Worked(retry_in=retry_in, stop=exc.trans_id is None)
-    return None if tx is None else Worked()
+        done, retry_in = transaction_process_batch()
+    except TransientProcessingError:
+        # The queue itself could not be read: stop, and come back after the first backoff.
+        return Worked(retry_in=RETRY.first.total_seconds(), stop=True, done=0)
+    if not done and retry_in is None:
+        return None
+    # Payments that failed transiently wait for their backoff: come back for them then.
+    return Worked(retry_in=retry_in, done=len(done))
 
 
 @shared_task(name="payments.sweep_received", ignore_result=True)

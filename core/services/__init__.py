@@ -17,6 +17,7 @@ from core.services.loans import (
     loan_number_counter_raise_to,
     loan_update,
     loan_write_off,
+    repayment_apply,
     repayment_post,
     repayment_reverse,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "loan_number_counter_raise_to",
     "loan_update",
     "loan_write_off",
+    "repayment_apply",
     "repayment_post",
     "repayment_receive",
     "repayment_reverse",

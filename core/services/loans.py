@@ -11,6 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from django.db import models, transaction
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from core.actors import Actor
@@ -134,51 +135,83 @@ def repayment_post(
         raise InvalidAmount("a repayment must be more than zero")
     with transaction.atomic():
         locked = Loan.objects.select_for_update().get(pk=loan.pk)
-        if locked.status != Loan.Status.ACTIVE:
-            raise InvalidState(f"{locked.loan_number} is {locked.get_status_display().lower()}, not active")
-        balances = Split(
-            penalties=locked.penalties, fees=locked.fees, interest=locked.interest, principal=locked.principal
-        )
-        applied, excess = split_payment(balances, amount)
-        if applied.total == 0:
-            return PostingResult(loan=locked, repayment=None, applied=ZERO, excess=excess)
-        for part in ("penalties", "fees", "interest", "principal"):
-            setattr(locked, part, getattr(locked, part) - getattr(applied, part))
-        update_fields = ["penalties", "fees", "interest", "principal", "updated_at"]
-        if locked.outstanding == 0:
-            locked.status = Loan.Status.PAID
-            locked.paid_at = timezone.now()
-            update_fields += ["status", "paid_at"]
-        locked.save(update_fields=update_fields)
-        repayment = Repayment.objects.create(
+        return repayment_apply(
             loan=locked,
-            kind=Repayment.Kind.POSTING,
-            amount=applied.total,
-            penalties=applied.penalties,
-            fees=applied.fees,
-            interest=applied.interest,
-            principal=applied.principal,
-            reference=reference,
-            source=source,
-            reason=reason,
-            posted_at=posted_at or timezone.now(),
-        )
-        audit_record(
-            action="repayment.posted",
+            amount=amount,
             actor=actor,
-            loan=locked,
-            obj=repayment,
-            amount=applied.total,
+            source=source,
+            reference=reference,
             reason=reason,
-            data={
-                "reference": reference,
-                "source": source,
-                "split": applied.as_dict(),
-                "excess": f"{excess:.2f}",
-                "outstanding_after": f"{locked.outstanding:.2f}",
-                "status_after": locked.status,
-            },
+            posted_at=posted_at,
         )
+
+
+def repayment_apply(
+    *,
+    loan: Loan,
+    amount: Decimal,
+    actor: Actor,
+    source: str,
+    reference: str = "",
+    reason: str = "",
+    posted_at: datetime | None = None,
+) -> PostingResult:
+    """``repayment_post`` for a ``loan`` whose row the caller has locked (``select_for_update``) in the
+    transaction it is in, and read under that lock: the M-Pesa engine locks a borrower's loans together
+    and posts to them in turn. Changes ``loan`` in place. Raises as ``repayment_post`` does."""
+    if not transaction.get_connection().in_atomic_block:
+        raise TransactionManagementError(
+            "repayment_apply needs the caller's transaction holding the loan's lock"
+        )
+    amount = to_money(amount)
+    if amount <= 0:
+        raise InvalidAmount("a repayment must be more than zero")
+    locked = loan
+    if locked.status != Loan.Status.ACTIVE:
+        raise InvalidState(f"{locked.loan_number} is {locked.get_status_display().lower()}, not active")
+    balances = Split(
+        penalties=locked.penalties, fees=locked.fees, interest=locked.interest, principal=locked.principal
+    )
+    applied, excess = split_payment(balances, amount)
+    if applied.total == 0:
+        return PostingResult(loan=locked, repayment=None, applied=ZERO, excess=excess)
+    for part in ("penalties", "fees", "interest", "principal"):
+        setattr(locked, part, getattr(locked, part) - getattr(applied, part))
+    update_fields = ["penalties", "fees", "interest", "principal", "updated_at"]
+    if locked.outstanding == 0:
+        locked.status = Loan.Status.PAID
+        locked.paid_at = timezone.now()
+        update_fields += ["status", "paid_at"]
+    locked.save(update_fields=update_fields)
+    repayment = Repayment.objects.create(
+        loan=locked,
+        kind=Repayment.Kind.POSTING,
+        amount=applied.total,
+        penalties=applied.penalties,
+        fees=applied.fees,
+        interest=applied.interest,
+        principal=applied.principal,
+        reference=reference,
+        source=source,
+        reason=reason,
+        posted_at=posted_at or timezone.now(),
+    )
+    audit_record(
+        action="repayment.posted",
+        actor=actor,
+        loan=locked,
+        obj=repayment,
+        amount=applied.total,
+        reason=reason,
+        data={
+            "reference": reference,
+            "source": source,
+            "split": applied.as_dict(),
+            "excess": f"{excess:.2f}",
+            "outstanding_after": f"{locked.outstanding:.2f}",
+            "status_after": locked.status,
+        },
+    )
     return PostingResult(loan=locked, repayment=repayment, applied=applied.total, excess=excess)
 
 

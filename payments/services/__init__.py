@@ -11,6 +11,7 @@ from payments.services.callbacks import InboundRequest, callback_receive
 from payments.services.processing import (
     TransientProcessingError,
     transaction_process,
+    transaction_process_batch,
     transaction_process_next,
 )
 
@@ -22,6 +23,7 @@ __all__ = [
     "transaction_assign",
     "transaction_mark_reviewed",
     "transaction_process",
+    "transaction_process_batch",
     "transaction_process_next",
     "transaction_reprocess",
     "transaction_reverse",

@@ -13,16 +13,18 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from core.actors import Actor
 from core.exceptions import InvalidState, TemporarilyUnavailable
 from core.models import Borrower, Loan
-from core.money import ZERO, format_money
+from core.money import ZERO, format_kes
 from core.phones import try_normalize_phone
-from core.queue import claim_next
+from core.queue import claim_batch
 from core.retry import RetryPolicy
-from core.services import borrower_credit_add, repayment_post
+from core.selectors import borrower_primary_number
+from core.services import borrower_credit_add, repayment_apply
 from core.services.outbox import outbox_queue, outbox_queue_for_staff, staff_to_alert
 from payments import messages
 from payments.matching import PaymentFacts, match_payment
@@ -37,8 +39,10 @@ ENGINE = Actor.system("mpesa-engine")
 # A transient failure (a busy database) is tried again after 5, 10, 20 and 40 s; five attempts in all.
 RETRY = RetryPolicy(first=timedelta(seconds=5), max_attempts=5)
 MAX_ATTEMPTS = RETRY.max_attempts
-# How long a claimed payment is reserved for the worker that claimed it (see _claim_next).
+# How long a claimed payment is reserved for the worker that claimed it (see _claim), and how many
+# payments a worker claims at once: the last of a batch waits for the others, far inside the lease.
 CLAIM_LEASE = timedelta(minutes=2)
+CLAIM_BATCH = 10
 # Errors worth retrying: the database was briefly unavailable, a lock wait or deadlock was broken.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
@@ -58,6 +62,7 @@ class TransientProcessingError(TemporarilyUnavailable):
 class Posted:
     allocations: list[Allocation]
     credit: Decimal
+    borrower: Borrower  # locked by allocate_payment, with its loan officer
 
 
 def payment_facts(source: "MpesaTransaction | C2BPayload") -> PaymentFacts:
@@ -80,24 +85,25 @@ def allocate_payment(
 ) -> Posted:
     """Post ``tx.amount`` for a borrower: the chosen loan first, then the borrower's other active loans
     (oldest due first), then whatever is left to their credit balance. Call inside a transaction
-    that holds the lock on ``tx``; takes the borrower and loan locks itself."""
-    Borrower.objects.select_for_update().get(pk=borrower_id)
-    active_ids = list(
-        Loan.objects.filter(borrower_id=borrower_id, status=Loan.Status.ACTIVE)
-        .order_by("id")
-        .values_list("id", flat=True)
+    that holds the lock on ``tx``; takes the borrower and loan locks itself (borrower, then loans by
+    id), and posts to the loans it locked (``repayment_apply``)."""
+    borrower = (
+        Borrower.objects.select_for_update(of=("self",)).select_related("loan_officer").get(pk=borrower_id)
     )
-    locked = {
-        loan.pk: loan for loan in Loan.objects.select_for_update().filter(pk__in=active_ids).order_by("id")
-    }
-    ordered = sorted(locked.values(), key=lambda loan: (loan.pk != first_loan_id, loan.due_date, loan.pk))
+    # ORDER BY id: the rows are locked in id order, as every other writer of loans locks them.
+    locked = list(
+        Loan.objects.select_for_update()
+        .filter(borrower_id=borrower_id, status=Loan.Status.ACTIVE)
+        .order_by("id")
+    )
+    ordered = sorted(locked, key=lambda loan: (loan.pk != first_loan_id, loan.due_date, loan.pk))
 
     remaining = tx.amount
     allocations = []
     for loan in ordered:
         if remaining <= 0:
             break
-        result = repayment_post(
+        result = repayment_apply(
             loan=loan,
             amount=remaining,
             actor=actor,
@@ -119,7 +125,6 @@ def allocate_payment(
         remaining = result.excess
     credit = ZERO
     if remaining > 0:
-        borrower = Borrower.objects.get(pk=borrower_id)
         entry = borrower_credit_add(
             borrower=borrower,
             amount=remaining,
@@ -138,7 +143,7 @@ def allocate_payment(
         )
         credit = remaining
     Allocation.objects.bulk_create(allocations)
-    return Posted(allocations=allocations, credit=credit)
+    return Posted(allocations=allocations, credit=credit, borrower=borrower)
 
 
 def queue_payment_news(*, tx: MpesaTransaction, posted: Posted) -> None:
@@ -147,9 +152,7 @@ def queue_payment_news(*, tx: MpesaTransaction, posted: Posted) -> None:
     ``InvalidState`` for a payment that has no borrower (it was not posted)."""
     if tx.borrower_id is None:
         raise InvalidState(f"{tx.trans_id} has no borrower: there is no news of a payment not posted")
-    borrower = (
-        Borrower.objects.select_related("loan_officer").prefetch_related("phones").get(pk=tx.borrower_id)
-    )
+    borrower = posted.borrower
     lines = [
         messages.ReceiptLine(loan_number=a.loan.loan_number, outstanding_after=a.loan.outstanding)
         for a in posted.allocations
@@ -157,11 +160,11 @@ def queue_payment_news(*, tx: MpesaTransaction, posted: Posted) -> None:
         if a.target == Allocation.Target.LOAN and a.loan is not None
     ]
     round_key = f"{tx.trans_id}:{posted.allocations[0].pk if posted.allocations else 0}"
-    phone = borrower.primary_phone
-    if phone is not None:
+    number = borrower_primary_number(borrower.pk)
+    if number is not None:
         outbox_queue(
             channel="sms",
-            recipient=phone.number,
+            recipient=number,
             body=messages.receipt_text(
                 language=borrower.preferred_language,
                 amount=tx.amount,
@@ -229,8 +232,8 @@ def hold_reason(tx: MpesaTransaction) -> str:
         reasons.append(f"paid to short code {tx.business_short_code}, not this paybill ({paybill})")
     if tx.amount > settings.MPESA_MAX_AMOUNT:
         reasons.append(
-            f"KES {format_money(tx.amount)} is more than one M-Pesa payment can be "
-            f"(MPESA_MAX_AMOUNT, KES {format_money(settings.MPESA_MAX_AMOUNT)})"
+            f"{format_kes(tx.amount)} is more than one M-Pesa payment can be "
+            f"(MPESA_MAX_AMOUNT, {format_kes(settings.MPESA_MAX_AMOUNT)})"
         )
     return "; ".join(reasons)
 
@@ -267,12 +270,12 @@ def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def _process(tx: MpesaTransaction, started: float, *, counted: bool) -> MpesaTransaction:
+def _process(tx: MpesaTransaction, started: float, *, counted: bool, posted_before: bool) -> MpesaTransaction:
     """Match and post ``tx``, whose row the caller has locked. ``counted``: the queue's claim already
-    counted this attempt."""
+    counted this attempt; ``posted_before``: ``tx`` has allocations that were not reversed."""
     if tx.status != MpesaTransaction.Status.RECEIVED:
         return tx  # already settled: a duplicate delivery, a second worker, a staff action
-    if tx.allocations.filter(reversed_at__isnull=True).exists():
+    if posted_before:
         # Never post a payment twice, whatever state its row claims to be in.
         raise InvalidState(f"{tx.trans_id} already has allocations; it is not posted again")
     if not counted:
@@ -346,17 +349,21 @@ def _record_failure(*, trans_id: str, error: str, transient: bool, counted: bool
     return tx
 
 
+_LIVE_ALLOCATIONS = Allocation.objects.filter(transaction=OuterRef("pk"), reversed_at__isnull=True)
+
+
 def _run(trans_id: str, *, counted: bool) -> MpesaTransaction:
     """Process one payment in one transaction (row locked); record a failure in another."""
     started = time.monotonic()
     try:
         with transaction.atomic():
-            tx = (
+            locked = (
                 MpesaTransaction.objects.select_for_update(of=("self",))
                 .select_related("config")
+                .annotate(live_allocations=Exists(_LIVE_ALLOCATIONS))
                 .get(trans_id=trans_id)
             )
-            return _process(tx, started, counted=counted)
+            return _process(locked, started, counted=counted, posted_before=locked.live_allocations)
     except MpesaTransaction.DoesNotExist:
         raise
     except TRANSIENT_ERRORS as exc:
@@ -392,16 +399,17 @@ def transaction_process(*, trans_id: str) -> MpesaTransaction:
     return _run(trans_id, counted=False)
 
 
-def _claim_next() -> str | None:
-    """Take the oldest due received payment no other worker holds: count the attempt and lease it
-    for ``CLAIM_LEASE``, committed before any processing. A worker that dies while processing has
-    therefore used an attempt, and its payment comes back when the lease ends; a payment that keeps
-    killing workers is marked failed after ``MAX_ATTEMPTS`` instead of blocking the queue."""
+def _claim(limit: int) -> list[str]:
+    """Take the oldest due received payments (up to ``limit``) no other worker holds: count the
+    attempt and lease them for ``CLAIM_LEASE``, committed before any processing. A worker that dies
+    while processing has therefore used an attempt, and its payments come back when the lease ends; a
+    payment that keeps killing workers is marked failed after ``MAX_ATTEMPTS`` instead of blocking the
+    queue (it is returned too, and processing it changes nothing)."""
     due = MpesaTransaction.objects.filter(
         status=MpesaTransaction.Status.RECEIVED, next_attempt_at__lte=timezone.now()
     ).select_related("borrower")
-    tx = claim_next(due, lease=CLAIM_LEASE, retry=RETRY, give_up=_give_up)
-    return tx.trans_id if tx is not None else None
+    claimed = claim_batch(due, lease=CLAIM_LEASE, limit=limit, retry=RETRY, give_up=_give_up)
+    return [tx.trans_id for tx in claimed]
 
 
 def _give_up(tx: MpesaTransaction) -> None:
@@ -420,9 +428,28 @@ def transaction_process_next() -> MpesaTransaction | None:
     ``TransientProcessingError`` as ``transaction_process`` does.
     """
     try:
-        trans_id = _claim_next()
+        claimed = _claim(1)
     except TRANSIENT_ERRORS as exc:
         raise TransientProcessingError(str(exc)) from exc
-    if trans_id is None:
-        return None
-    return _run(trans_id, counted=True)
+    return _run(claimed[0], counted=True) if claimed else None
+
+
+def transaction_process_batch(limit: int = CLAIM_BATCH) -> tuple[list[MpesaTransaction], float | None]:
+    """Claim up to ``limit`` due ``received`` payments at once and process them one by one, each in
+    its own transaction, as ``transaction_process_next`` does for one: one claim instead of one per
+    payment. Returns the payments processed and, when some failed transiently (they wait for their
+    backoff, the rest are still processed), the seconds until the first of them is due again. Raises
+    ``TransientProcessingError`` (with no ``trans_id``) when the queue itself cannot be read."""
+    try:
+        claimed = _claim(limit)
+    except TRANSIENT_ERRORS as exc:
+        raise TransientProcessingError(str(exc)) from exc
+    done: list[MpesaTransaction] = []
+    retry_in: float | None = None
+    for trans_id in claimed:
+        try:
+            done.append(_run(trans_id, counted=True))
+        except TransientProcessingError as exc:
+            wait = exc.retry_in.total_seconds() if exc.retry_in else RETRY.first.total_seconds()
+            retry_in = wait if retry_in is None else min(retry_in, wait)
+    return done, retry_in

@@ -3,12 +3,20 @@ from decimal import Decimal as D
 
 import pytest
 from django.db import IntegrityError, transaction
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from core.actors import Actor
 from core.exceptions import InvalidAmount, InvalidInput, InvalidState
 from core.models import AuditEvent, Loan, Repayment
-from core.services import loan_create, loan_next_number, loan_write_off, repayment_post, repayment_reverse
+from core.services import (
+    loan_create,
+    loan_next_number,
+    loan_write_off,
+    repayment_apply,
+    repayment_post,
+    repayment_reverse,
+)
 from core.services.loans import loan_number_counter_raise_to
 from tests.factories import BorrowerFactory, LoanFactory
 
@@ -88,6 +96,29 @@ def test_paying_everything_marks_the_loan_paid_and_returns_the_excess(system_act
     assert loan.paid_at is not None
     assert (result.applied, result.excess) == (D("1100.00"), D("150.00"))
     assert result.repayment.amount == D("1100.00")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_applying_outside_a_transaction_is_refused(system_actor):
+    loan = LoanFactory(principal_disbursed=D("1000"), principal=D("1000"))
+    with pytest.raises(TransactionManagementError):
+        repayment_apply(loan=loan, amount=D("50"), actor=system_actor, source="mpesa")
+    assert not Repayment.objects.exists()
+
+
+def test_applying_to_a_locked_loan_posts_as_posting_does(system_actor):
+    loan = LoanFactory(principal_disbursed=D("1000"), principal=D("1000"), interest=D("100"))
+    with transaction.atomic():
+        locked = Loan.objects.select_for_update().get(pk=loan.pk)
+        result = repayment_apply(
+            loan=locked, amount=D("150"), actor=system_actor, source="mpesa", reference="R1"
+        )
+
+    assert result.loan is locked and (result.applied, result.excess) == (D("150"), D("0"))
+    loan.refresh_from_db()
+    assert (loan.interest, loan.principal) == (D("0"), D("950"))
+    assert Repayment.objects.get().interest == D("100")
+    assert AuditEvent.objects.filter(action="repayment.posted", loan=loan).count() == 1
 
 
 @pytest.mark.parametrize("amount", [D("0"), D("-5"), "abc"])

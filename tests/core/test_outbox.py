@@ -8,7 +8,13 @@ from django.test import override_settings
 from django.utils import timezone
 
 from core.models import OutboxMessage
-from core.services.outbox import MAX_ATTEMPTS, outbox_deliver, outbox_queue, outbox_sweep
+from core.services.outbox import (
+    MAX_ATTEMPTS,
+    outbox_deliver,
+    outbox_deliver_batch,
+    outbox_queue,
+    outbox_sweep,
+)
 from tests.ussd.fake_africastalking import (  # noqa: F401 (fixtures)
     Reply,
     africastalking_fixture,
@@ -140,6 +146,37 @@ def test_the_same_dedupe_key_queues_and_sends_once(queue, capsys):
     assert list(OutboxMessage.objects.values_list("pk", flat=True)) == [first.pk]
     assert capsys.readouterr().out == f"SMS to {MASKED}: {BODY}\n"
     assert queue(dedupe_key="receipt:QHX81ABC:2").status == OutboxMessage.Status.SENT
+
+
+def test_a_queued_message_is_returned_as_stored(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        message = outbox_queue(
+            channel="sms", recipient=PHONE, body=BODY, dedupe_key="k:1", context={"kind": "x"}
+        )
+    stored = OutboxMessage.objects.get()
+    assert message is not None and message.pk == stored.pk
+    assert (message.created_at, message.next_attempt_at) == (stored.created_at, stored.next_attempt_at)
+    assert (stored.status, stored.attempts, stored.dedupe_key, stored.context) == (
+        "pending",
+        0,
+        "k:1",
+        {"kind": "x"},
+    )
+
+
+def test_a_batch_sends_the_oldest_due_messages_and_records_each_outcome(africastalking):
+    messages = [make_row(status="pending", due_in=datetime.timedelta(seconds=-10 + n)) for n in range(4)]
+    africastalking.answer_http_error(500)  # the first send fails (transiently); the rest succeed
+
+    sent = outbox_deliver_batch(limit=3)
+
+    assert [m.pk for m in sent] == [m.pk for m in messages[:3]]
+    stored = {m.pk: m for m in OutboxMessage.objects.all()}
+    assert [stored[m.pk].status for m in messages] == ["pending", "sent", "sent", "pending"]
+    assert [stored[m.pk].attempts for m in messages] == [1, 1, 1, 0]
+    assert stored[messages[0].pk].next_attempt_at > timezone.now()  # its backoff
+    assert len(africastalking.requests) == 3
+    assert outbox_deliver_batch(limit=3)[0].pk == messages[3].pk
 
 
 @override_settings(OUTBOX_SENDERS={})

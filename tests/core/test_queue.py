@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from core import doorbell
 from core.models import OutboxMessage
-from core.queue import Worked, claim_next, drain
+from core.queue import Worked, claim_batch, claim_next, drain
 from core.retry import RetryPolicy
 
 pytestmark = pytest.mark.django_db
@@ -82,6 +82,41 @@ def test_a_row_that_used_every_attempt_is_given_up_not_claimed():
     assert (stored.status, stored.attempts) == ("failed", 3)  # no attempt counted for it
 
 
+def test_a_batch_claims_the_oldest_due_rows_in_order_each_counted_and_leased():
+    rows = [row(due_in=-datetime.timedelta(minutes=n), attempts=n % 2) for n in range(5, 0, -1)]
+    row(due_in=datetime.timedelta(minutes=5))  # not due yet
+
+    claimed = claim_batch(due(), lease=LEASE, limit=3, status=OutboxMessage.Status.SENDING)
+
+    assert [message.pk for message in claimed] == [message.pk for message in rows[:3]]
+    for message, before in zip(claimed, rows[:3], strict=True):
+        stored = OutboxMessage.objects.get(pk=message.pk)  # committed, not only on the instances
+        assert stored.attempts == message.attempts == before.attempts + 1
+        assert stored.status == message.status == "sending"
+        assert stored.next_attempt_at == message.next_attempt_at > timezone.now()
+    rest = claim_batch(due(), lease=LEASE, limit=3)
+    assert [message.pk for message in rest] == [message.pk for message in rows[3:]]
+    assert claim_batch(due(), lease=LEASE, limit=3) == []
+
+
+def test_a_batch_gives_up_spent_rows_and_claims_the_others():
+    spent, fresh = row(due_in=-datetime.timedelta(minutes=2), attempts=3), row()
+    given_up = []
+
+    def give_up(message: OutboxMessage) -> None:
+        message.status = OutboxMessage.Status.FAILED
+        message.save(update_fields=["status"])
+        given_up.append(message.pk)
+
+    returned = claim_batch(
+        due(), lease=LEASE, limit=5, retry=RetryPolicy(first=LEASE, max_attempts=3), give_up=give_up
+    )
+
+    assert [message.pk for message in returned] == [spent.pk, fresh.pk] and given_up == [spent.pk]
+    assert OutboxMessage.objects.get(pk=spent.pk).attempts == 3  # no attempt counted for it
+    assert OutboxMessage.objects.get(pk=fresh.pk).attempts == 1
+
+
 @pytest.mark.postgres("SKIP LOCKED")
 @pytest.mark.django_db(transaction=True)
 def test_a_row_another_worker_holds_is_skipped_not_waited_for():
@@ -139,6 +174,18 @@ def test_a_drain_hands_over_to_a_fresh_task_after_its_batch():
     task = FakeTask()
     assert drain(task=task, bell="test:queue", work=Worked, batch=3) == 3
     assert task.delayed == 1
+
+
+def test_a_drain_counts_units_of_several_items():
+    outcomes = iter([Worked(done=3), Worked(done=2, retry_in=1.5), Worked(done=4), None])
+    task = FakeTask()
+
+    assert drain(task=task, bell="test:queue", work=lambda: next(outcomes), batch=100) == 9
+    assert task.countdowns == [2] and task.delayed == 0
+
+    task = FakeTask()
+    assert drain(task=task, bell="test:queue", work=lambda: Worked(done=4), batch=10) == 12
+    assert task.delayed == 1  # the batch is reached in units: a fresh task goes on
 
 
 def test_a_drain_stops_when_the_queue_cannot_be_read():

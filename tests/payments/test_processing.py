@@ -292,6 +292,43 @@ def test_drain_backs_off_a_transient_error_and_carries_on(mpesa_config, borrower
     assert "deadlock detected" in " ".join(flaky_tx.notes)
 
 
+def test_a_batch_claims_several_payments_and_carries_on_past_a_transient_failure(
+    mpesa_config, borrower, monkeypatch
+):
+    from payments.matching import match_payment
+    from payments.services import transaction_process_batch
+
+    loan(borrower, "LOAN-000081", "50000", 5)
+    for n in range(4):
+        stored_payment(
+            mpesa_config,
+            trans_id=f"RKL51ZDR{n}A",
+            bill_reference="LOAN-000081",
+            amount=D(100 + n),
+            next_attempt_at=timezone.now() - datetime.timedelta(seconds=10 - n),
+        )
+
+    def flaky(facts, *args, **kwargs):
+        if facts.amount == D("101"):
+            raise OperationalError("could not serialize access")
+        return match_payment(facts, *args, **kwargs)
+
+    monkeypatch.setattr("payments.services.processing.match_payment", flaky)
+
+    done, retry_in = transaction_process_batch(limit=3)
+
+    assert [tx.trans_id for tx in done] == ["RKL51ZDR0A", "RKL51ZDR2A"]  # oldest due first, 1A failed
+    assert retry_in is not None and 0 < retry_in <= 5
+    statuses = dict(MpesaTransaction.objects.values_list("trans_id", "status"))
+    assert statuses == {
+        "RKL51ZDR0A": "processed",
+        "RKL51ZDR1A": "received",
+        "RKL51ZDR2A": "processed",
+        "RKL51ZDR3A": "received",  # beyond the batch: not claimed, no attempt used
+    }
+    assert MpesaTransaction.objects.get(trans_id="RKL51ZDR3A").attempts == 0
+
+
 def test_drain_takes_due_payments_only(mpesa_config, borrower):
     loan(borrower, "LOAN-000085", "5000", 5)
     due = stored_payment(mpesa_config, bill_reference="LOAN-000085")
