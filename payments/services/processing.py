@@ -25,7 +25,7 @@ from core.retry import RetryPolicy
 from core.services import borrower_credit_add, repayment_post
 from core.services.outbox import outbox_queue, outbox_queue_for_staff, staff_to_alert
 from payments import messages
-from payments.matching import PaymentFacts, match_payment
+from payments.matching import MatchResult, PaymentFacts, match_payment
 from payments.metrics import processing_observe
 from payments.models import Allocation, MpesaTransaction
 from payments.parsing import C2BPayload
@@ -58,6 +58,15 @@ class TransientProcessingError(TemporarilyUnavailable):
 class Posted:
     allocations: list[Allocation]
     credit: Decimal
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """What one attempt learnt before it failed. Its transaction is rolled back, but the failure still
+    names the borrower matching found (so their loan officer is alerted, and may act on the payment)
+    and keeps what the matcher tried."""
+
+    match: MatchResult | None = None
 
 
 def payment_facts(source: "MpesaTransaction | C2BPayload") -> PaymentFacts:
@@ -267,9 +276,9 @@ def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def _process(tx: MpesaTransaction, started: float, *, counted: bool) -> MpesaTransaction:
+def _process(tx: MpesaTransaction, started: float, *, counted: bool, attempt: _Attempt) -> MpesaTransaction:
     """Match and post ``tx``, whose row the caller has locked. ``counted``: the queue's claim already
-    counted this attempt."""
+    counted this attempt; ``attempt`` receives the match, for a failure after it."""
     if tx.status != MpesaTransaction.Status.RECEIVED:
         return tx  # already settled: a duplicate delivery, a second worker, a staff action
     if tx.allocations.filter(reversed_at__isnull=True).exists():
@@ -281,6 +290,7 @@ def _process(tx: MpesaTransaction, started: float, *, counted: bool) -> MpesaTra
     if held:
         return _hold(tx, held, started)
     result = match_payment(payment_facts(tx), DatabaseDirectory(), tx.config.amount_tolerance)
+    attempt.match = result
     tx.notes = [*tx.notes, *result.notes]  # earlier attempts stay on the record
     tx.identified_by = result.identified_by
     tx.last_error = ""
@@ -322,7 +332,9 @@ def _process(tx: MpesaTransaction, started: float, *, counted: bool) -> MpesaTra
     return tx
 
 
-def _record_failure(*, trans_id: str, error: str, transient: bool, counted: bool) -> MpesaTransaction:
+def _record_failure(
+    *, trans_id: str, error: str, transient: bool, counted: bool, attempt: _Attempt | None = None
+) -> MpesaTransaction:
     with transaction.atomic():
         tx = (
             MpesaTransaction.objects.select_for_update(of=("self",))
@@ -339,8 +351,17 @@ def _record_failure(*, trans_id: str, error: str, transient: bool, counted: bool
         gives_up = not transient or RETRY.exhausted(tx.attempts)
         tx.status = MpesaTransaction.Status.FAILED if gives_up else MpesaTransaction.Status.RECEIVED
         tx.next_attempt_at = timezone.now() + RETRY.delay(tx.attempts)
-        tx.notes = [*tx.notes, f"attempt {tx.attempts} failed: {error[:300]}"]
-        tx.save(update_fields=["attempts", "last_error", "status", "next_attempt_at", "notes"])
+        fields = ["attempts", "last_error", "status", "next_attempt_at", "notes"]
+        tried = attempt.match if attempt is not None and gives_up else None
+        if tried is not None and tried.borrower_id is not None:
+            tx.borrower_id = tried.borrower_id
+            fields.append("borrower")
+        tx.notes = [
+            *tx.notes,
+            *(tried.notes if tried else []),
+            f"attempt {tx.attempts} failed: {error[:300]}",
+        ]
+        tx.save(update_fields=fields)
         if gives_up:
             _alert_failed(tx)
     return tx
@@ -349,6 +370,7 @@ def _record_failure(*, trans_id: str, error: str, transient: bool, counted: bool
 def _run(trans_id: str, *, counted: bool) -> MpesaTransaction:
     """Process one payment in one transaction (row locked); record a failure in another."""
     started = time.monotonic()
+    attempt = _Attempt()
     try:
         with transaction.atomic():
             tx = (
@@ -356,12 +378,16 @@ def _run(trans_id: str, *, counted: bool) -> MpesaTransaction:
                 .select_related("config")
                 .get(trans_id=trans_id)
             )
-            return _process(tx, started, counted=counted)
+            return _process(tx, started, counted=counted, attempt=attempt)
     except MpesaTransaction.DoesNotExist:
         raise
     except TRANSIENT_ERRORS as exc:
         tx = _record_failure(
-            trans_id=trans_id, error=f"{type(exc).__name__}: {exc}", transient=True, counted=counted
+            trans_id=trans_id,
+            error=f"{type(exc).__name__}: {exc}",
+            transient=True,
+            counted=counted,
+            attempt=attempt,
         )
         logger.warning(
             "mpesa %s transient failure (attempt %s): %s", trans_id, tx.attempts, type(exc).__name__
@@ -375,7 +401,11 @@ def _run(trans_id: str, *, counted: bool) -> MpesaTransaction:
         # Anything else is a defect or a data problem: keep the payment, say what went wrong, alert.
         logger.exception("mpesa %s failed to process", trans_id)
         return _record_failure(
-            trans_id=trans_id, error=f"{type(exc).__name__}: {exc}", transient=False, counted=counted
+            trans_id=trans_id,
+            error=f"{type(exc).__name__}: {exc}",
+            transient=False,
+            counted=counted,
+            attempt=attempt,
         )
 
 
@@ -387,7 +417,8 @@ def transaction_process(*, trans_id: str) -> MpesaTransaction:
     that is not ``received`` is returned untouched. On a transient database error the payment
     stays ``received`` with a later ``next_attempt_at`` (the queue tries again, up to
     ``MAX_ATTEMPTS``) and ``TransientProcessingError`` is raised; any other error marks it ``failed``
-    with the error and alerts staff. Raises ``MpesaTransaction.DoesNotExist`` for an unknown ``trans_id``.
+    with the error and alerts staff (the loan officer too, and the payment keeps the borrower, when
+    matching found one before the error). Raises ``MpesaTransaction.DoesNotExist`` for an unknown ``trans_id``.
     """
     return _run(trans_id, counted=False)
 
