@@ -80,15 +80,18 @@ def payment_text(
     notes: list[str],
     url: str,
     outcome: str = "",
+    request: str = "",
 ) -> str:
-    """An alert, or a payment found with /find: what came in, what the matcher tried, the staff page.
-    Long notes are shortened, and the oldest dropped, so the whole fits one message."""
+    """An alert, or a payment found with /find: what came in, what the borrower asked (``request``,
+    for a review request), what the matcher tried, the staff page. Long notes are shortened, and the
+    oldest dropped, so the whole fits one message."""
     head = [
         f"{title}: {trans_id}",
         f"{kes(amount)} paid {when(paid_at)}",
         f"Payer: {payer or 'unknown'}",
         f"Account: {bill_reference!r}" if bill_reference else "Account: (empty)",
         f"Status: {status}",
+        *([fit(request, NOTE_LIMIT * 2)] if request else []),
     ]
     tail = [url] + ([f"\n{outcome}"] if outcome else [])
     lines = [note if len(note) <= NOTE_LIMIT else note[: NOTE_LIMIT - 1] + "…" for note in notes]
@@ -98,6 +101,15 @@ def payment_text(
         if len(text) <= MESSAGE_LIMIT or not lines:
             return fit(text)
         lines = lines[1:]
+
+
+def review_request_line(
+    *, borrower: str, phone: str, loan_number: str, reason: str, at: datetime.datetime
+) -> str:
+    wanted = f"to {loan_number}" if loan_number else "elsewhere"
+    return (
+        f"{borrower} asked from {phone} on {when(at)} to move it {wanted}; not done automatically: {reason}."
+    )
 
 
 def outcome_line(*, what: str, by: str, at: datetime.datetime) -> str:

@@ -114,7 +114,8 @@ def transaction_assign_endpoint(request: HttpRequest, trans_id: str, payload: As
 
 @router.post("/transactions/{trans_id}/review", response={200: TransactionDetailOut, **ACTION_ERRORS})
 def transaction_review_endpoint(request: HttpRequest, trans_id: str, payload: ReviewIn) -> MpesaTransaction:
-    """Record that staff looked at a payment (409 if it was already reviewed)."""
+    """Record that staff looked at a payment (409 if it was already reviewed, and no borrower asked for
+    a review since)."""
     tx = transaction_mark_reviewed(trans_id=trans_id, actor=Actor.staff(api_user(request)), note=payload.note)
     return _after_action(tx.trans_id)
 

@@ -362,6 +362,15 @@ class MpesaTransaction(models.Model):
             return self.msisdn  # already masked by Safaricom
         return mask_phone(self.msisdn)
 
+    def review_requested_since_reviewed(self) -> bool:
+        """Whether a borrower asked for a review of this payment (``ReviewRequest``) that staff have
+        not answered yet: made after the payment was last reviewed, or while it never was. Such a
+        payment may be marked reviewed again."""
+        requests = self.review_requests.all()
+        if self.reviewed_at is not None:
+            requests = requests.filter(created_at__gt=self.reviewed_at)
+        return requests.exists()
+
     def process_payment(self) -> "MpesaTransaction":
         """Process (or reprocess) this payment now; see ``payments.services.transaction_process``."""
         from payments.services import transaction_process

@@ -167,7 +167,7 @@ def transaction_detail(request: HttpRequest, trans_id: str) -> HttpResponse:
             "waiting": tx.status == MpesaTransaction.Status.RECEIVED,
             "can_reprocess": tx.status in REPROCESSABLE,
             "can_assign": tx.status != MpesaTransaction.Status.REVERSED,
-            "can_review": tx.reviewed_at is None,
+            "can_review": tx.reviewed_at is None or tx.review_requested_since_reviewed(),
             "can_reverse": staff_user(request).is_admin and tx.status != MpesaTransaction.Status.REVERSED,
             "reprocess_form": ReprocessForm(),
             "assign_form": AssignForm(),

@@ -14,7 +14,9 @@ from bots import texts
 from bots.clients.telegram import Button, Keyboard, TelegramClient
 from bots.models import AlertMessage, CallbackAction, PaymentAlert
 from core.exceptions import ExternalServiceError
+from core.logfilters import mask_phone_numbers
 from core.models import OutboxMessage, User
+from core.phones import mask_phone
 from core.services.staff import user_telegram_mark_unreachable
 from payments.models import MpesaTransaction
 from payments.services.actions import REPROCESSABLE
@@ -38,6 +40,8 @@ def payment_resolution(tx: MpesaTransaction, kind: str) -> str | None:
     still needs someone. Read from the payment alone, so it sees what was done anywhere."""
     if tx.status == MpesaTransaction.Status.REVERSED:
         return "the payment was reversed"
+    if kind == PaymentAlert.Kind.REVIEW_REQUEST and tx.review_requested_since_reviewed():
+        return None  # a review before the borrower asked does not answer them
     if tx.reviewed_at is not None:
         who = tx.reviewed_by.get_username() if tx.reviewed_by else "staff"
         if tx.match_strategy == MpesaTransaction.Strategy.MANUAL:
@@ -88,7 +92,7 @@ def alert_buttons(*, alert: PaymentAlert, tx: MpesaTransaction, chat_id: int) ->
     if tx.status in REPROCESSABLE:
         verbs.append(Verb.REPROCESS)
     verbs.append(Verb.ASSIGN)
-    if tx.reviewed_at is None:
+    if tx.reviewed_at is None or tx.review_requested_since_reviewed():
         verbs.append(Verb.REVIEW)
     return [
         [
@@ -101,6 +105,24 @@ def alert_buttons(*, alert: PaymentAlert, tx: MpesaTransaction, chat_id: int) ->
     ]
 
 
+def borrower_request(*, alert: PaymentAlert, tx: MpesaTransaction) -> str:
+    """What the borrower asked, for a review request's alert (their latest request); ``""`` otherwise."""
+    if alert.kind != PaymentAlert.Kind.REVIEW_REQUEST:
+        return ""
+    request = (
+        tx.review_requests.select_related("borrower", "requested_loan").order_by("-created_at", "-id").first()
+    )
+    if request is None:
+        return ""
+    return texts.review_request_line(
+        borrower=request.borrower.full_name,
+        phone=mask_phone(request.phone),
+        loan_number=request.requested_loan.loan_number if request.requested_loan else "",
+        reason=mask_phone_numbers(request.reason),
+        at=request.created_at,
+    )
+
+
 def alert_text(*, alert: PaymentAlert, tx: MpesaTransaction, outcome: str = "") -> str:
     return texts.payment_text(
         title=texts.ALERT_TITLES.get(alert.kind, "Payment"),
@@ -108,11 +130,14 @@ def alert_text(*, alert: PaymentAlert, tx: MpesaTransaction, outcome: str = "") 
         amount=tx.amount,
         paid_at=tx.trans_time,
         payer=", ".join(part for part in (tx.payer_name, tx.msisdn_display) if part),
-        bill_reference=tx.bill_reference,
+        # What a payer typed, and the notes that quote it, may hold a phone number: masked, as on the
+        # staff pages (a chat is no place for a full number).
+        bill_reference=mask_phone_numbers(tx.bill_reference),
         status=tx.get_status_display(),
-        notes=[str(note) for note in tx.notes],
+        notes=[mask_phone_numbers(str(note)) for note in tx.notes],
         url=staff_url("admin_ui:transaction-detail", tx.trans_id),
         outcome=outcome,
+        request=borrower_request(alert=alert, tx=tx),
     )
 
 

@@ -16,6 +16,7 @@ from core.exceptions import InvalidState
 from core.forms import StaffChangeForm, StaffCreationForm
 from core.http import staff_user
 from core.models import ApiToken, User
+from core.services.staff import TELEGRAM_BOT_OFF
 
 
 @admin.register(User)
@@ -77,7 +78,7 @@ class StaffUserAdmin(UserAdmin):
             except InvalidState as exc:
                 context["error"] = exc.detail
             else:
-                context |= {"code": code, "link": link}
+                context |= {"code": code, "link": link, "bot_off": "" if link else TELEGRAM_BOT_OFF}
         return TemplateResponse(request, "admin/core/user/telegram_link.html", context)
 
     def has_make_telegram_link_code_permission(self, request: HttpRequest) -> bool:
@@ -92,6 +93,14 @@ class StaffUserAdmin(UserAdmin):
                 )
             except InvalidState as exc:
                 self.message_user(request, exc.detail, messages.ERROR)
+                continue
+            if not link:
+                self.message_user(
+                    request,
+                    f"{user.get_username()}: code {code} (send /start {code} to the bot within 15 minutes; "
+                    f"it works once and is not shown again). {TELEGRAM_BOT_OFF}",
+                    messages.WARNING,
+                )
                 continue
             self.message_user(
                 request,

@@ -29,8 +29,9 @@ def user_telegram_code_create(*, user: User, actor: Actor) -> tuple[str, str]:
     """Give ``user`` a new single-use link code, valid for 15 minutes (any earlier code stops working).
 
     Returns ``(code, link)``: the code (32 characters of ``A-Za-z0-9_-``, fit for a Telegram deep
-    link) and ``https://t.me/<TELEGRAM_BOT_USERNAME>?start=<code>``. Only the code's SHA-256 digest
-    is stored. Raises ``InvalidState`` for an inactive or non-staff user."""
+    link) and ``https://t.me/<TELEGRAM_BOT_USERNAME>?start=<code>``, or ``""`` for the link while
+    the bot is off (``telegram_bot_on``; the code is made all the same). Only the code's SHA-256
+    digest is stored. Raises ``InvalidState`` for an inactive or non-staff user."""
     if not user.is_active or not (user.is_staff or user.is_admin):
         raise InvalidState(f"{user.get_username()} is not active staff; only active staff use the bot")
     code = secrets.token_urlsafe(24)
@@ -42,8 +43,24 @@ def user_telegram_code_create(*, user: User, actor: Actor) -> tuple[str, str]:
     return code, telegram_link_url(code)
 
 
+def telegram_bot_on() -> bool:
+    """Whether the staff bot is configured (a token, and the username its links need)."""
+    return bool(settings.TELEGRAM_BOT_TOKEN and settings.TELEGRAM_BOT_USERNAME)
+
+
+# Said wherever a link code is made while the bot is off: a t.me link would name no bot.
+TELEGRAM_BOT_OFF = (
+    "The Telegram bot is off: TELEGRAM_BOT_TOKEN and TELEGRAM_BOT_USERNAME are not set, so there is no "
+    "link to open. To turn it on, create a bot with @BotFather, set those two to its token and its "
+    "username (see .env.example), restart the web server and the workers, then register the webhook "
+    "(manage.py telegram_webhook set https://<host>/bots/telegram/), or in development run "
+    "manage.py telegram_poll."
+)
+
+
 def telegram_link_url(code: str) -> str:
-    return f"https://t.me/{settings.TELEGRAM_BOT_USERNAME or 'YOUR_BOT'}?start={code}"
+    """The deep link that sends ``/start <code>`` to the bot; ``""`` while the bot is off."""
+    return f"https://t.me/{settings.TELEGRAM_BOT_USERNAME}?start={code}" if telegram_bot_on() else ""
 
 
 def user_telegram_link(*, code: str, telegram_user_id: int, chat_id: int) -> User:

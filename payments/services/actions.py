@@ -181,12 +181,13 @@ def transaction_assign(
 
 
 def transaction_mark_reviewed(*, trans_id: str, actor: Actor, note: str = "") -> MpesaTransaction:
-    """Record that staff looked at a payment (e.g. an unmatched one that will be refunded elsewhere).
-    Raises ``NotFound`` or ``InvalidState`` when it was already reviewed."""
+    """Record that staff looked at a payment (e.g. an unmatched one that will be refunded elsewhere),
+    or at a borrower's request to review it. Raises ``NotFound``, or ``InvalidState`` when it was
+    already reviewed and no borrower has asked for a review since."""
     with transaction.atomic():
         tx = _locked(trans_id, actor)
         trans_id = tx.trans_id
-        if tx.reviewed_at is not None:
+        if tx.reviewed_at is not None and not tx.review_requested_since_reviewed():
             raise InvalidState(f"{trans_id} was already reviewed")
         tx.reviewed_at, tx.reviewed_by = timezone.now(), actor.user
         tx.notes = [*tx.notes, f"reviewed by {actor.label}" + (f": {note.strip()}" if note.strip() else "")]

@@ -27,7 +27,7 @@ from core.selectors import borrower_primary_number
 from core.services import borrower_credit_add, repayment_apply
 from core.services.outbox import outbox_queue, outbox_queue_for_staff, staff_to_alert
 from payments import messages
-from payments.matching import PaymentFacts, match_payment
+from payments.matching import MatchResult, PaymentFacts, match_payment
 from payments.metrics import processing_observe
 from payments.models import Allocation, MpesaTransaction
 from payments.parsing import C2BPayload
@@ -63,6 +63,15 @@ class Posted:
     allocations: list[Allocation]
     credit: Decimal
     borrower: Borrower  # locked by allocate_payment, with its loan officer
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """What one attempt learnt before it failed. Its transaction is rolled back, but the failure still
+    names the borrower matching found (so their loan officer is alerted, and may act on the payment)
+    and keeps what the matcher tried."""
+
+    match: MatchResult | None = None
 
 
 def payment_facts(source: "MpesaTransaction | C2BPayload") -> PaymentFacts:
@@ -270,9 +279,12 @@ def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def _process(tx: MpesaTransaction, started: float, *, counted: bool, posted_before: bool) -> MpesaTransaction:
+def _process(
+    tx: MpesaTransaction, started: float, *, counted: bool, posted_before: bool, attempt: _Attempt
+) -> MpesaTransaction:
     """Match and post ``tx``, whose row the caller has locked. ``counted``: the queue's claim already
-    counted this attempt; ``posted_before``: ``tx`` has allocations that were not reversed."""
+    counted this attempt; ``posted_before``: ``tx`` has allocations that were not reversed;
+    ``attempt`` receives the match, for a failure after it."""
     if tx.status != MpesaTransaction.Status.RECEIVED:
         return tx  # already settled: a duplicate delivery, a second worker, a staff action
     if posted_before:
@@ -284,6 +296,7 @@ def _process(tx: MpesaTransaction, started: float, *, counted: bool, posted_befo
     if held:
         return _hold(tx, held, started)
     result = match_payment(payment_facts(tx), DatabaseDirectory(), tx.config.amount_tolerance)
+    attempt.match = result
     tx.notes = [*tx.notes, *result.notes]  # earlier attempts stay on the record
     tx.identified_by = result.identified_by
     tx.last_error = ""
@@ -325,7 +338,9 @@ def _process(tx: MpesaTransaction, started: float, *, counted: bool, posted_befo
     return tx
 
 
-def _record_failure(*, trans_id: str, error: str, transient: bool, counted: bool) -> MpesaTransaction:
+def _record_failure(
+    *, trans_id: str, error: str, transient: bool, counted: bool, attempt: _Attempt | None = None
+) -> MpesaTransaction:
     with transaction.atomic():
         tx = (
             MpesaTransaction.objects.select_for_update(of=("self",))
@@ -342,8 +357,17 @@ def _record_failure(*, trans_id: str, error: str, transient: bool, counted: bool
         gives_up = not transient or RETRY.exhausted(tx.attempts)
         tx.status = MpesaTransaction.Status.FAILED if gives_up else MpesaTransaction.Status.RECEIVED
         tx.next_attempt_at = timezone.now() + RETRY.delay(tx.attempts)
-        tx.notes = [*tx.notes, f"attempt {tx.attempts} failed: {error[:300]}"]
-        tx.save(update_fields=["attempts", "last_error", "status", "next_attempt_at", "notes"])
+        fields = ["attempts", "last_error", "status", "next_attempt_at", "notes"]
+        tried = attempt.match if attempt is not None and gives_up else None
+        if tried is not None and tried.borrower_id is not None:
+            tx.borrower_id = tried.borrower_id
+            fields.append("borrower")
+        tx.notes = [
+            *tx.notes,
+            *(tried.notes if tried else []),
+            f"attempt {tx.attempts} failed: {error[:300]}",
+        ]
+        tx.save(update_fields=fields)
         if gives_up:
             _alert_failed(tx)
     return tx
@@ -355,6 +379,7 @@ _LIVE_ALLOCATIONS = Allocation.objects.filter(transaction=OuterRef("pk"), revers
 def _run(trans_id: str, *, counted: bool) -> MpesaTransaction:
     """Process one payment in one transaction (row locked); record a failure in another."""
     started = time.monotonic()
+    attempt = _Attempt()
     try:
         with transaction.atomic():
             locked = (
@@ -363,12 +388,18 @@ def _run(trans_id: str, *, counted: bool) -> MpesaTransaction:
                 .annotate(live_allocations=Exists(_LIVE_ALLOCATIONS))
                 .get(trans_id=trans_id)
             )
-            return _process(locked, started, counted=counted, posted_before=locked.live_allocations)
+            return _process(
+                locked, started, counted=counted, posted_before=locked.live_allocations, attempt=attempt
+            )
     except MpesaTransaction.DoesNotExist:
         raise
     except TRANSIENT_ERRORS as exc:
         tx = _record_failure(
-            trans_id=trans_id, error=f"{type(exc).__name__}: {exc}", transient=True, counted=counted
+            trans_id=trans_id,
+            error=f"{type(exc).__name__}: {exc}",
+            transient=True,
+            counted=counted,
+            attempt=attempt,
         )
         logger.warning(
             "mpesa %s transient failure (attempt %s): %s", trans_id, tx.attempts, type(exc).__name__
@@ -382,7 +413,11 @@ def _run(trans_id: str, *, counted: bool) -> MpesaTransaction:
         # Anything else is a defect or a data problem: keep the payment, say what went wrong, alert.
         logger.exception("mpesa %s failed to process", trans_id)
         return _record_failure(
-            trans_id=trans_id, error=f"{type(exc).__name__}: {exc}", transient=False, counted=counted
+            trans_id=trans_id,
+            error=f"{type(exc).__name__}: {exc}",
+            transient=False,
+            counted=counted,
+            attempt=attempt,
         )
 
 
@@ -394,7 +429,8 @@ def transaction_process(*, trans_id: str) -> MpesaTransaction:
     that is not ``received`` is returned untouched. On a transient database error the payment
     stays ``received`` with a later ``next_attempt_at`` (the queue tries again, up to
     ``MAX_ATTEMPTS``) and ``TransientProcessingError`` is raised; any other error marks it ``failed``
-    with the error and alerts staff. Raises ``MpesaTransaction.DoesNotExist`` for an unknown ``trans_id``.
+    with the error and alerts staff (the loan officer too, and the payment keeps the borrower, when
+    matching found one before the error). Raises ``MpesaTransaction.DoesNotExist`` for an unknown ``trans_id``.
     """
     return _run(trans_id, counted=False)
 

@@ -21,7 +21,7 @@ from admin_ui.charts import daily_volume_svg, nice_ceiling
 from core.models import AuditEvent, Loan, User
 from core.phones import msisdn_hash
 from payments.clients.daraja import DarajaClient
-from payments.models import Allocation, MpesaConfiguration, MpesaTransaction
+from payments.models import Allocation, MpesaConfiguration, MpesaTransaction, ReviewRequest
 from tests.admin_ui.conftest import OTHER_PHONE, OWN_PHONE, nairobi
 from tests.factories import AdminFactory
 
@@ -454,6 +454,16 @@ def test_payment_page_shows_payload_notes_allocations_and_audit(
     assert f"staff {admin_user.username}" in audit and "looked" in audit
     assert 'id="reprocess-form"' not in html  # processed: nothing to reprocess
     assert 'id="review-form"' not in html  # already reviewed
+
+    # A borrower asks for a review after that: it may be marked reviewed again.
+    ReviewRequest.objects.create(
+        transaction=MpesaTransaction.objects.get(trans_id="QPAGE00001"),
+        borrower=own_loan.borrower,
+        phone="+254722000000",
+        requested_loan=own_loan,
+        reason="it was already moved or reviewed",
+    )
+    assert 'id="review-form"' in admin_client.get(detail_url("QPAGE00001")).content.decode()
 
 
 def audit_rows(html: str) -> list[list[str]]:

@@ -1,6 +1,8 @@
 """manage.py telegram_link, telegram_webhook and telegram_poll against the fake Bot API."""
 
+import hashlib
 import json
+import re
 from io import StringIO
 
 import pytest
@@ -10,7 +12,7 @@ from bots import texts
 from bots.models import TelegramUpdate
 from core.models import User
 from tests.bots.conftest import SECRET, text_update
-from tests.factories import OfficerFactory
+from tests.factories import AdminFactory, OfficerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -32,6 +34,42 @@ def test_telegram_link_prints_a_single_use_code_and_its_link(telegram):
     User.objects.filter(pk=officer.pk).update(is_active=False)
     with pytest.raises(CommandError, match="not active staff"):
         run("telegram_link", "otieno")
+
+
+def test_telegram_link_with_the_bot_off_says_so_and_how_to_turn_it_on(
+    settings, fake_telegram, post_update, client
+):
+    settings.TELEGRAM_BOT_TOKEN = settings.TELEGRAM_BOT_USERNAME = ""
+    officer = OfficerFactory(username="otieno", first_name="Otieno", last_name="Odhiambo")
+    # The Django admin's page says so too (a later code replaces this one).
+    client.force_login(AdminFactory())
+    page = client.post(f"/admin/core/user/{officer.pk}/telegram-link/").content.decode()
+    assert "The Telegram bot is off" in page and "@BotFather" in page and "t.me" not in page
+    assert re.search(r"<code>/start [A-Za-z0-9_-]{32}</code>", page)
+
+    out = run("telegram_link", "otieno")
+    code, off, kept = out.splitlines()
+    assert "t.me" not in out and "YOUR_BOT" not in out  # no link that names no bot
+    assert off == (
+        "The Telegram bot is off: TELEGRAM_BOT_TOKEN and TELEGRAM_BOT_USERNAME are not set, so there is no "
+        "link to open. To turn it on, create a bot with @BotFather, set those two to its token and its "
+        "username (see .env.example), restart the web server and the workers, then register the webhook "
+        "(manage.py telegram_webhook set https://<host>/bots/telegram/), or in development run "
+        "manage.py telegram_poll."
+    )
+    assert kept == (
+        f"The code is kept: if the bot is on within 15 minutes, otieno sends /start {code} to it "
+        "(it works once); after that, run this command again for a new code and its link."
+    )
+    officer.refresh_from_db()
+    assert officer.telegram_link_code_digest == hashlib.sha256(code.encode()).hexdigest()
+
+    # Turned on within the 15 minutes, the bot takes the printed code.
+    with fake_telegram.override_settings():
+        post_update(text_update(from_id=4242, text=f"/start {code}"))
+    officer.refresh_from_db()
+    assert (officer.telegram_user_id, officer.telegram_link_code_digest) == (4242, None)
+    assert fake_telegram.sent("sendMessage")[-1].params["text"] == texts.linked("Otieno Odhiambo")
 
 
 def test_telegram_webhook_set_info_delete(telegram):

@@ -20,9 +20,17 @@ def test_an_alert_with_the_longest_realistic_values_fits_one_message():
         outcome=texts.outcome_line(
             what="Assigned to LOAN-999999", by="a" * 150, at=datetime.datetime.now(datetime.UTC)
         ),
+        request=texts.review_request_line(
+            borrower="MARY-ANNE WANJIKU NJERI-KAMAU " * 8,
+            phone="2547*****678",
+            loan_number="LOAN-" + "9" * 27,
+            reason="the move was refused (" + "credit already spent " * 100 + ")",
+            at=datetime.datetime.now(datetime.UTC),
+        ),
     )
     assert len(text) <= texts.MESSAGE_LIMIT
     assert "note 39" in text and "note 0:" not in text  # the newest notes are kept
+    assert "MARY-ANNE WANJIKU NJERI-KAMAU MARY-ANNE" in text and "asked from 2547*****678" in text
     assert text.endswith("by " + "a" * 150 + ", " + text.rsplit(", ", 1)[1])
 
 

@@ -127,6 +127,14 @@ def test_a_payment_staff_already_reviewed_goes_to_staff(setup, officer):
     borrower, _, tx = setup
     transaction_mark_reviewed(trans_id=tx.trans_id, actor=Actor.staff(officer), note="checked")
     _asks_for_review(borrower, tx, "already moved or reviewed", officer)
+    # The request is news since that review: staff may mark the payment reviewed again, once.
+    tx.refresh_from_db()
+    assert tx.review_requested_since_reviewed()
+    again = transaction_mark_reviewed(trans_id=tx.trans_id, actor=Actor.staff(officer), note="called them")
+    assert not again.review_requested_since_reviewed()
+    assert AuditEvent.objects.filter(action="mpesa.reviewed").count() == 2
+    with pytest.raises(InvalidState, match="already reviewed"):
+        transaction_mark_reviewed(trans_id=tx.trans_id, actor=Actor.staff(officer))
 
 
 def test_an_unmatched_payment_from_the_borrowers_phone_goes_to_staff(borrower, loans, paybill, officer):

@@ -230,7 +230,13 @@ def test_a_defect_marks_the_payment_failed_rolls_back_and_alerts(mpesa_config, b
     target.refresh_from_db()
     assert target.outstanding == D("5000.00")  # the posting was rolled back with the failure
     assert not Repayment.objects.exists() and not Allocation.objects.exists()
-    assert OutboxMessage.objects.filter(context__kind="failed").count() >= 1
+    # What matching found before the defect stays: the borrower (their officer is alerted and may act
+    # on the payment) and what the matcher tried.
+    assert tx.borrower == borrower
+    assert any("LOAN-000060" in note for note in tx.notes[:-1])
+    assert tx.notes[-1] == "attempt 1 failed: RuntimeError: ledger exploded"
+    alerted = OutboxMessage.objects.filter(context__kind="failed").values_list("recipient", flat=True)
+    assert sorted(alerted) == ["+254700111222", "+254700999888"]
 
     monkeypatch.undo()
     from core.actors import Actor

@@ -99,8 +99,8 @@ def pay(
     return transaction_process(trans_id=trans_id)
 
 
-@pytest.fixture
-def post_form(client, django_capture_on_commit_callbacks):
+@pytest.fixture(name="post_form")
+def post_form_fixture(client, django_capture_on_commit_callbacks):
     """POST a form body to an Africa's Talking endpoint (with the secret unless told otherwise);
     what the request queued on commit runs as after a real commit."""
 
@@ -112,8 +112,8 @@ def post_form(client, django_capture_on_commit_callbacks):
     return post
 
 
-@pytest.fixture
-def dial(post_form):
+@pytest.fixture(name="dial")
+def dial_fixture(post_form):
     """One USSD request of a session: returns the answer's text (``CON ...`` / ``END ...``)."""
 
     def send(
