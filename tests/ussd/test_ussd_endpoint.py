@@ -230,13 +230,17 @@ def test_another_service_code_gets_a_generic_end(dial, with_pin):
     assert dial("", code="*999#") == "END " + en.WRONG_SERVICE + "\n" + sw.WRONG_SERVICE
 
 
-def test_every_request_is_stored_raw_once(dial, with_pin, loans, paybill):
+def test_every_request_is_stored_once_as_it_came_but_for_the_pin(dial, with_pin, loans, paybill):
     dial("")
     dial(PIN)
-    dial(PIN)
+    dial(PIN)  # the telco's retry
+    dial(f"{PIN}*1")
     rows = list(InboundRequest.objects.filter(kind="ussd").order_by("id"))
-    assert [row.outcome for row in rows] == ["handled"] * 3
-    assert "sessionId=ATUid_session_1" in rows[0].body
+    assert [row.outcome for row in rows] == ["handled"] * 4
+    assert [row.body for row in rows] == [
+        form_fixture("ussd_request.txt", sessionId="ATUid_session_1", phoneNumber=PHONE, text=text).decode()
+        for text in ("", "xxxx", "xxxx", "xxxx*1")
+    ]
 
 
 @pytest.mark.parametrize("secret", [None, "", "wrong", "at-callback-secret-5Kq"])
