@@ -385,7 +385,9 @@ def _screens(state: State, port: MenuPort) -> list[str]:
         if not loans:
             return [(t.LOANS_NONE if screen == "loans" else t.MOVE_NO_OTHER) + "\n" + nav]
         lines = [
-            t.LOAN_LINE.format(n=n, loan=loan.loan_number, outstanding=_money(loan.outstanding))
+            t.LOAN_LINE.format(
+                n=n, loan=loan.loan_number, outstanding=_money(loan.outstanding), due=_day(loan.due_date)
+            )
             for n, loan in enumerate(loans, 1)
         ]
         return _pages(t.LOANS_HEADER if screen == "loans" else t.MOVE_CHOOSE, lines, more, nav, budget)

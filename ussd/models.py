@@ -1,5 +1,6 @@
-"""The borrower channels' tables: PINs, every inbound Africa's Talking request as it came, incoming
-SMS (one row per Africa's Talking ``id``) and USSD end-of-session notifications.
+"""The borrower channels' tables: PINs, every inbound Africa's Talking request as it came (what was
+typed at a PIN screen masked), incoming SMS (one row per Africa's Talking ``id``) and USSD
+end-of-session notifications.
 
 Writes happen in ``ussd.services``; the SMS the borrowers are sent are core's ``OutboxMessage`` rows.
 """
@@ -47,7 +48,8 @@ class InboundOutcome(models.TextChoices):
 
 
 class InboundRequest(models.Model):
-    """One request from Africa's Talking exactly as it arrived, stored before it is acted on."""
+    """One request from Africa's Talking as it arrived, stored before it is acted on; only what a
+    borrower typed at a PIN screen is masked (``ussd.services.masking``)."""
 
     Kind = InboundKind
     Outcome = InboundOutcome

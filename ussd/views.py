@@ -1,6 +1,8 @@
-"""Africa's Talking's four callbacks. Each checks the shared secret, stores the request as it came,
-and hands the form to one service; none answers a 500 (the USSD one never anything but 200 for a
-real session: an internal error is an ``END`` apology, logged)."""
+"""Africa's Talking's four callbacks. Each checks the shared secret, stores the request as it came
+(but for the inputs a USSD request or an end-of-session notification carries from a PIN screen:
+those are masked before the row is written), and hands the form to one service; none answers a
+500 (the USSD one never anything but 200 for a real session: an internal error is an ``END``
+apology, logged)."""
 
 import hmac
 import logging
@@ -15,16 +17,18 @@ from django.views.decorators.http import require_POST
 from core.http import client_ip, read_body_within
 from core.services.deliveries import outbox_delivery_report
 from ussd.models import InboundRequest
-from ussd.services.events import session_end_record
+from ussd.services.events import session_end_pins_masked, session_end_record
 from ussd.services.inbound import (
     MAX_BODY_BYTES,
+    Hide,
     MalformedRequest,
     RawRequest,
     inbound_mark,
+    inbound_rehide,
     inbound_store,
     parse_form,
 )
-from ussd.services.sessions import apology, ussd_answer, ussd_failure_record
+from ussd.services.sessions import apology, ussd_answer, ussd_failure_record, ussd_request_pins_masked
 from ussd.services.sms import sms_receive
 
 logger = logging.getLogger(__name__)
@@ -49,7 +53,14 @@ def secret_matches(request: HttpRequest) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def _receive(request: HttpRequest, *, kind: str, required: tuple[str, ...], handle: Handler) -> HttpResponse:
+def _receive(
+    request: HttpRequest,
+    *,
+    kind: str,
+    required: tuple[str, ...],
+    handle: Handler,
+    hide: Hide | None = None,
+) -> HttpResponse:
     if not secret_matches(request):
         logger.warning("Africa's Talking %s callback with a wrong secret from %s", kind, client_ip(request))
         return _text("forbidden", status=403)
@@ -57,7 +68,7 @@ def _receive(request: HttpRequest, *, kind: str, required: tuple[str, ...], hand
     raw = RawRequest(
         kind=kind, source_ip=client_ip(request), headers=dict(request.headers), body=body, too_large=too_large
     )
-    stored = inbound_store(raw=raw)
+    stored = inbound_store(raw=raw, hide=hide)
     if too_large is not None:
         error = f"body of {too_large} bytes is over the {MAX_BODY_BYTES // 1024} KB limit"
         inbound_mark(request=stored, outcome=Outcome.MALFORMED, error=error)
@@ -67,7 +78,10 @@ def _receive(request: HttpRequest, *, kind: str, required: tuple[str, ...], hand
     except MalformedRequest as exc:
         inbound_mark(request=stored, outcome=Outcome.MALFORMED, error=str(exc))
         return _text(f"malformed request: {exc}", status=400)
-    return handle(stored, form)
+    response = handle(stored, form)
+    if hide is not None:  # answering may have told the session which inputs were PINs
+        inbound_rehide(request=stored, raw=raw, hide=hide)
+    return response
 
 
 @csrf_exempt
@@ -75,7 +89,13 @@ def _receive(request: HttpRequest, *, kind: str, required: tuple[str, ...], hand
 @transaction.non_atomic_requests  # the raw request commits on its own, before any handling
 def ussd_callback(request: HttpRequest) -> HttpResponse:
     try:
-        return _receive(request, kind=Kind.USSD, required=("sessionId", "phoneNumber"), handle=_ussd)
+        return _receive(
+            request,
+            kind=Kind.USSD,
+            required=("sessionId", "phoneNumber"),
+            handle=_ussd,
+            hide=ussd_request_pins_masked,
+        )
     except Exception:
         logger.exception("USSD request could not be stored")
         return _text(apology())
@@ -101,7 +121,13 @@ def _ussd(stored: InboundRequest, form: dict[str, str]) -> HttpResponse:
 @require_POST
 @transaction.non_atomic_requests
 def ussd_events(request: HttpRequest) -> HttpResponse:
-    return _receive(request, kind=Kind.USSD_EVENT, required=("sessionId",), handle=_ussd_event)
+    return _receive(
+        request,
+        kind=Kind.USSD_EVENT,
+        required=("sessionId",),
+        handle=_ussd_event,
+        hide=session_end_pins_masked,
+    )
 
 
 def _ussd_event(stored: InboundRequest, form: dict[str, str]) -> HttpResponse:

@@ -138,6 +138,38 @@ def test_every_page_of_every_screen_fits_with_the_longest_values_and_the_hint(la
             assert_fits(menu._render(state | {"page": 0}, port, hint=getattr(texts, hint)).text)
 
 
+@pytest.mark.parametrize("language", ["en", "sw"])
+@pytest.mark.parametrize("count", [1, 2, 3, 5])
+@pytest.mark.parametrize("screen", ["loans", "move_list"])
+def test_every_loan_line_shows_number_outstanding_and_due_date_whole_on_a_page_that_fits(
+    language, count, screen
+):
+    texts = en if language == "en" else sw
+    port = FakePort(language=language, loan_list=[long_loan(n) for n in range(count)])
+    state = {"screen": screen, "lang": language, "page": 0, "invalid": 0}
+    # The move list leaves out the loan the last payment went to (LOAN-100000).
+    shown = port.loan_list if screen == "loans" else port.loan_list[1:]
+    expected = [
+        texts.LOAN_LINE.format(n=n, loan=loan.loan_number, outstanding="9,999,999.99", due="31/12/2026")
+        for n, loan in enumerate(shown, 1)
+    ]
+    pages = menu._screens(state, port)
+    lines = []
+    for page, text in enumerate(pages):
+        state["page"] = page
+        assert_fits(menu._render(state, port, hint=texts.INVALID).text)
+        footer = texts.BACK_HOME if page == len(pages) - 1 else f"{texts.MORE}\n{texts.BACK_HOME}"
+        assert text.endswith("\n" + footer)
+        lines += [line for line in text.splitlines() if "LOAN-" in line]
+    assert lines == expected  # every loan once, in order, none cut
+    assert all(
+        line.split()[1:4] == [loan.loan_number, "KES", "9,999,999.99"] and line.endswith(" 31/12/2026")
+        for line, loan in zip(lines, shown, strict=True)
+    )
+    if len(expected) >= 3:
+        assert len(pages) > 1  # three loans with the longest values page with 98
+
+
 @pytest.mark.parametrize("texts", [en, sw])
 def test_every_ending_fits(texts):
     values = {
@@ -171,30 +203,33 @@ def test_the_bilingual_endings_fit(name):
     assert rendered == "END " + _bilingual(name, contact="0700 123 456")  # nothing was cut
 
 
-def test_a_first_session_creates_a_pin_entered_twice():
-    port = FakePort(pin=None)
+@pytest.mark.parametrize("t", [en, sw], ids=["en", "sw"])
+def test_a_first_session_creates_a_pin_entered_twice(t):
+    language = "en" if t is en else "sw"
+    port = FakePort(pin=None, language=language)
     reply, _ = menu.start(port)
-    assert reply.text == en.PIN_CREATE
+    assert reply.text == t.PIN_CREATE
     reply, _ = walk(port, "1234")
-    assert reply.text == f"{en.PIN_TRIVIAL}\n{en.PIN_CREATE}"
-    reply, _ = walk(FakePort(pin=None), "48")
-    assert reply.text == f"{en.PIN_NOT_FOUR_DIGITS}\n{en.PIN_CREATE}"
-    reply, _ = walk(FakePort(pin=None), "4829", "4828")
-    assert reply.text == f"{en.PIN_MISMATCH}\n{en.PIN_CREATE}"
-    port = FakePort(pin=None)
+    assert reply.text == f"{t.PIN_TRIVIAL}\n{t.PIN_CREATE}"
+    reply, _ = walk(FakePort(pin=None, language=language), "48")
+    assert reply.text == f"{t.PIN_NOT_FOUR_DIGITS}\n{t.PIN_CREATE}"
+    reply, _ = walk(FakePort(pin=None, language=language), "4829", "4828")
+    assert reply.text == f"{t.PIN_MISMATCH}\n{t.PIN_CREATE}"
+    port = FakePort(pin=None, language=language)
     reply, state = walk(port, "4829", "4829")
-    assert reply.text == f"{en.PIN_SAVED}\n{en.MAIN}"
+    assert reply.text == f"{t.PIN_SAVED}\n{t.MAIN}"
     assert (port.pin, state["screen"], state.get("pin")) == ("4829", "main", None)
 
 
-def test_wrong_pins_count_down_then_lock():
-    port = FakePort()
+@pytest.mark.parametrize("t", [en, sw], ids=["en", "sw"])
+def test_wrong_pins_count_down_then_lock(t):
+    port = FakePort(language="en" if t is en else "sw")
     reply, _ = walk(port, "1111")
-    assert reply.text == en.PIN_WRONG.format(left=2)
+    assert reply.text == t.PIN_WRONG.format(left=2)
     reply, _ = walk(port, "1111")
-    assert reply.text == en.PIN_WRONG.format(left=1)
+    assert reply.text == t.PIN_WRONG.format(left=1)
     reply, _ = walk(port, "1111")
-    assert reply.end and reply.text.startswith("Too many wrong PINs. USSD is locked until 23:30.")
+    assert reply.end and reply.text == t.LOCKED.format(time="23:30", contact="0700 123 456")
 
 
 def test_pin_screens_take_0_and_00_as_digits_not_navigation():
@@ -210,20 +245,21 @@ def test_one_loan_shows_its_balance_two_inputs_after_the_pin():
     assert reply.text.startswith("LOAN-100000 owes KES 9,999,999.99\nDue 31/12/2026")
 
 
-def test_loans_page_with_98_and_go_back_with_0_and_home_with_00():
-    port = FakePort()
+@pytest.mark.parametrize("t", [en, sw], ids=["en", "sw"])
+def test_loans_page_with_98_and_go_back_with_0_and_home_with_00(t):
+    port = FakePort(language="en" if t is en else "sw")
     reply, state = walk(port, "4829", "1")
     first = reply.text
-    assert first.startswith("Your loans:\n1 LOAN-100000") and first.endswith("98 More\n0 Back 00 Home")
+    assert first.startswith(f"{t.LOANS_HEADER}\n1 LOAN-100000") and first.endswith(f"{t.MORE}\n{t.BACK_HOME}")
     reply, state = menu.step(state, "98", port)
     assert state["page"] == 1 and reply.text != first
     reply, state = menu.step(state, "0", port)
     assert (state["page"], reply.text) == (0, first)
     reply, state = menu.step(state, "0", port)
-    assert (state["screen"], reply.text) == ("main", en.MAIN)
+    assert (state["screen"], reply.text) == ("main", t.MAIN)
     _, state = walk(port, "4829", "1", "98")
     reply, state = menu.step(state, "00", port)
-    assert (state["screen"], reply.text) == ("main", en.MAIN)
+    assert (state["screen"], reply.text) == ("main", t.MAIN)
 
 
 def test_a_loan_number_chosen_on_page_two_opens_that_loan():
@@ -257,19 +293,20 @@ def test_recent_payments_show_where_each_went_or_that_it_is_not_matched():
     )
 
 
-def test_how_to_pay_with_one_loan_names_it_and_sends_it_by_sms():
-    port = FakePort(loan_list=[long_loan(0)])
+@pytest.mark.parametrize("t", [en, sw], ids=["en", "sw"])
+def test_how_to_pay_with_one_loan_names_it_and_sends_it_by_sms(t):
+    port = FakePort(loan_list=[long_loan(0)], language="en" if t is en else "sw")
     reply, state = walk(port, "4829", "3")
     assert (
         reply.text
-        == en.HOW_TO_PAY.format(paybill="4123456", account="LOAN-100000")
+        == t.HOW_TO_PAY.format(paybill="4123456", account="LOAN-100000")
         + "\n"
-        + en.HOW_TO_PAY_SMS
+        + t.HOW_TO_PAY_SMS
         + "\n"
-        + en.BACK_HOME
+        + t.BACK_HOME
     )
     reply, _ = menu.step(state, "1", port)
-    assert reply.end and port.calls[-1] == ("sms", "LOAN-100000")
+    assert (reply.end, reply.text, port.calls[-1]) == (True, t.PAY_SMS_SENT, ("sms", "LOAN-100000"))
 
 
 def test_confirm_the_last_payment():
@@ -280,18 +317,20 @@ def test_confirm_the_last_payment():
     assert (reply.end, reply.text, port.calls[-1]) == (True, en.CONFIRMED, ("confirm", "SLK4H7RT00"))
 
 
+@pytest.mark.parametrize("t", [en, sw], ids=["en", "sw"])
 @pytest.mark.parametrize(
-    ("result", "expected"),
-    [("moved", en.MOVED), ("review", en.MOVE_REVIEW), ("already_there", en.MOVE_ALREADY)],
+    ("result", "expected"), [("moved", "MOVED"), ("review", "MOVE_REVIEW"), ("already_there", "MOVE_ALREADY")]
 )
-def test_move_the_last_payment_to_another_loan(result, expected):
-    port = FakePort(move_result=result)
+def test_move_the_last_payment_to_another_loan(result, expected, t):
+    port = FakePort(move_result=result, language="en" if t is en else "sw")
     reply, state = walk(port, "4829", "4", "2")
-    assert reply.text.startswith("Move to which loan?\n1 LOAN-100001")  # not the loan it is on
+    assert reply.text.startswith(f"{t.MOVE_CHOOSE}\n1 LOAN-100001")  # not the loan it is on
     reply, state = menu.step(state, "1", port)
-    assert reply.text.startswith("Move KES 250,000.00 (SLK4H7RT00) to LOAN-100001?")
+    assert reply.text.startswith(
+        t.MOVE_CONFIRM.format(amount="250,000.00", code="SLK4H7RT00", loan="LOAN-100001")
+    )
     reply, _ = menu.step(state, "1", port)
-    assert reply.end and reply.text == expected.format(code="SLK4H7RT00", loan="LOAN-100001")
+    assert reply.end and reply.text == getattr(t, expected).format(code="SLK4H7RT00", loan="LOAN-100001")
     assert port.calls[-1] == ("move", "SLK4H7RT00", "LOAN-100001")
 
 
@@ -317,22 +356,27 @@ def test_language_changes_the_menu_at_once():
     assert state["lang"] == "sw" and port.calls[-1] == ("language", "sw")
 
 
-def test_change_pin_asks_the_current_one_first():
-    port = FakePort()
-    reply, _ = walk(port, "4829", "6", "1111")
-    assert reply.text == en.PIN_WRONG.format(left=2)
-    reply, _ = walk(FakePort(), "4829", "6", "4829", "7351", "7351")
-    assert reply.end and reply.text == en.PIN_CHANGED
+@pytest.mark.parametrize("t", [en, sw], ids=["en", "sw"])
+def test_change_pin_asks_the_current_one_first(t):
+    language = "en" if t is en else "sw"
+    reply, _ = walk(FakePort(language=language), "4829", "6", "1111")
+    assert reply.text == t.PIN_WRONG.format(left=2)
+    reply, _ = walk(FakePort(language=language), "4829", "6", "4829", "7351", "7350")
+    assert reply.text == f"{t.PIN_MISMATCH}\n{t.PIN_NEW}"
+    port = FakePort(language=language)
+    reply, _ = walk(port, "4829", "6", "4829", "7351", "7351")
+    assert (reply.end, reply.text, port.pin) == (True, t.PIN_CHANGED, "7351")
 
 
-def test_three_invalid_choices_in_a_row_end_politely_and_a_valid_one_resets_the_count():
-    port = FakePort()
+@pytest.mark.parametrize("t", [en, sw], ids=["en", "sw"])
+def test_three_invalid_choices_in_a_row_end_politely_and_a_valid_one_resets_the_count(t):
+    port = FakePort(language="en" if t is en else "sw")
     reply, state = walk(port, "4829", "9")
-    assert reply.text == f"{en.INVALID}\n{en.MAIN}"
+    assert reply.text == f"{t.INVALID}\n{t.MAIN}"
     reply, state = menu.step(state, "7", port)
     assert not reply.end
     reply, _ = menu.step(state, "x", port)
-    assert reply.end and reply.text == en.TOO_MANY_INVALID
+    assert reply.end and reply.text == t.TOO_MANY_INVALID
     reply, _ = walk(port, "4829", "9", "9", "1", "x", "x")
     assert not reply.end
 

@@ -2,16 +2,18 @@
 PINs and the lock across sessions, retries, divergent text, phone formats, the secret, bad input."""
 
 from decimal import Decimal as D
+from types import ModuleType
 
 import pytest
+from django.utils import timezone
 
-from core.models import AuditEvent, Loan, OutboxMessage
+from core.models import AuditEvent, Borrower, Loan, OutboxMessage
 from payments.models import MpesaTransaction
 from tests.ussd.conftest import FIXTURES, PHONE, form_fixture, make_loan, pay
 from ussd import views
 from ussd.models import BorrowerPin, InboundRequest
 from ussd.services.pins import pin_set
-from ussd.texts import en, sw
+from ussd.texts import en, sw, texts_for
 
 pytestmark = pytest.mark.django_db
 
@@ -28,15 +30,32 @@ def outstanding(number: str) -> D:
     return Loan.objects.get(loan_number=number).outstanding
 
 
-def test_a_first_session_creates_the_pin_then_shows_the_menu(dial, borrower, loans, paybill):
-    assert dial("") == f"CON {en.PIN_CREATE}"
-    assert dial("1234") == f"CON {en.PIN_TRIVIAL}\n{en.PIN_CREATE}"
-    assert dial("1234*4829") == f"CON {en.PIN_CONFIRM}"
-    assert dial("1234*4829*4829") == f"CON {en.PIN_SAVED}\n{en.MAIN}"
+def speaking(borrower: Borrower, language: str) -> ModuleType:
+    """Make ``language`` the borrower's and return its texts."""
+    borrower.preferred_language = language
+    borrower.save(update_fields=["preferred_language"])
+    return texts_for(language)
+
+
+def day(value) -> str:
+    return value.strftime("%d/%m/%Y")
+
+
+@pytest.mark.parametrize("language", ["en", "sw"])
+def test_a_first_session_creates_the_pin_then_shows_the_menu(dial, borrower, loans, paybill, language):
+    t = speaking(borrower, language)
+    assert dial("") == f"CON {t.PIN_CREATE}"
+    assert dial("48") == f"CON {t.PIN_NOT_FOUR_DIGITS}\n{t.PIN_CREATE}"
+    assert dial("48*1234") == f"CON {t.PIN_TRIVIAL}\n{t.PIN_CREATE}"  # refused, with the hint
+    assert dial("48*1234*4829") == f"CON {t.PIN_CONFIRM}"
+    assert dial("48*1234*4829*4828") == f"CON {t.PIN_MISMATCH}\n{t.PIN_CREATE}"  # start again
+    assert not BorrowerPin.objects.filter(borrower=borrower).exists()
+    assert dial("48*1234*4829*4828*4829") == f"CON {t.PIN_CONFIRM}"
+    assert dial("48*1234*4829*4828*4829*4829") == f"CON {t.PIN_SAVED}\n{t.MAIN}"
     record = BorrowerPin.objects.get(borrower=borrower)
     assert PIN not in record.pin_hash
-    assert dial("", session="second") == f"CON {en.PIN_ENTER}"
-    assert dial(PIN, session="second") == f"CON {en.MAIN}"
+    assert dial("", session="second") == f"CON {t.PIN_ENTER}"
+    assert dial(PIN, session="second") == f"CON {t.MAIN}"
 
 
 def test_a_kiswahili_borrower_is_answered_in_kiswahili(dial, with_pin, loans, paybill):
@@ -52,8 +71,12 @@ def test_my_loans_details_split_and_pay_details_by_sms(dial, with_pin, loans, pa
     with_pin.save()
     t = en if language == "en" else sw
     pay(paybill)
-    assert dial(f"{PIN}*1").startswith(
-        f"CON {t.LOANS_HEADER}\n1 LOAN-000101 KES 4,000.00\n2 LOAN-000102 KES 8,000.00"
+    assert dial(f"{PIN}*1") == (
+        f"CON {t.LOANS_HEADER}\n"
+        + t.LOAN_LINE.format(n=1, loan="LOAN-000101", outstanding="4,000.00", due=day(loans[0].due_date))
+        + "\n"
+        + t.LOAN_LINE.format(n=2, loan="LOAN-000102", outstanding="8,000.00", due=day(loans[1].due_date))
+        + f"\n{t.BACK_HOME}"
     )
     details = dial(f"{PIN}*1*1")
     assert details.startswith(
@@ -111,7 +134,8 @@ def test_moving_the_last_payment_moves_the_money_once_even_when_the_request_is_r
     with_pin.save()
     t = en if language == "en" else sw
     tx = pay(paybill)
-    assert dial(f"{PIN}*4*2") == f"CON {t.MOVE_CHOOSE}\n1 LOAN-000102 KES 8,000.00\n{t.BACK_HOME}"
+    target = t.LOAN_LINE.format(n=1, loan="LOAN-000102", outstanding="8,000.00", due=day(loans[1].due_date))
+    assert dial(f"{PIN}*4*2") == f"CON {t.MOVE_CHOOSE}\n{target}\n{t.BACK_HOME}"
     assert dial(f"{PIN}*4*2*1").startswith(
         "CON " + t.MOVE_CONFIRM.format(amount="1,000.00", code=tx.trans_id, loan="LOAN-000102")
     )
@@ -126,13 +150,17 @@ def test_moving_the_last_payment_moves_the_money_once_even_when_the_request_is_r
     assert OutboxMessage.objects.filter(dedupe_key__startswith="borrower-move:").count() == 1
 
 
+@pytest.mark.parametrize("language", ["en", "sw"])
 def test_a_move_that_may_not_be_automatic_tells_the_borrower_staff_will_review(
-    dial, with_pin, loans, paybill
+    dial, with_pin, loans, paybill, admin, language
 ):
-    tx = pay(paybill, hours_ago=50)
-    assert dial(f"{PIN}*4*2*1*1") == f"END {en.MOVE_REVIEW.format(code=tx.trans_id, loan='LOAN-000102')}"
+    t = speaking(with_pin, language)
+    tx = pay(paybill, hours_ago=50)  # past the 48 hours a borrower may move a payment in
+    assert dial(f"{PIN}*4*2*1*1") == f"END {t.MOVE_REVIEW.format(code=tx.trans_id, loan='LOAN-000102')}"
     assert outstanding("LOAN-000101") == D("4000.00")
     assert MpesaTransaction.objects.get(pk=tx.pk).review_requests.count() == 1
+    alerted = OutboxMessage.objects.filter(dedupe_key__startswith=f"review-request:{tx.trans_id}:")
+    assert {message.user for message in alerted} == {admin, with_pin.loan_officer}  # staff are alerted
 
 
 def test_language_choice_is_saved_for_the_next_session(dial, with_pin, loans, paybill):
@@ -142,43 +170,99 @@ def test_language_choice_is_saved_for_the_next_session(dial, with_pin, loans, pa
     assert dial("", session="next") == f"CON {sw.PIN_ENTER}"
 
 
-def test_change_pin(dial, with_pin, loans, paybill):
-    assert dial(f"{PIN}*6") == f"CON {en.PIN_CURRENT}"
-    assert dial(f"{PIN}*6*{PIN}") == f"CON {en.PIN_NEW}"
-    assert dial(f"{PIN}*6*{PIN}*7351") == f"CON {en.PIN_CONFIRM}"
-    assert dial(f"{PIN}*6*{PIN}*7351*7351") == f"END {en.PIN_CHANGED}"
-    assert dial("7351", session="next") == f"CON {en.MAIN}"
+@pytest.mark.parametrize("language", ["en", "sw"])
+def test_change_pin(dial, with_pin, loans, paybill, language):
+    t = speaking(with_pin, language)
+    assert dial(f"{PIN}*6") == f"CON {t.PIN_CURRENT}"
+    assert dial(f"{PIN}*6*{PIN}") == f"CON {t.PIN_NEW}"
+    assert dial(f"{PIN}*6*{PIN}*4321") == f"CON {t.PIN_TRIVIAL}\n{t.PIN_NEW}"
+    assert dial(f"{PIN}*6*{PIN}*4321*7351") == f"CON {t.PIN_CONFIRM}"
+    assert dial(f"{PIN}*6*{PIN}*4321*7351*7351") == f"END {t.PIN_CHANGED}"
+    assert dial(PIN, session="next") == f"CON {t.PIN_WRONG.format(left=2)}"  # the old one no longer
+    assert dial("7351", session="last") == f"CON {t.MAIN}"
 
 
-def test_paging_back_and_home_through_many_loans(dial, with_pin, paybill):
-    for n in range(8):
-        make_loan(with_pin, f"LOAN-{200 + n:06d}", "1234567.89", due_in=n + 1)
+@pytest.mark.parametrize("language", ["en", "sw"])
+def test_paging_back_and_home_through_many_loans(dial, with_pin, paybill, language):
+    t = speaking(with_pin, language)
+    loans = [make_loan(with_pin, f"LOAN-{200 + n:06d}", "1234567.89", due_in=n + 1) for n in range(8)]
+    line = t.LOAN_LINE.format(n=1, loan="LOAN-000200", outstanding="1,234,567.89", due=day(loans[0].due_date))
     first = dial(f"{PIN}*1")
-    assert first.startswith(f"CON {en.LOANS_HEADER}\n1 LOAN-000200") and first.endswith(
-        f"{en.MORE}\n{en.BACK_HOME}"
-    )
+    assert first.startswith(f"CON {t.LOANS_HEADER}\n{line}\n") and first.endswith(f"{t.MORE}\n{t.BACK_HOME}")
     second = dial(f"{PIN}*1*98")
     assert second != first and "LOAN-000200" not in second
     assert dial(f"{PIN}*1*98*0") == first
-    assert dial(f"{PIN}*1*98*00") == f"CON {en.MAIN}"
-    assert dial(f"{PIN}*1*98*00*1*8").startswith("CON LOAN-000207 owes KES 1,234,567.89")
+    assert dial(f"{PIN}*1*98*00") == f"CON {t.MAIN}"
+    assert dial(f"{PIN}*1*98*00*1*8").startswith(
+        "CON "
+        + t.LOAN_DETAIL.format(loan="LOAN-000207", outstanding="1,234,567.89", due=day(loans[7].due_date))
+    )
 
 
-def test_three_invalid_choices_end_the_session(dial, with_pin, loans, paybill):
-    assert dial(f"{PIN}*9") == f"CON {en.INVALID}\n{en.MAIN}"
-    assert dial(f"{PIN}*9*9") == f"CON {en.INVALID}\n{en.MAIN}"
-    assert dial(f"{PIN}*9*9*9") == f"END {en.TOO_MANY_INVALID}"
+@pytest.mark.parametrize("language", ["en", "sw"])
+def test_three_loans_show_number_outstanding_and_due_date_over_two_pages(dial, with_pin, paybill, language):
+    t = speaking(with_pin, language)
+    loans = [
+        make_loan(with_pin, "LOAN-000301", "9999999.99", due_in=3),
+        make_loan(with_pin, "LOAN-000302", "250000", due_in=33),
+        make_loan(with_pin, "LOAN-000303", "1500", due_in=63),
+    ]
+    lines = [
+        t.LOAN_LINE.format(n=n, loan=loan.loan_number, outstanding=amount, due=day(loan.due_date))
+        for n, (loan, amount) in enumerate(
+            zip(loans, ["9,999,999.99", "250,000.00", "1,500.00"], strict=True), 1
+        )
+    ]
+    assert lines[0] == f"1 LOAN-000301 KES 9,999,999.99 {'due' if language == 'en' else 'tarehe'} " + day(
+        loans[0].due_date
+    )
+    first = f"CON {t.LOANS_HEADER}\n{lines[0]}\n{lines[1]}\n{t.MORE}\n{t.BACK_HOME}"
+    assert dial(f"{PIN}*1") == first
+    assert dial(f"{PIN}*1*98") == f"CON {t.LOANS_HEADER}\n{lines[2]}\n{t.BACK_HOME}"
+    assert dial(f"{PIN}*1*98*0") == first
+    assert dial(f"{PIN}*1*98*0*98*3").startswith(
+        "CON " + t.LOAN_DETAIL.format(loan="LOAN-000303", outstanding="1,500.00", due=day(loans[2].due_date))
+    )
 
 
-def test_three_wrong_pins_lock_ussd_across_sessions(dial, with_pin, loans, paybill):
-    assert dial("1111") == f"CON {en.PIN_WRONG.format(left=2)}"
-    assert (
-        dial("1111", session="b") == f"CON {en.PIN_WRONG.format(left=1)}"
-    )  # a new session does not reset it
+@pytest.mark.parametrize("language", ["en", "sw"])
+def test_three_invalid_choices_end_the_session(dial, with_pin, loans, paybill, language):
+    t = speaking(with_pin, language)
+    assert dial(f"{PIN}*9") == f"CON {t.INVALID}\n{t.MAIN}"
+    assert dial(f"{PIN}*9*9") == f"CON {t.INVALID}\n{t.MAIN}"
+    assert dial(f"{PIN}*9*9*9") == f"END {t.TOO_MANY_INVALID}"
+
+
+@pytest.mark.parametrize("language", ["en", "sw"])
+def test_three_wrong_pins_lock_ussd_across_sessions(dial, with_pin, loans, paybill, language):
+    t = speaking(with_pin, language)
+    assert dial("1111") == f"CON {t.PIN_WRONG.format(left=2)}"
+    assert dial("1111", session="b") == f"CON {t.PIN_WRONG.format(left=1)}"  # a new session does not reset it
     locked = dial("1111", session="c")
-    assert locked.startswith("END Too many wrong PINs. USSD is locked until ")
-    assert dial("", session="d").startswith("END Too many wrong PINs.")  # the right PIN is not even asked
-    assert dial(PIN, session="e").startswith("END Too many wrong PINs.")
+    until = BorrowerPin.objects.get(borrower=with_pin).locked_until
+    assert locked == "END " + t.LOCKED.format(
+        time=timezone.localtime(until).strftime("%H:%M"), contact="0700 123 456"
+    )
+    assert dial("", session="d") == locked  # the right PIN is not even asked
+    assert dial(PIN, session="e") == locked
+
+
+@pytest.mark.parametrize("language", ["en", "sw"])
+def test_how_to_pay_with_one_loan_names_it_and_sends_it_by_sms(dial, with_pin, paybill, language):
+    t = speaking(with_pin, language)
+    make_loan(with_pin, "LOAN-000101", "5000")
+    assert (
+        dial(f"{PIN}*3")
+        == "CON "
+        + t.HOW_TO_PAY.format(paybill="600984", account="LOAN-000101")
+        + f"\n{t.HOW_TO_PAY_SMS}\n{t.BACK_HOME}"
+    )
+    assert dial(f"{PIN}*3*1") == f"END {t.PAY_SMS_SENT}"
+    [sms] = OutboxMessage.objects.filter(dedupe_key__startswith="ussd-pay-details:")
+    assert (sms.recipient, sms.body) == (
+        PHONE,
+        t.SMS_PAY_DETAILS.format(paybill="600984", loan="LOAN-000101", outstanding="5,000.00"),
+    )
 
 
 def test_a_retry_answers_the_same_and_counts_a_wrong_pin_once(dial, with_pin, loans, paybill):
@@ -230,13 +314,17 @@ def test_another_service_code_gets_a_generic_end(dial, with_pin):
     assert dial("", code="*999#") == "END " + en.WRONG_SERVICE + "\n" + sw.WRONG_SERVICE
 
 
-def test_every_request_is_stored_raw_once(dial, with_pin, loans, paybill):
+def test_every_request_is_stored_once_as_it_came_but_for_the_pin(dial, with_pin, loans, paybill):
     dial("")
     dial(PIN)
-    dial(PIN)
+    dial(PIN)  # the telco's retry
+    dial(f"{PIN}*1")
     rows = list(InboundRequest.objects.filter(kind="ussd").order_by("id"))
-    assert [row.outcome for row in rows] == ["handled"] * 3
-    assert "sessionId=ATUid_session_1" in rows[0].body
+    assert [row.outcome for row in rows] == ["handled"] * 4
+    assert [row.body for row in rows] == [
+        form_fixture("ussd_request.txt", sessionId="ATUid_session_1", phoneNumber=PHONE, text=text).decode()
+        for text in ("", "xxxx", "xxxx", "xxxx*1")
+    ]
 
 
 @pytest.mark.parametrize("secret", [None, "", "wrong", "at-callback-secret-5Kq"])

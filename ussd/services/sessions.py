@@ -5,6 +5,10 @@ keeping each session's state in the shared cache (Redis in production), bound to
 that input is stepped; the same ``text`` again (a telco retry) gets the stored answer; any other
 ``text`` is replayed from the first screen. Side effects (a PIN check, a move, an SMS) are
 remembered per session by input position, so a replay or a retry never does one twice.
+
+The session also remembers which inputs were typed at a PIN screen (``pins``, by position), so that
+every place what the borrower typed is kept (the raw request, the end-of-session ``input``) masks
+exactly those: ``session_pin_inputs``.
 """
 
 import hashlib
@@ -14,6 +18,7 @@ import time
 from datetime import datetime
 from functools import cached_property
 from typing import Any
+from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.core.cache import cache
@@ -34,6 +39,7 @@ from ussd.menu import LoanView, MoveAnswer, PaymentView, Reply
 from ussd.models import InboundRequest
 from ussd.selectors import borrower_for_channel, loan_views, paybill_number, payment_views
 from ussd.services.inbound import inbound_mark
+from ussd.services.masking import UNKNOWN, PinInputs, mask_pin_field
 from ussd.services.pins import PinCheck, pin_set, pin_state, pin_verify
 from ussd.texts import en, sw, texts_for
 
@@ -251,9 +257,13 @@ def _answer_locked(*, session_id: str, phone: str, borrower: Borrower, text: str
     with transaction.atomic():
         if stored is not None and stored["state"] is not None and stored["text"] == previous:
             port.position = len(inputs) - 1
+            # An entry stored before PIN positions were kept vouches for none of its inputs.
+            pins = set(stored.get("pins", range(len(inputs) - 1)))
+            if menu.is_pin_screen(stored["state"]):
+                pins.add(port.position)
             reply, state = menu.step(stored["state"], inputs[-1], port)
         else:
-            reply, state = _replay(port, inputs)
+            reply, state, pins = _replay(port, inputs)
     answer = _final(reply)
     cache.set(
         _key(session_id),
@@ -261,6 +271,8 @@ def _answer_locked(*, session_id: str, phone: str, borrower: Borrower, text: str
             "phone": phone,
             "borrower": borrower.pk,
             "text": digest,
+            "count": len(inputs),
+            "pins": sorted(pins),
             "answer": answer,
             "state": None if reply.end else state,
             "effects": effects,
@@ -271,19 +283,24 @@ def _answer_locked(*, session_id: str, phone: str, borrower: Borrower, text: str
     return answer
 
 
-def _replay(port: SessionPort, inputs: list[str]) -> tuple[Reply, dict]:
+def _replay(port: SessionPort, inputs: list[str]) -> tuple[Reply, dict, set[int]]:
     """Run the menu from its first screen through every input (a new session, or a ``text`` that
-    does not continue the stored one)."""
+    does not continue the stored one). Returns the reply, the state, and the positions of the
+    inputs typed at a PIN screen, counting those the menu never read (after an ``END``) as PINs:
+    nothing tells what they were."""
+    pins = set(range(len(inputs)))
     locked = port.locked_until()
     if locked is not None:
-        return menu.locked_reply(language=port.language, locked_until=locked, contact=port.contact), {}
+        return menu.locked_reply(language=port.language, locked_until=locked, contact=port.contact), {}, pins
     reply, state = menu.start(port)
     for position, value in enumerate(inputs):
         if reply.end:
             break
+        if not menu.is_pin_screen(state):
+            pins.discard(position)
         port.position = position
         reply, state = menu.step(state, value, port)
-    return reply, state
+    return reply, state, pins
 
 
 def _final(reply: Reply) -> str:
@@ -313,6 +330,46 @@ def ussd_failure_record(*, request: InboundRequest, error: str) -> None:
 def apology() -> str:
     """What a caller sees when answering failed inside: an ``END`` in both languages."""
     return _final(Reply(_bilingual("SESSION_ERROR"), end=True))
+
+
+def session_pin_inputs(*, session_id: str, typed: str) -> PinInputs:
+    """Which inputs of ``typed`` (a USSD ``text`` or an end-of-session ``input``) were typed at a
+    PIN screen, as the session's stored state knows them: those of the text it answered last, and
+    the one after it (the screen it showed says whether that was a PIN). Inputs it cannot vouch for
+    (no session, an expired one, a ``typed`` that does not continue the text it answered) count as
+    PINs, so they are masked too."""
+    stored = cache.get(_key(session_id))
+    if stored is None or "pins" not in stored:
+        return UNKNOWN
+    inputs = typed.split("*") if typed else []
+    count = stored["count"]
+    if len(inputs) < count or stored["text"] != _text_digest(session_id, "*".join(inputs[:count])):
+        return UNKNOWN
+    positions = set(stored["pins"])
+    known = count
+    if stored["state"] is not None:
+        known += 1
+        if menu.is_pin_screen(stored["state"]):
+            positions.add(count)
+    return PinInputs(positions=frozenset(positions), known=known)
+
+
+def session_pins_masked(body: str, *, field: str) -> str:
+    """The form-encoded ``body`` of a USSD request (``field="text"``) or of an end-of-session
+    notification (``field="input"``) as it came, but for the inputs typed at a PIN screen, masked
+    by what the session knows now (``session_pin_inputs``). A body without a ``sessionId`` gets
+    every input masked."""
+    form = parse_qs(body, keep_blank_values=True)
+    session_id = form.get("sessionId", [""])[0].strip()
+    if not session_id:
+        return mask_pin_field(body, field=field, pins=UNKNOWN)
+    typed = form.get(field, [""])[0]
+    return mask_pin_field(body, field=field, pins=session_pin_inputs(session_id=session_id, typed=typed))
+
+
+def ussd_request_pins_masked(body: str) -> str:
+    """The raw form of a USSD request with the PINs in its ``text`` masked."""
+    return session_pins_masked(body, field="text")
 
 
 def session_expects_pin(*, session_id: str) -> bool:

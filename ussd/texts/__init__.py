@@ -1,7 +1,8 @@
 """What the borrower channels say, one module per language (``en``, ``sw``) with the same names.
 
 Every USSD screen fits 160 GSM-7 characters after ``CON ``/``END ``, and every SMS reply one segment,
-filled with the longest realistic values (``tests/ussd/test_texts.py`` checks each).
+filled with the longest realistic values (``tests/ussd/test_menu.py`` and
+``tests/ussd/test_sms_inbound.py`` check each).
 """
 
 from types import ModuleType

@@ -30,7 +30,7 @@ BACK_HOME = "0 Back 00 Home"
 
 LOANS_HEADER = "Your loans:"
 LOANS_NONE = "You have no active loan."
-LOAN_LINE = "{n} {loan} KES {outstanding}"
+LOAN_LINE = "{n} {loan} KES {outstanding} due {due}"
 LOAN_DETAIL = "{loan} owes KES {outstanding}\nDue {due}"
 LOAN_SPLIT = "{loan} owes:\nPenalties {penalties}\nFees {fees}\nInterest {interest}\nPrincipal {principal}"
 LOAN_LAST_PAID = "Last paid {amount} on {date}"

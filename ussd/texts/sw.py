@@ -27,7 +27,7 @@ BACK_HOME = "0 Nyuma 00 Mwanzo"
 
 LOANS_HEADER = "Mikopo yako:"
 LOANS_NONE = "Huna mkopo unaoendelea."
-LOAN_LINE = "{n} {loan} KES {outstanding}"
+LOAN_LINE = "{n} {loan} KES {outstanding} tarehe {due}"
 LOAN_DETAIL = "{loan} deni KES {outstanding}\nTarehe {due}"
 LOAN_SPLIT = "{loan} deni:\nFaini {penalties}\nAda {fees}\nRiba {interest}\nMsingi {principal}"
 LOAN_LAST_PAID = "Malipo ya mwisho {amount} {date}"
