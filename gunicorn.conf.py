@@ -8,6 +8,11 @@ meanwhile, and a body that stops arriving for ``BODY_TIMEOUT`` seconds ends its 
 stores what came, as a malformed request) instead of holding the thread. In production put a
 buffering reverse proxy in front as well (deploy/nginx.conf): it reads each request whole before
 gunicorn sees it, so slow clients never reach a worker at all.
+
+Metrics: every worker counts into ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess mode),
+so that a scrape of /metrics, whichever worker answers it, adds up all of them. ``on_starting`` sets
+it (a default directory when unset) and clears the previous run's files before the first fork
+(config/metrics_dir.py); ``child_exit`` does prometheus-client's bookkeeping for a worker that ended.
 """
 
 import os
@@ -40,3 +45,19 @@ def pre_request(worker, req):
     sock = getattr(getattr(req, "unreader", None), "sock", None)
     if sock is not None:
         sock.settimeout(BODY_TIMEOUT)
+
+
+def on_starting(server):
+    # In the master, before any worker exists: each worker inherits the variable. Imported here, not
+    # at the top: prometheus_client chooses its mode when first imported, and must see the variable.
+    from config.metrics_dir import metrics_dir_prepare
+
+    server.log.info("Metrics of every worker counted in %s", metrics_dir_prepare())
+
+
+def child_exit(server, worker):
+    # Removes the files of the worker's live gauges (prometheus-client's multiprocess mode asks for
+    # this call); its counters and histograms stay, so totals do not drop when a worker is replaced.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -10,6 +10,7 @@ table of that database, Celery tasks executed eagerly and SMS printed to the con
 import base64
 import hashlib
 import ipaddress
+import os
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -235,11 +236,19 @@ for _network in METRICS_ALLOWED_IPS:
     except ValueError as exc:
         raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {_network!r} is not an address or network") from exc
 # Read by prometheus_client itself, from the environment, when a process starts: the directory where
-# every gunicorn and Celery process writes its counts (core.metrics). Checked here so that a typo
-# fails at start-up instead of at the first payment.
+# every gunicorn and Celery process writes its counts (core.metrics). gunicorn.conf.py and
+# config/metrics_dir.py set it and create it for the processes deploy/Procfile starts. Checked here so
+# that a typo fails at start-up instead of at the first payment.
 _multiproc_dir = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
-if _multiproc_dir and not Path(_multiproc_dir).is_dir():
-    raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={_multiproc_dir} is not a directory")
+if not _multiproc_dir:
+    # Set but empty (the line of .env.example, read from .env above) would still switch
+    # prometheus_client to multiprocess mode, writing its files to the working directory.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+elif not Path(_multiproc_dir).is_dir():
+    raise ImproperlyConfigured(
+        f"PROMETHEUS_MULTIPROC_DIR={_multiproc_dir} is not a directory (gunicorn and "
+        "`python -m config.metrics_dir` create it as they start; create it before running other commands)"
+    )
 
 # --- Operations: alerts to admins (payments.services.monitoring, every minute from Celery beat) ----
 # No confirmation for this many minutes on an active paybill, during ALERT_HOURS (Nairobi), when it

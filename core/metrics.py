@@ -7,7 +7,8 @@ gunicorn and Celery processes:
   and histograms, counted in the process where they happen, in ``REGISTRY``. With the environment
   variable ``PROMETHEUS_MULTIPROC_DIR`` set (before any process starts) every process writes its
   counts to files in that directory and a scrape adds up the files of all of them, whichever
-  process answers it (prometheus_client's multiprocess mode). Without it each process keeps its own
+  process answers it (prometheus_client's multiprocess mode; gunicorn.conf.py and config/metrics_dir.py
+  set it up as the production processes start). Without it each process keeps its own
   counts and a scrape shows only those of the process that answered it: right for ``runserver`` and
   the embedded default (one process, tasks run in it), wrong under gunicorn with several workers.
 - **State** (payments by status, the oldest waiting payment, messages waiting) is read from the
@@ -16,7 +17,8 @@ gunicorn and Celery processes:
   process restarts.
 
 No label holds anything about a person: labels take values from fixed sets (kinds, outcomes,
-statuses, channels), never a phone number, a name or an M-Pesa code.
+statuses, channels) or are the lender's own paybill short code, never a phone number, a name or an
+M-Pesa code.
 """
 
 import hmac

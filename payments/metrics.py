@@ -3,8 +3,11 @@
 Events: ``haven_callbacks_total{kind,outcome}`` and ``haven_callback_seconds{kind}`` (counted in the
 callback view: one counter increment and one histogram observation per request, the whole cost on
 the hot path), ``haven_payment_processing_seconds{status}`` (counted where processing sets
-``processing_ms``). State, read from the database at scrape time: ``haven_payments{status}`` and
-``haven_oldest_waiting_payment_seconds``.
+``processing_ms``). State, read from the database at scrape time: ``haven_payments{status}``,
+``haven_oldest_waiting_payment_seconds``, the last pull of each paybill, and what the operational
+alerts judge (``payments.services.monitoring``), read as they read it, for the Prometheus rules of
+deploy/prometheus: ``haven_confirmation_last_age_seconds{short_code}`` and
+``haven_recent_payments{status}``.
 """
 
 import datetime
@@ -12,6 +15,7 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Count, Min, Q
 from django.utils import timezone
@@ -22,6 +26,7 @@ from prometheus_client.metrics_core import Metric
 from core.metrics import REGISTRY
 from payments.clients.daraja.errors import PULL_OK
 from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction
+from payments.selectors import confirmation_last_at, payments_recent_by_status
 
 if TYPE_CHECKING:  # processing imports this module, and callbacks import processing
     from payments.services.callbacks import CallbackAnswer
@@ -141,6 +146,8 @@ class PaymentsCollector:
             value=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
         )
         yield from _last_pulls(now)
+        yield from _last_confirmations(now)
+        yield from _recent_payments(now)
 
 
 def _last_pulls(now: datetime.datetime) -> Iterator[Metric]:
@@ -173,3 +180,45 @@ def _last_pulls(now: datetime.datetime) -> Iterator[Metric]:
         code.add_metric([short_code, result_code or "none"], 1.0 if result_code == PULL_OK else 0.0)
     yield age
     yield code
+
+
+def _last_confirmations(now: datetime.datetime) -> Iterator[Metric]:
+    """Seconds since each active paybill's last confirmation, as the silence alert reads it
+    (``confirmation_last_at``; a confirmation request that made no payment counts for
+    ``ALERT_SILENCE_MINUTES`` back). A paybill that never received one has no sample. The paybill's
+    short code is the only label: it names the lender's paybill, nobody who paid."""
+    since = now - datetime.timedelta(minutes=settings.ALERT_SILENCE_MINUTES)
+    try:
+        last = [
+            (config.business_short_code, confirmation_last_at(config=config, since=since))
+            for config in MpesaConfiguration.objects.filter(is_active=True).order_by("business_short_code")
+        ]
+    except DatabaseError:
+        logger.warning("metrics: the last confirmations could not be read", exc_info=True)
+        return
+    age = GaugeMetricFamily(
+        "haven_confirmation_last_age_seconds",
+        "Seconds since the last M-Pesa confirmation of an active paybill",
+        labels=["short_code"],
+    )
+    for short_code, at in last:
+        if at is not None:
+            age.add_metric([short_code], max(0.0, (now - at).total_seconds()))
+    yield age
+
+
+def _recent_payments(now: datetime.datetime) -> Iterator[Metric]:
+    """The failure-rate alert's figures: the payments of the last 30 minutes (M-Pesa's time), by status."""
+    try:
+        counts = payments_recent_by_status(now=now)
+    except DatabaseError:
+        logger.warning("metrics: the recent payments could not be read", exc_info=True)
+        return
+    recent = GaugeMetricFamily(
+        "haven_recent_payments",
+        "M-Pesa payments of the last 30 minutes (by M-Pesa's TransTime), by status now",
+        labels=["status"],
+    )
+    for status in MpesaTransaction.Status.values:
+        recent.add_metric([status], counts.get(status, 0))
+    yield recent

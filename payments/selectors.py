@@ -20,6 +20,7 @@ from payments.matching import BorrowerCandidate, LoanCandidate
 from payments.models import (
     Allocation,
     BalanceGap,
+    CallbackRequest,
     MpesaConfiguration,
     MpesaTransaction,
     TransactionSource,
@@ -194,4 +195,40 @@ def payments_of_borrower(*, borrower: Borrower) -> QuerySet[MpesaTransaction]:
         .exclude(status=MpesaTransaction.Status.REVERSED)
         .prefetch_related(Prefetch("allocations", queryset=live))
         .order_by("-trans_time", "-id")
+    )
+
+
+# --- Operations: read by the ops checks (payments.services.monitoring) and by /metrics (payments.metrics),
+# so that the alerts of the application and those of Prometheus see the same figures.
+
+# The failure-rate check's window, on M-Pesa's time of the payment.
+FAILURE_RATE_WINDOW = datetime.timedelta(minutes=30)
+
+
+def confirmation_last_at(*, config: MpesaConfiguration, since: datetime.datetime) -> datetime.datetime | None:
+    """When the paybill last received a confirmation: its newest payment, or a later confirmation
+    request that made none (a duplicate, a malformed one): either way the callbacks reach us. Requests
+    are looked for back to ``since`` only (the table holds every callback; its index is on the time)."""
+    newest = (
+        MpesaTransaction.objects.filter(config=config).order_by("-id").values_list("received_at", flat=True)
+    ).first()
+    other = (
+        CallbackRequest.objects.filter(
+            config=config, kind=CallbackRequest.Kind.CONFIRMATION, received_at__gte=since
+        )
+        .order_by("-received_at")
+        .values_list("received_at", flat=True)
+        .first()
+    )
+    return max((moment for moment in (newest, other) if moment is not None), default=None)
+
+
+def payments_recent_by_status(*, now: datetime.datetime) -> dict[str, int]:
+    """The payments whose M-Pesa time (``trans_time``, indexed) falls in the ``FAILURE_RATE_WINDOW``
+    up to ``now``, counted by their status now (statuses with none are left out)."""
+    return dict(
+        MpesaTransaction.objects.filter(trans_time__gte=now - FAILURE_RATE_WINDOW, trans_time__lte=now)
+        .values_list("status")
+        .annotate(count=Count("id"))
+        .order_by()
     )

@@ -1,5 +1,6 @@
 """deploy/: the example Prometheus configuration and alert rules agree with what /metrics serves."""
 
+import json
 import os
 import re
 import shutil
@@ -9,8 +10,11 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from payments.parsing import parse_c2b_body
+from payments.services.storing import new_transaction
 from tests.factories import MpesaConfigurationFactory
 from tests.metrics import TOKEN, scrape
+from tests.payments.conftest import daraja_payload
 
 PROMETHEUS = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
 RULES = PROMETHEUS / "haven-alerts.yml"
@@ -28,8 +32,11 @@ def _selectors(text: str) -> list[tuple[str, dict[str, str]]]:
 @pytest.mark.django_db
 def test_every_series_the_rules_select_is_served(client, settings):
     settings.METRICS_TOKEN, settings.METRICS_ALLOWED_IPS = TOKEN, []
-    # The pull gauges have a sample per paybill that was pulled at least once.
-    MpesaConfigurationFactory(last_pull_at=timezone.now(), last_pull_code="1000")
+    # The pull gauges have a sample per paybill that was pulled at least once, the last confirmation's
+    # per paybill that received one.
+    config = MpesaConfigurationFactory(last_pull_at=timezone.now(), last_pull_code="1000")
+    body = json.dumps(daraja_payload("confirmation_hashed.json"), default=str)
+    new_transaction(parse_c2b_body(body), config).save(force_insert=True)
     served = scrape(client)
     selectors = _selectors(RULES.read_text())
     assert len(selectors) > 10

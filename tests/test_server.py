@@ -3,7 +3,9 @@ processes that share state, on a SQLite file of their own (not the test database
 process). Each server binds 127.0.0.1 on a port the OS picks and is stopped by the test."""
 
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.metrics import TOKEN, counting_process, process_end, samples, value
 from tests.payments.conftest import daraja_payload
 from tests.processes import clean_environment, stop_process_group
 
@@ -23,7 +26,15 @@ START_TIMEOUT = 60
 
 
 def _environment(database: Path) -> dict[str, str]:
-    return clean_environment(DJANGO_DEBUG="true", DATABASE_URL=f"sqlite:///{database}", LOG_LEVEL="WARNING")
+    # Metrics counted beside the database, not in the machine's default directory (gunicorn.conf.py).
+    metrics = database.parent / "metrics"
+    metrics.mkdir(exist_ok=True)
+    return clean_environment(
+        DJANGO_DEBUG="true",
+        DATABASE_URL=f"sqlite:///{database}",
+        LOG_LEVEL="WARNING",
+        PROMETHEUS_MULTIPROC_DIR=str(metrics),
+    )
 
 
 def manage(env: dict[str, str], *args: str) -> str:
@@ -70,6 +81,12 @@ def site(tmp_path_factory) -> dict:
 
 
 def _gunicorn(env: dict[str, str], *args: str) -> Iterator[str]:
+    for url, _ in _gunicorn_process(env, *args):
+        yield url
+
+
+def _gunicorn_process(env: dict[str, str], *args: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """gunicorn started as deploy/Procfile starts it, with gunicorn.conf.py: its address and process."""
     server = subprocess.Popen(
         [str(GUNICORN), "config.wsgi", "--bind", "127.0.0.1:0", *args],
         cwd=ROOT,
@@ -90,7 +107,7 @@ def _gunicorn(env: dict[str, str], *args: str) -> Iterator[str]:
         # Every worker answers before the test starts (one that is still booting would look slow).
         for _ in range(20):
             assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
-        yield url
+        yield url, server
     finally:
         stop_process_group(server)
 
@@ -169,6 +186,58 @@ def test_a_chunked_body_over_the_limit_is_refused(site, served):
 
     assert response.status_code == 413
     assert "over the 64 KB limit" in response.json()["ResultDesc"]
+
+
+# --- Metrics: every worker's counts in each scrape ---------------------------------------------------
+
+
+def _workers(server: subprocess.Popen) -> set[int]:
+    """gunicorn's workers: the master's children (Linux's /proc)."""
+    return {int(pid) for pid in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()}
+
+
+def test_the_counts_of_every_worker_add_up_in_each_scrape(site, tmp_path):
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    process_end(counting_process(metrics, 100))  # a previous run's: gunicorn clears them as it starts
+    env = {**site["env"], "PROMETHEUS_MULTIPROC_DIR": str(metrics), "METRICS_TOKEN": TOKEN}
+    accepted = {"kind": "confirmation", "outcome": "accepted"}
+
+    def confirm(url: str, trans_id: str) -> None:
+        response = httpx.post(
+            f"{url}/payments/c2b/{site['token']}/confirmation/",
+            content=confirmation(site, trans_id),
+            headers={"Content-Type": "application/json", "Connection": "close"},
+            timeout=10,
+        )
+        assert response.json() == {"ResultCode": 0, "ResultDesc": "Success"}
+
+    for url, server in _gunicorn_process(env, "--workers", "2"):
+        for number in range(3):
+            confirm(url, f"MULTIPROC0{number}")
+        # A reload (SIGHUP) replaces every worker: what the old ones counted must still be there,
+        # added to what the new ones count.
+        old_workers = _workers(server)
+        os.kill(server.pid, signal.SIGHUP)
+        deadline = time.monotonic() + START_TIMEOUT
+        while (_workers(server) & old_workers or len(_workers(server)) != 2) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _workers(server) & old_workers and len(_workers(server)) == 2
+        for number in range(4):
+            confirm(url, f"MULTIPROC1{number}")
+
+        scrapes = [
+            samples(
+                httpx.get(
+                    f"{url}/metrics",
+                    headers={"Authorization": f"Bearer {TOKEN}", "Connection": "close"},
+                    timeout=10,
+                ).text
+            )
+            for _ in range(6)
+        ]
+    # Whichever worker answered: 3 + 4, none of the previous run's 100.
+    assert [value(scraped, "haven_callbacks_total", **accepted) for scraped in scrapes] == [7] * 6
 
 
 # --- Without Redis the cache is shared by every process ----------------------------------------------

@@ -172,3 +172,26 @@ def test_a_bad_operations_setting_fails_at_start(env, error):
     result = run(["-c", PRINT_SETTINGS], **DEVELOPMENT, **env)
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and error in result.stderr
+
+
+def test_an_empty_metrics_directory_leaves_each_process_counting_alone(tmp_path):
+    # .env.example's empty PROMETHEUS_MULTIPROC_DIR= line: prometheus_client would take a variable that
+    # is set at all for multiprocess mode, and write its files into the working directory.
+    count = (
+        "import django; django.setup(); import os, prometheus_client.values as v; "
+        "from payments.metrics import callback_observe; "
+        "callback_observe(kind='confirmation', outcome='accepted', seconds=0.01); "
+        "print(v.ValueClass.__name__, 'PROMETHEUS_MULTIPROC_DIR' in os.environ)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", count],
+        cwd=tmp_path,
+        env=clean_environment(**DEVELOPMENT, PROMETHEUS_MULTIPROC_DIR="", PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["MutexValue", "False"]
+    assert list(tmp_path.iterdir()) == []

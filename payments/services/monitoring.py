@@ -26,10 +26,10 @@ from django.utils import timezone
 
 from core.models import OpsAlert, OpsIncident
 from core.services.ops import Finding, local_clock, ops_incident_update, outbox_findings
-from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction
+from payments.models import MpesaConfiguration, MpesaTransaction
+from payments.selectors import confirmation_last_at, payments_recent_by_status
 
 NAIROBI = ZoneInfo("Africa/Nairobi")
-FAILURE_RATE_WINDOW = timedelta(minutes=30)
 FAILURE_RATE_MIN_PAYMENTS = 20
 HISTORY_DAYS = 7
 
@@ -69,7 +69,7 @@ def silence_findings(*, now: datetime) -> list[Finding]:
     findings = []
     for config in MpesaConfiguration.objects.filter(is_active=True).order_by("business_short_code"):
         code = config.business_short_code
-        last = _last_confirmation_at(config, since=since)
+        last = confirmation_last_at(config=config, since=since)
         if last is not None and last >= since:
             firing: bool | None = False
             detail = f"M-Pesa confirmations are arriving again on paybill {code} (last {local_clock(last)})."
@@ -87,23 +87,6 @@ def silence_findings(*, now: datetime) -> list[Finding]:
     return findings
 
 
-def _last_confirmation_at(config: MpesaConfiguration, *, since: datetime) -> datetime | None:
-    """When the paybill last received a confirmation: its newest payment, or a later confirmation
-    request that made none (a duplicate, a malformed one): either way the callbacks reach us."""
-    newest = (
-        MpesaTransaction.objects.filter(config=config).order_by("-id").values_list("received_at", flat=True)
-    ).first()
-    other = (
-        CallbackRequest.objects.filter(
-            config=config, kind=CallbackRequest.Kind.CONFIRMATION, received_at__gte=since
-        )
-        .order_by("-received_at")
-        .values_list("received_at", flat=True)
-        .first()
-    )
-    return max((moment for moment in (newest, other) if moment is not None), default=None)
-
-
 def _paid_at_this_hour_before(config: MpesaConfiguration, *, now: datetime) -> bool:
     """Whether the paybill received a payment in this clock hour (Nairobi) on one of the previous
     ``HISTORY_DAYS`` days."""
@@ -117,16 +100,9 @@ def _paid_at_this_hour_before(config: MpesaConfiguration, *, now: datetime) -> b
 
 def failure_rate_finding(*, now: datetime) -> Finding:
     """Failed + unmatched over ``ALERT_FAILURE_RATE`` of the payments of the last 30 minutes."""
-    counts = MpesaTransaction.objects.filter(
-        trans_time__gte=now - FAILURE_RATE_WINDOW, trans_time__lte=now
-    ).aggregate(
-        total=Count("id"),
-        bad=Count(
-            "id",
-            filter=Q(status__in=[MpesaTransaction.Status.FAILED, MpesaTransaction.Status.UNMATCHED]),
-        ),
-    )
-    total, bad = counts["total"], counts["bad"]
+    counts = payments_recent_by_status(now=now)
+    total = sum(counts.values())
+    bad = counts.get(MpesaTransaction.Status.FAILED, 0) + counts.get(MpesaTransaction.Status.UNMATCHED, 0)
     limit = settings.ALERT_FAILURE_RATE
     share = f"{bad} of {total} payments in the last 30 min failed or found no borrower"
     if total < FAILURE_RATE_MIN_PAYMENTS:

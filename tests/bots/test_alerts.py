@@ -18,6 +18,9 @@ from payments.models import MpesaTransaction
 from payments.services import transaction_assign, transaction_process, transaction_reprocess
 from tests.bots.conftest import link, tap_update, text_update
 from tests.factories import AdminFactory, BorrowerFactory, LoanFactory, OfficerFactory
+from tests.payments.test_monitoring import MINUTE, T
+from tests.payments.test_monitoring import payment as monitored_payment
+from tests.payments.test_monitoring import run as run_ops_checks
 from tests.payments.test_processing import stored_payment
 
 pytestmark = pytest.mark.django_db
@@ -426,3 +429,43 @@ def test_confirm_refuses_a_loan_that_left_the_officers_portfolio_since_it_was_ch
     assert answers(telegram)[-1] == f"Could not confirm: {texts.TAP_LOAN_OUTSIDE_PORTFOLIO}"
     assert MpesaTransaction.objects.get().match_strategy == "credit"
     assert AuditEvent.objects.get(action="telegram.tap_failed").actor_user == officer
+
+
+# --- operational alerts ------------------------------------------------------------------------------
+def test_an_ops_alert_goes_to_a_linked_admin_on_telegram_and_to_others_by_sms(
+    mpesa_config, admin, telegram, django_capture_on_commit_callbacks
+):
+    sms_admin = AdminFactory(phone="+254700000009")  # not linked: SMS
+    link(OfficerFactory(username="otieno", phone="+254700000008"), OFFICER_TG)  # not an admin: not told
+
+    def check(now: datetime.datetime) -> list[tuple[str, bool]]:
+        # The checks on a held clock, as beat runs them; the outbox drains on commit (to the fake).
+        with django_capture_on_commit_callbacks(execute=True):
+            return run_ops_checks(now)
+
+    waiting = monitored_payment(mpesa_config, received_at=T, status="received")
+    assert check(T + datetime.timedelta(seconds=121)) == [("backlog", False)]
+    assert check(T + 5 * MINUTE) == []  # still waiting: the same episode, nothing more said
+    MpesaTransaction.objects.filter(pk=waiting.pk).update(status="processed")
+    assert check(T + 7 * MINUTE) == [("backlog", True)]
+    assert check(T + 8 * MINUTE) == []
+
+    opened = (
+        "ALERT: 1 payment(s) waiting to be posted, the oldest for 121 s (limit 120 s): "
+        "the payment worker is down or behind."
+    )
+    resolved = (
+        "RESOLVED after 5 min: The payment worker has caught up: no payment has waited more than 120 s."
+    )
+    shown = [call.params["text"] for call in telegram.sent("sendMessage")]
+    assert shown == [opened, resolved]
+    assert {call.params["chat_id"] for call in telegram.sent()} == {ADMIN_TG}
+    telegram_rows = OutboxMessage.objects.filter(channel="telegram").order_by("id")
+    assert [(row.recipient, row.user, row.status, row.context) for row in telegram_rows] == [
+        (str(ADMIN_TG), admin, "sent", {"kind": "ops", "alert": "backlog"})
+    ] * 2
+    sms_rows = OutboxMessage.objects.filter(channel="sms").order_by("id")
+    assert [(row.recipient, row.user, row.body, row.status) for row in sms_rows] == [
+        (sms_admin.phone, sms_admin, opened, "sent"),
+        (sms_admin.phone, sms_admin, resolved, "sent"),
+    ]

@@ -8,8 +8,10 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from django.db import connection
 
 pytestmark = pytest.mark.django_db
 
@@ -77,6 +79,7 @@ def test_ready_when_redis_answers(client, settings, fake_redis):
 def test_ready_with_the_real_redis(client, settings):
     settings.REDIS_URL = os.environ["REDIS_URL"]
     response = client.get("/readyz")
+    assert response.status_code == 200
     assert response.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
 
 
@@ -155,3 +158,27 @@ def test_both_unreachable_are_both_named():
             "failed": ["database", "redis"],
         },
     ]
+
+
+def _this_runs_database_url() -> str:
+    """``DATABASE_URL`` naming the database of this test run (the one pytest-django created)."""
+    url = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(url._replace(path=f"/{connection.settings_dict['NAME']}"))
+
+
+@pytest.mark.postgres("readiness against the real PostgreSQL and Redis, as in production")
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs a real Redis: set REDIS_URL")
+def test_ready_on_postgresql_and_redis_and_not_when_redis_is_a_closed_port():
+    # Fresh processes configured as in production: PostgreSQL, and Redis as cache and broker.
+    database = _this_runs_database_url()
+    readyz, healthz = _probe_process(DATABASE_URL=database, REDIS_URL=os.environ["REDIS_URL"])
+    assert readyz == ["/readyz", 200, {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}]
+    assert healthz == ["/healthz", 200, {"status": "ok"}]
+
+    readyz, healthz = _probe_process(DATABASE_URL=database, REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0")
+    assert readyz == [
+        "/readyz",
+        503,
+        {"status": "unavailable", "checks": {"database": "ok", "redis": "unavailable"}, "failed": ["redis"]},
+    ]
+    assert healthz == ["/healthz", 200, {"status": "ok"}]  # liveness does not ask Redis

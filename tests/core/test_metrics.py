@@ -1,20 +1,19 @@
 """/metrics: who may read it, the outbox's figures, and counts added up across processes."""
 
 import os
-import subprocess
-import sys
-from pathlib import Path
+import stat
+import tempfile
 
 import pytest
 from django.test import override_settings
 
+from config.metrics_dir import metrics_dir_prepare
 from core.models import OutboxMessage
 from core.services.outbox import outbox_deliver, outbox_queue
-from tests.metrics import TOKEN, scrape, value
+from tests.metrics import TOKEN, counting_process, process_end, scrape, value
 
 pytestmark = pytest.mark.django_db
 
-BASE_DIR = Path(__file__).resolve().parent.parent.parent
 with_token = override_settings(METRICS_TOKEN=TOKEN, METRICS_ALLOWED_IPS=[])
 
 
@@ -129,35 +128,18 @@ def test_outbox_waiting_and_failed_deliveries(client, django_capture_on_commit_c
 
 # --- several processes ------------------------------------------------------------------------------
 
-_RECORD = """
-import django
-django.setup()
-from core.metrics import OUTBOX_FAILED
-from payments.metrics import callback_observe
-for _ in range({count}):
-    callback_observe(kind="confirmation", outcome="accepted", seconds=0.02)
-OUTBOX_FAILED.labels("telegram").inc()
-"""
-
-
-def _run_process(multiproc_dir: Path, count: int) -> None:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DJANGO_READ_ENV_FILE": "false",
-        "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir),
-    }
-    subprocess.run(
-        [sys.executable, "-c", _RECORD.format(count=count)], cwd=BASE_DIR, env=env, check=True, timeout=60
-    )
-
 
 @with_token
 def test_counts_of_every_process_add_up_in_multiprocess_mode(client, tmp_path, monkeypatch):
-    # Two processes (two gunicorn or Celery workers) count events; a scrape answered by a third one
-    # shows the sum of both, not its own counts.
-    _run_process(tmp_path, 3)
-    _run_process(tmp_path, 4)
+    # Two processes (the Celery worker's and gunicorn's, say), both running, count events; a scrape
+    # answered by a third one shows the sum of both, not its own counts. Each starts as the
+    # Procfile starts the worker: the second must not delete what the first is writing.
+    first = counting_process(tmp_path, 3)
+    try:
+        second = counting_process(tmp_path, 4)
+        process_end(second)
+    finally:
+        process_end(first)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     scraped = scrape(client)
     accepted = {"kind": "confirmation", "outcome": "accepted"}
@@ -168,3 +150,31 @@ def test_counts_of_every_process_add_up_in_multiprocess_mode(client, tmp_path, m
     assert value(scraped, "haven_outbox_failed_total", channel="telegram") == 2
     # The gauges come from the database whatever the mode.
     assert ("haven_outbox_waiting", frozenset({("channel", "sms")})) in scraped
+
+
+@with_token
+def test_a_start_clears_the_counts_of_the_previous_run(client, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    process_end(counting_process(tmp_path, 5))  # the previous run, ended
+    assert value(scrape(client), "haven_callbacks_total", kind="confirmation", outcome="accepted") == 5
+    (tmp_path / "counter_old.db").write_bytes(b"")  # no process number: nobody's, and unreadable
+
+    running = counting_process(tmp_path, 2)
+    try:
+        scraped = scrape(client)
+    finally:
+        process_end(running)
+    assert value(scraped, "haven_callbacks_total", kind="confirmation", outcome="accepted") == 2
+    assert value(scraped, "haven_outbox_failed_total", channel="telegram") == 1
+    assert not (tmp_path / "counter_old.db").exists()
+
+
+def test_without_a_directory_set_the_start_uses_one_per_user(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    environ = {"PROMETHEUS_MULTIPROC_DIR": ""}  # set but empty, as .env.example's line
+
+    path = metrics_dir_prepare(environ)
+
+    assert path == tmp_path / f"haven-metrics-{os.getuid()}"
+    assert environ == {"PROMETHEUS_MULTIPROC_DIR": str(path)}
+    assert path.is_dir() and stat.S_IMODE(path.stat().st_mode) == 0o700

@@ -13,8 +13,9 @@ from payments.metrics import GAUGE_STATUSES, Outcome
 from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction
 from payments.parsing import parse_c2b_body
 from payments.services import transaction_process
+from payments.services.monitoring import failure_rate_finding
 from payments.services.storing import new_transaction
-from tests.factories import BorrowerFactory, LoanFactory
+from tests.factories import BorrowerFactory, LoanFactory, MpesaConfigurationFactory
 from tests.metrics import TOKEN, samples, scrape, scrape_text, value
 from tests.payments.conftest import daraja_payload
 
@@ -200,11 +201,13 @@ def test_no_label_and_no_line_carries_personal_data(client, post_callback, mpesa
     }
     lowered = text.lower()
     assert [word for word in forbidden if word.lower() in lowered] == []
+    assert "haven_confirmation_last_age_seconds{short_code=" in text  # the paybill's own label is there
     allowed_labels = {
         "kind": set(CallbackRequest.Kind.values),  # validation, confirmation, the status query's answers
         "outcome": set(Outcome.ALL),
         "status": set(GAUGE_STATUSES),
         "channel": {"sms", "telegram"},
+        "short_code": {mpesa_config.business_short_code},  # the lender's own paybill
         "le": None,  # histogram bucket bounds: numbers
     }
     for name, labels in samples(text):
@@ -231,3 +234,48 @@ def test_the_last_pull_of_each_active_paybill_is_a_gauge(client, mpesa_config):
 
     MpesaConfiguration.objects.filter(pk=mpesa_config.pk).update(last_pull_at=now, last_pull_code="1000")
     assert value(scrape(client), "haven_pull_last_ok", short_code=code, code="1000") == 1
+
+
+def test_the_last_confirmation_of_each_active_paybill_is_a_gauge(client, post_callback, mpesa_config, loan):
+    code = mpesa_config.business_short_code
+    quiet = MpesaConfigurationFactory(business_short_code="600111")
+    assert not [key for key in scrape(client) if key[0] == "haven_confirmation_last_age_seconds"]
+
+    post_callback("confirmation", personal_payload("SAB7LQ2Y1M"))
+    twenty_minutes_ago = timezone.now() - datetime.timedelta(minutes=20)
+    MpesaTransaction.objects.update(received_at=twenty_minutes_ago)
+    CallbackRequest.objects.update(received_at=twenty_minutes_ago)
+    _stored("SAB7LQ2Y3P", quiet)  # a payment on a paybill switched off since: not watched
+    MpesaConfiguration.objects.filter(pk=quiet.pk).update(is_active=False)
+    scraped = scrape(client)
+    assert 1200 <= value(scraped, "haven_confirmation_last_age_seconds", short_code=code) < 1260
+    assert [key[1] for key in scraped if key[0] == "haven_confirmation_last_age_seconds"] == [
+        frozenset({("short_code", code)})
+    ]
+
+    # A re-delivered confirmation makes no payment, but the callbacks reach us: the silence alert
+    # counts it as an arrival, and so does the gauge.
+    post_callback("confirmation", personal_payload("SAB7LQ2Y1M"))
+    assert MpesaTransaction.objects.filter(config=mpesa_config).count() == 1
+    assert value(scrape(client), "haven_confirmation_last_age_seconds", short_code=code) < 60
+
+
+def test_recent_payments_are_the_failure_rate_alerts_figures(client, mpesa_config):
+    now = timezone.now()
+    minute = datetime.timedelta(minutes=1)
+    within = [("processed", 1), ("processed", 29), ("unmatched", 5), ("failed", 10), ("failed", 2)]
+    within += [("held", 3), ("received", 0)]
+    older = [("unmatched", 31), ("failed", 45)]  # M-Pesa's time over 30 minutes ago: not counted
+    for number, (status, age) in enumerate(within + older):
+        _stored(f"SAB7LQ3A{number:02d}", mpesa_config, status=status, trans_time=now - age * minute)
+
+    scraped = scrape(client)
+    recent = {
+        status: value(scraped, "haven_recent_payments", status=status)
+        for status in MpesaTransaction.Status.values
+    }
+    assert recent == {"received": 1, "processed": 2, "unmatched": 1, "failed": 2, "held": 1, "reversed": 0}
+    # The application's check reads the same figures: 3 of 7.
+    assert failure_rate_finding(now=timezone.now()).detail.startswith(
+        "3 of 7 payments in the last 30 min failed or found no borrower"
+    )
