@@ -154,6 +154,7 @@ def test_reconciliation_report_body(api, a_day):
             "processed": {"count": 0, "amount": "0.00"},
             "unmatched": {"count": 1, "amount": "500.00"},
             "failed": {"count": 0, "amount": "0.00"},
+            "held": {"count": 0, "amount": "0.00"},
             "reversed": {"count": 0, "amount": "0.00"},
         },
         "drift": [{"from_trans_id": "QREC000001", "to_trans_id": "QREC000002", "gap": "300.00"}],
@@ -190,6 +191,111 @@ def test_officers_see_only_their_portfolio_in_the_totals(a_day, officer):
     body = client_for(officer).get("/api/v1/reconciliation", {"date": "2026-11-20"}).json()
 
     assert body["by_source"]["callback"] == {"count": 0, "amount": "0.00"}
+
+
+def test_the_report_schema_has_every_source_and_every_status():
+    from payments.models import TransactionSource, TransactionStatus
+    from payments.schemas import BySourceOut, ByStatusOut
+
+    assert list(BySourceOut.model_fields) == TransactionSource.values
+    assert list(ByStatusOut.model_fields) == TransactionStatus.values
+
+
+@pytest.fixture
+def every_status(mpesa_config):
+    """One payment of DAY in each status a payment can have, by every road, with amounts that tell
+    them apart (a sum that leaves one out cannot come to the total)."""
+    from payments.models import TransactionSource, TransactionStatus
+
+    sources = TransactionSource.values
+    for position, status in enumerate(TransactionStatus.values):
+        paid(
+            mpesa_config,
+            f"QSTATUS{position:03d}",
+            f"{10**position}.00",
+            None,
+            at(9, position),
+            status=status,
+            source=sources[position % len(sources)],
+        )
+    return len(TransactionStatus.values), sum((D(10**p) for p in range(len(TransactionStatus.values))), D(0))
+
+
+@pytest.mark.django_db
+def test_the_sums_by_source_and_by_status_agree_on_a_day_with_every_status(api, every_status):
+    count, amount = every_status
+
+    body = api.get("/api/v1/reconciliation", {"date": "2026-11-20"}).json()
+
+    def total(groups: dict) -> tuple[int, D]:
+        return sum(g["count"] for g in groups.values()), sum((D(g["amount"]) for g in groups.values()), D(0))
+
+    assert total(body["by_source"]) == total(body["by_status"]) == (count, amount)
+    assert {status: group["count"] for status, group in body["by_status"].items()} == {
+        "received": 1,
+        "processed": 1,
+        "unmatched": 1,
+        "failed": 1,
+        "held": 1,
+        "reversed": 1,
+    }
+    assert body["by_status"]["held"] == {"count": 1, "amount": "10000.00"}
+
+
+@pytest.mark.django_db
+def test_the_staff_page_counts_every_status(admin_client, every_status):
+    html = admin_client.get(reverse("admin_ui:reconciliation"), {"date": "2026-11-20"}).content.decode()
+
+    by_status = html.split('id="by-status"')[1].split("</table>")[0]
+    assert '<td>Held for staff</td><td class="num">1</td><td class="num">10,000.00</td>' in by_status
+    assert by_status.count("<tr><td>") == every_status[0]
+
+
+@pytest.fixture
+def gap_in_a_portfolio(mpesa_config, officer):
+    """A balance gap between two payments of ``officer``'s borrower, and one between two payments
+    of another officer's borrower."""
+    from tests.factories import BorrowerFactory
+
+    own = BorrowerFactory(loan_officer=officer)
+    other = BorrowerFactory()
+    paid(mpesa_config, "QOWNGAP001", "500.00", "10500.00", at(9), borrower=own, status="processed")
+    paid(mpesa_config, "QOWNGAP002", "200.00", "11000.00", at(10), borrower=own, status="processed")
+    paid(mpesa_config, "QOTHGAP001", "100.00", "11400.00", at(11), borrower=other, status="processed")
+    paid(mpesa_config, "QOTHGAP002", "100.00", "11900.00", at(12), borrower=other, status="processed")
+    assert len(balance_gaps_find(config=mpesa_config, since=SINCE)) == 3
+
+
+@pytest.mark.django_db
+def test_officers_see_no_balance_gaps_in_the_api(api, officer, gap_in_a_portfolio):
+    from tests.core.test_api_tokens import client_for
+
+    mine = client_for(officer).get("/api/v1/reconciliation", {"date": "2026-11-20"}).json()
+    everything = api.get("/api/v1/reconciliation", {"date": "2026-11-20"}).json()
+
+    assert mine["drift"] == []
+    assert mine["by_source"]["callback"] == {"count": 2, "amount": "700.00"}
+    assert [(gap["from_trans_id"], gap["to_trans_id"], gap["gap"]) for gap in everything["drift"]] == [
+        ("QOWNGAP001", "QOWNGAP002", "300.00"),
+        ("QOWNGAP002", "QOTHGAP001", "300.00"),
+        ("QOTHGAP001", "QOTHGAP002", "400.00"),
+    ]
+
+
+@pytest.mark.django_db
+def test_officers_see_no_balance_gaps_on_the_staff_page(officer, admin_client, gap_in_a_portfolio):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(officer)
+
+    html = client.get(reverse("admin_ui:reconciliation"), {"date": "2026-11-20"}).content.decode()
+
+    assert "QOTHGAP" not in html and 'id="drift"' not in html
+    assert 'id="drift-for-admins"' in html and 'id="no-drift"' not in html
+    assert "QOWNGAP001" not in html  # their own payments, but not recovered: only in the drift table
+    admin_html = admin_client.get(reverse("admin_ui:reconciliation"), {"date": "2026-11-20"}).content.decode()
+    assert 'id="drift"' in admin_html and "QOTHGAP002" in admin_html
 
 
 @pytest.mark.django_db
