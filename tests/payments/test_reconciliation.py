@@ -4,6 +4,7 @@ is found), the reconciliation report API and its staff page."""
 import datetime
 import time
 from decimal import Decimal as D
+from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -19,6 +20,7 @@ from tests.factories import AdminFactory
 from tests.payments.test_processing import stored_payment
 
 DAY = datetime.date(2026, 11, 20)
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "daraja"
 
 
 def at(hour: int, minute: int = 0, day: datetime.date = DAY) -> datetime.datetime:
@@ -321,3 +323,173 @@ def test_reconciliation_asked_twice_answers_the_same(api, a_day):
 def test_reconciliation_with_an_oversized_date_is_422(api, a_day):
     response = api.get("/api/v1/reconciliation", {"date": "2026-11-20" * 1000})
     assert response.status_code == 422
+
+
+# --- Every recovery road ends with the gap scan --------------------------------------------------------
+
+
+def recently(hours: float) -> datetime.datetime:
+    from django.utils import timezone
+
+    return timezone.now() - datetime.timedelta(hours=hours)
+
+
+def callbacks_with_a_gap(config) -> None:
+    """Two callback payments of five and four hours ago (out of a two-hour pull's reach) whose
+    balances show 300.00 that reached the paybill between them and that no road will find."""
+    paid(config, "QROAD00001", "500.00", "10500.00", recently(5))
+    paid(config, "QROAD00002", "200.00", "11000.00", recently(4))
+
+
+def found_once() -> None:
+    gap = BalanceGap.objects.get()
+    assert (gap.from_transaction.trans_id, gap.to_transaction.trans_id, gap.gap, gap.resolved_at) == (
+        "QROAD00001",
+        "QROAD00002",
+        D("300.00"),
+        None,
+    )
+    assert OutboxMessage.objects.filter(context__alert="balance_gap").count() == 1
+
+
+@pytest.mark.urls("tests.payments.emulator_urls")
+def test_the_pull_command_looks_for_gaps(emulated_paybill):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    AdminFactory(phone="+254700999888")
+    callbacks_with_a_gap(emulated_paybill)
+
+    out = StringIO()
+    call_command("pull_transactions", stdout=out)
+
+    assert (
+        out.getvalue() == "600984: fetched 0 known 0 created 0 balance gaps 1 (1001 No transactions found)\n"
+    )
+    found_once()
+
+    call_command("pull_transactions", stdout=StringIO())
+    found_once()
+
+
+@pytest.mark.urls("tests.payments.emulator_urls")
+def test_the_beat_pull_looks_for_gaps_even_when_daraja_refuses(emulated_paybill, settings):
+    from payments.tasks import pull_transactions_task
+
+    AdminFactory(phone="+254700999888")
+    callbacks_with_a_gap(emulated_paybill)
+    settings.MPESA_EMULATOR_ENABLED = False  # the emulator answers 404, as a wrong base URL would
+
+    assert pull_transactions_task() == 0
+    found_once()
+    assert pull_transactions_task() == 0
+    found_once()
+
+
+STATEMENT = Path(__file__).resolve().parent.parent / "fixtures" / "statements" / "org_portal_utility.csv"
+
+
+@pytest.mark.django_db
+def test_a_statement_import_looks_for_gaps(mpesa_config):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    AdminFactory(phone="+254700999888")
+    callbacks_with_a_gap(mpesa_config)
+
+    call_command("import_statement", str(STATEMENT), stdout=StringIO(), stderr=StringIO())
+    found_once()
+    call_command("import_statement", str(STATEMENT), stdout=StringIO(), stderr=StringIO())
+    found_once()
+
+
+@pytest.mark.django_db
+def test_a_statement_uploaded_in_the_admin_looks_for_gaps(admin_client, mpesa_config):
+    AdminFactory(phone="+254700999888")
+    callbacks_with_a_gap(mpesa_config)
+    url = reverse("admin:payments_mpesatransaction_import_statement")
+
+    with STATEMENT.open("rb") as upload:
+        first = admin_client.post(url, {"statement": upload, "short_code": "600984"}).content.decode()
+    found_once()
+    with STATEMENT.open("rb") as upload:
+        again = admin_client.post(url, {"statement": upload, "short_code": "600984"}).content.decode()
+    found_once()
+
+    assert '<ul id="statement-gaps"><li>KES 300.00 between QROAD00001 and QROAD00002</li></ul>' in first
+    assert 'id="statement-gaps"' not in again  # found by the first import, not again
+
+
+@pytest.mark.django_db
+def test_a_statement_reaching_further_back_than_three_days_is_scanned_from_its_start(mpesa_config, tmp_path):
+    from payments.services.statements import statement_import
+
+    long_ago = datetime.datetime(2024, 3, 5, 8, 0, tzinfo=NAIROBI)
+    paid(mpesa_config, "QOLD000001", "500.00", "10500.00", long_ago)
+    statement = tmp_path / "statement.csv"
+    statement.write_text(
+        "Receipt No.,Completion Time,Details,Transaction Status,Paid In,Withdrawn,Balance,Other Party Info,A/C No.\n"
+        "SAB7LQ2X9K,2024-03-05 09:30:12,Pay Bill,Completed,200.00,,11000.00,254722000000 - A B,X\n"
+    )
+
+    result = statement_import(path=statement, config=mpesa_config)
+
+    assert [(gap.from_transaction.trans_id, gap.to_transaction.trans_id, gap.gap) for gap in result.gaps] == [
+        ("QOLD000001", "SAB7LQ2X9K", D("300.00"))
+    ]
+
+
+def status_result(query, **parameters) -> dict:
+    """Daraja's result for ``query``: a completed Pay Bill payment of its receipt to 600984, with
+    some result parameters replaced."""
+    import json
+
+    body = json.loads((FIXTURES / "status_result_paybill_payment.json").read_text())
+    result = body["Result"]
+    result["ConversationID"] = query.conversation_id
+    result["ReferenceData"]["ReferenceItem"]["Value"] = f"haven-{query.pk}"
+    replaced = {"ReceiptNo": query.trans_id, **parameters}
+    for item in result["ResultParameters"]["ResultParameter"]:
+        item["Value"] = replaced.get(item["Key"], item.get("Value"))
+    return body
+
+
+def test_a_status_query_answer_that_creates_a_payment_looks_for_gaps(client, transactional_db):
+    from payments.models import MpesaTransaction, StatusQuery
+    from tests.factories import MpesaConfigurationFactory
+
+    config = MpesaConfigurationFactory()
+    AdminFactory(phone="+254700999888")
+    callbacks_with_a_gap(config)
+    url = config.status_result_url.replace("https://pay.haven.example", "")
+    an_hour_ago = int(recently(1).astimezone(NAIROBI).strftime("%Y%m%d%H%M%S"))
+    assert not BalanceGap.objects.exists()
+
+    for n, receipt in enumerate(["SG91EZ3N2F", "SG91EZ3N2G"]):
+        query = StatusQuery.objects.create(config=config, trans_id=receipt, conversation_id=f"AG_{n}")
+        answer = status_result(query, FinalisedTime=an_hour_ago, InitiatedTime=an_hour_ago)
+
+        assert client.post(url, answer, content_type="application/json").status_code == 200
+
+        query.refresh_from_db()
+        assert query.outcome == "created"
+        assert MpesaTransaction.objects.get(trans_id=receipt).source == "status_query"
+        found_once()
+
+
+def test_a_status_query_answer_that_creates_nothing_does_not_scan(client, transactional_db):
+    from payments.models import StatusQuery
+    from tests.factories import MpesaConfigurationFactory
+
+    config = MpesaConfigurationFactory()
+    callbacks_with_a_gap(config)
+    query = StatusQuery.objects.create(config=config, trans_id="QROAD00002", conversation_id="AG_1")
+    url = config.status_result_url.replace("https://pay.haven.example", "")
+
+    client.post(url, status_result(query), content_type="application/json")
+
+    query.refresh_from_db()
+    assert query.outcome == "confirmed"
+    assert not BalanceGap.objects.exists()
