@@ -17,10 +17,11 @@ from payments.services.daraja import mpesa_simulate
 from payments.services.pull import mpesa_pull_transactions
 from payments.services.reconciliation import balance_gaps_find
 from tests.factories import AdminFactory
+from tests.payments.conftest import status_result
 from tests.payments.test_processing import stored_payment
 
 DAY = datetime.date(2026, 11, 20)
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "daraja"
+PAYBILL_RESULT = "status_result_paybill_payment.json"
 
 
 def at(hour: int, minute: int = 0, day: datetime.date = DAY) -> datetime.datetime:
@@ -441,21 +442,6 @@ def test_a_statement_reaching_further_back_than_three_days_is_scanned_from_its_s
     ]
 
 
-def status_result(query, **parameters) -> dict:
-    """Daraja's result for ``query``: a completed Pay Bill payment of its receipt to 600984, with
-    some result parameters replaced."""
-    import json
-
-    body = json.loads((FIXTURES / "status_result_paybill_payment.json").read_text())
-    result = body["Result"]
-    result["ConversationID"] = query.conversation_id
-    result["ReferenceData"]["ReferenceItem"]["Value"] = f"haven-{query.pk}"
-    replaced = {"ReceiptNo": query.trans_id, **parameters}
-    for item in result["ResultParameters"]["ResultParameter"]:
-        item["Value"] = replaced.get(item["Key"], item.get("Value"))
-    return body
-
-
 def test_a_status_query_answer_that_creates_a_payment_looks_for_gaps(client, transactional_db):
     from payments.models import MpesaTransaction, StatusQuery
     from tests.factories import MpesaConfigurationFactory
@@ -469,7 +455,7 @@ def test_a_status_query_answer_that_creates_a_payment_looks_for_gaps(client, tra
 
     for n, receipt in enumerate(["SG91EZ3N2F", "SG91EZ3N2G"]):
         query = StatusQuery.objects.create(config=config, trans_id=receipt, conversation_id=f"AG_{n}")
-        answer = status_result(query, FinalisedTime=an_hour_ago, InitiatedTime=an_hour_ago)
+        answer = status_result(PAYBILL_RESULT, query, FinalisedTime=an_hour_ago, InitiatedTime=an_hour_ago)
 
         assert client.post(url, answer, content_type="application/json").status_code == 200
 
@@ -488,7 +474,7 @@ def test_a_status_query_answer_that_creates_nothing_does_not_scan(client, transa
     query = StatusQuery.objects.create(config=config, trans_id="QROAD00002", conversation_id="AG_1")
     url = config.status_result_url.replace("https://pay.haven.example", "")
 
-    client.post(url, status_result(query), content_type="application/json")
+    client.post(url, status_result(PAYBILL_RESULT, query), content_type="application/json")
 
     query.refresh_from_db()
     assert query.outcome == "confirmed"
