@@ -39,13 +39,13 @@ def day_summary_text(*, user: User, day: datetime.date, title: str, reconciliati
 
 
 def _reconciliation_text(*, user: User, day: datetime.date) -> str:
-    report = reconciliation_report(day=day, user=None if user.is_admin else user)
+    report = reconciliation_report(day=day, user=user)
     recovered = {
         TransactionSource(source).label.lower(): (totals["count"], totals["amount"])
         for source, totals in report["by_source"].items()
         if source != TransactionSource.CALLBACK
     }
-    gaps = [gap["gap"] for gap in report["drift"]] if user.is_admin else []
+    gaps = [gap["gap"] for gap in report["drift"]]  # empty for officers: gaps are in no portfolio
     return texts.reconciliation_text(recovered=recovered, gaps=gaps)
 
 

@@ -183,6 +183,8 @@ class ReconciliationIn(Schema):
     date: dt.date | None = Field(None, description="a Nairobi day, YYYY-MM-DD (default: today)")
 
 
+# One field per choice: the reconciliation test checks them against TransactionSource and
+# TransactionStatus, so that a status added later cannot drop out of the report's totals.
 class BySourceOut(Schema):
     callback: CountAmountOut
     pull: CountAmountOut
@@ -195,6 +197,7 @@ class ByStatusOut(Schema):
     processed: CountAmountOut
     unmatched: CountAmountOut
     failed: CountAmountOut
+    held: CountAmountOut
     reversed: CountAmountOut
 
 
@@ -214,6 +217,13 @@ class LastPullOut(Schema):
 class ReconciliationOut(Schema):
     date: dt.date
     by_source: BySourceOut = Field(description="the day's payments by how they reached the books")
-    by_status: ByStatusOut
-    drift: list[DriftOut] = Field(description="open balance gaps whose later payment is on this day")
+    by_status: ByStatusOut = Field(
+        description="the same payments by where they are now: counts and amounts add up to by_source's"
+    )
+    drift: list[DriftOut] = Field(
+        description=(
+            "open balance gaps whose later payment is on this day; for admins only (always empty for a "
+            "loan officer: money nobody has identified is in no portfolio)"
+        )
+    )
     last_pull: LastPullOut

@@ -127,10 +127,10 @@ def transaction_audit_events(tx: MpesaTransaction) -> QuerySet[AuditEvent]:
 
 def reconciliation_report(*, day: datetime.date, user: User | None = None) -> dict[str, Any]:
     """The reconciliation of one Nairobi day (of ``trans_time``), over the payments ``user`` may see
-    (every payment when ``None``, e.g. for the daily digest): counts and amounts by source and by
-    status (every choice present, zero included), the balance gaps whose later payment falls on that
-    day (still open), and the active paybill's last Pull Transactions. Money is ``Decimal``; the
-    API and the pages format it."""
+    (every payment when ``None``): counts and amounts by source and by status (every choice present,
+    zero included; both add up to the day's payments), the balance gaps whose later payment falls on
+    that day (still open; none for a user who is not an admin), and the active paybill's last Pull
+    Transactions. Money is ``Decimal``; the API and the pages format it."""
     start = nairobi_midnight(day)
     end = nairobi_midnight(day + datetime.timedelta(days=1))
     payments = MpesaTransaction.objects.all() if user is None else MpesaTransaction.objects.visible_to(user)
@@ -149,8 +149,12 @@ def reconciliation_report(*, day: datetime.date, user: User | None = None) -> di
             for value in choices.values
         }
 
+    # A gap is money the system never identified: it is in no officer's portfolio, and the two
+    # payments around it (whoever paid just before and after) say nothing about whose it is. So an
+    # officer sees none, as in the daily digest; finding the money is the paybill's reconciliation.
+    gaps = BalanceGap.objects.none() if user is not None and not user.is_admin else BalanceGap.objects.all()
     gaps = (
-        BalanceGap.objects.filter(
+        gaps.filter(
             resolved_at__isnull=True,
             to_transaction__trans_time__gte=start,
             to_transaction__trans_time__lt=end,

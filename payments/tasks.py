@@ -22,7 +22,6 @@ from payments.services.doorbell import DOORBELL_KEY, DRAIN_TASK, ring_doorbell
 from payments.services.monitoring import ops_checks_run
 from payments.services.processing import RETRY
 from payments.services.pull import mpesa_pull_transactions
-from payments.services.reconciliation import balance_gaps_find
 
 logger = logging.getLogger(__name__)
 
@@ -68,17 +67,15 @@ def sweep_received_task() -> int:
 
 @shared_task(name="payments.pull_transactions", ignore_result=True)
 def pull_transactions_task() -> int:
-    """Pull the last ``MPESA_PULL_HOURS`` of every active paybill, then look for balance gaps; returns
-    how many payments it created. A paybill Daraja refuses is logged (its last pull shows why) and
-    the others still run."""
+    """Pull the last ``MPESA_PULL_HOURS`` of every active paybill (each pull then looks for balance
+    gaps); returns how many payments it created. A paybill Daraja refuses is logged (its last pull
+    shows why) and the others still run."""
     created = 0
     for config in MpesaConfiguration.objects.filter(is_active=True):
         try:
             created += mpesa_pull_transactions(config=config, hours=settings.MPESA_PULL_HOURS).created
         except DarajaError as exc:
             logger.warning("pull for %s failed: %s", config.business_short_code, exc.detail)
-        # After the pull, so that a gap it has just filled is not reported.
-        balance_gaps_find(config=config)
     return created
 
 

@@ -45,6 +45,8 @@ def reconciliation(request: HttpRequest) -> HttpResponse:
             "previous": day - datetime.timedelta(days=1),
             "next": day + datetime.timedelta(days=1),
             "recovered": recovered,
+            # The selector lists balance gaps to admins only (a gap's money is in no portfolio).
+            "gaps_shown": user.is_admin,
             "sources": [
                 (label, report["by_source"][value]) for value, label in MpesaTransaction.Source.choices
             ],

@@ -22,6 +22,7 @@ from core.services.outbox import outbox_queue_for_staff, staff_to_alert
 from payments.clients.daraja import PULL_NO_TRANSACTIONS, PULL_OK, DarajaClient, DarajaError
 from payments.models import MpesaConfiguration, MpesaTransaction
 from payments.parsing import C2BPayload, MalformedCallback, recovered_payload
+from payments.services.reconciliation import balance_gaps_find
 from payments.services.recovery import transaction_record_recovered
 
 logger = logging.getLogger(__name__)
@@ -41,10 +42,13 @@ class PullResult:
     errors: int
     code: str
     message: str
+    gaps: int = 0  # balance gaps found by the scan after the pull
 
     def summary(self) -> str:
-        return f"fetched {self.fetched} known {self.known} created {self.created}" + (
-            f" errors {self.errors}" if self.errors else ""
+        return (
+            f"fetched {self.fetched} known {self.known} created {self.created}"
+            + (f" errors {self.errors}" if self.errors else "")
+            + (f" balance gaps {self.gaps}" if self.gaps else "")
         )
 
 
@@ -114,7 +118,8 @@ def mpesa_pull_transactions(
 ) -> PullResult:
     """Fetch every page of the C2B payments ``config``'s paybill received in the last ``hours``
     (at most 48) and store those the system lacks (source ``pull``); they are then matched and
-    posted like any payment. Keeps the outcome on the configuration (``last_pull_*``).
+    posted like any payment. Keeps the outcome on the configuration (``last_pull_*``), then looks
+    for balance gaps (``balance_gaps_find``), after a refused pull too.
 
     Returns the counts. Raises ``InvalidInput`` for a window Daraja would refuse and ``DarajaError``
     (after recording it as the last pull) when Daraja refuses or cannot be reached."""
@@ -152,11 +157,15 @@ def mpesa_pull_transactions(
                 known += not stored
     except DarajaError as exc:
         _record_pull(config, code=exc.code or "error", message=exc.detail, start=start)
+        # The balances the callbacks brought still show money the system never saw.
+        balance_gaps_find(config=config)
         raise
     finally:
         if own_client:
             daraja.close()
     _record_pull(config, code=code, message=message, start=start)
-    result = PullResult(fetched, known, created, errors, code, message)
+    # After the pull, so that a gap it has just filled is not reported.
+    gaps = balance_gaps_find(config=config)
+    result = PullResult(fetched, known, created, errors, code, message, len(gaps))
     logger.info("pull %s: %s (code %s)", config.business_short_code, result.summary(), code)
     return result

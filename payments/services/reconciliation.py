@@ -5,6 +5,11 @@ Ordered by time, a balance that exceeds the previous one plus its own payment me
 in between that the system never saw (a balance below it is normal: charges and withdrawals are not
 payments). Each gap is recorded once (a unique pair) and alerted once; a gap closed later by a
 recovered payment is marked resolved.
+
+Every recovery road ends with a scan (``balance_gaps_find``): a Pull Transactions sync (the beat task
+and ``manage.py pull_transactions``), a statement import (command and admin upload), and a
+Transaction Status answer that creates a payment. So a gap is found, or found explained, whichever
+road runs, and also when the beat pull is switched off.
 """
 
 import datetime
@@ -28,7 +33,8 @@ def balance_gaps_find(
     *, config: MpesaConfiguration, since: datetime.datetime | None = None
 ) -> list[BalanceGap]:
     """Scan ``config``'s payments with a balance since ``since`` (default: the last three days) and
-    record each gap not recorded yet, with one alert to staff. Returns the gaps recorded now."""
+    record each gap not recorded yet, with one alert to staff; gaps that recovered payments now
+    explain are marked resolved. Returns the gaps recorded now (none when run again)."""
     since = since or timezone.now() - datetime.timedelta(days=SCAN_DAYS)
     payments = MpesaTransaction.objects.filter(config=config).order_by("trans_time", "id")
     anchor = (

@@ -37,5 +37,8 @@ def transaction_record_recovered(
     created = payment_insert(values)
     if created:
         transaction.on_commit(ring_doorbell, robust=True)
-        logger.info("mpesa payment %s recovered by %s", payload.trans_id, source)
+        # A statement brings thousands at once (its import sums them up in one line); a pull or a
+        # status query a few, each worth a line.
+        level = logging.DEBUG if source == MpesaTransaction.Source.STATEMENT else logging.INFO
+        logger.log(level, "mpesa payment %s recovered by %s", payload.trans_id, source)
     return created

@@ -2,7 +2,8 @@
 Daraja's answer arrives later at the configuration's result URL.
 
 A completed payment into this paybill that the system lacks is stored (source ``status_query``) and
-posted like any payment; one it has is confirmed; anything else is kept as Daraja's answer. The
+posted like any payment, then balance gaps are looked for; one it has is confirmed; anything else is
+kept as Daraja's answer. The
 result request is stored raw first, as a ``CallbackRequest`` (kind ``status-result``), like every
 inbound Daraja request.
 """
@@ -12,6 +13,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.db import DataError, transaction
@@ -24,6 +26,7 @@ from payments.clients.daraja import DarajaClient, DarajaError
 from payments.codes import is_trans_id
 from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction, StatusQuery
 from payments.parsing import MalformedCallback, parse_trans_time, recovered_payload
+from payments.services.reconciliation import balance_gaps_find
 from payments.services.recovery import transaction_record_recovered
 
 logger = logging.getLogger(__name__)
@@ -188,6 +191,10 @@ def _settle(query: StatusQuery, config: MpesaConfiguration, result: dict[str, An
             query.error = f"the answer describes no payment this system can record: {exc}"[:1000]
         else:
             query.outcome = StatusQuery.Outcome.CREATED if created else StatusQuery.Outcome.CONFIRMED
+            if created:
+                # Once the answer is committed, out of the query's lock; a failing scan is logged and
+                # does not touch the stored answer (the next road's scan runs it again).
+                transaction.on_commit(partial(balance_gaps_find, config=config), robust=True)
     query.save()
 
 

@@ -554,6 +554,28 @@ def test_status_filter(admin_client, payers):
     assert listed(response) == ["QFAILD0001"]
 
 
+def test_source_filter_and_the_payment_page_say_how_it_came(admin_client, make_payment):
+    for trans_id, source in [("QCALL00001", "callback"), ("QPULL00001", "pull"), ("QSTAT00001", "statement")]:
+        make_payment(trans_id, source=source)
+
+    page = admin_client.get(reverse("admin_ui:transaction-list"), {"source": "pull"})
+
+    assert listed(page) == ["QPULL00001"]
+    html = page.content.decode()
+    assert "Came by" in html and '<option value="pull" selected>Pull Transactions</option>' in html
+    assert set(listed(admin_client.get(reverse("admin_ui:transaction-list")))) == {
+        "QCALL00001",
+        "QPULL00001",
+        "QSTAT00001",
+    }
+    detail = admin_client.get(detail_url("QSTAT00001")).content.decode()
+    assert '<dd id="tx-source">Statement import</dd>' in detail
+    assert "never received: the payment was recovered by Statement import" in detail
+    assert '<dd id="tx-source">Callback</dd>' in admin_client.get(detail_url("QCALL00001")).content.decode()
+    refused = admin_client.get(reverse("admin_ui:transaction-list"), {"source": "fax"})
+    assert listed(refused) == [] and "fax is not one of the available choices" in refused.content.decode()
+
+
 def test_amount_range_is_inclusive(admin_client, payers):
     response = admin_client.get(
         reverse("admin_ui:transaction-list"), {"min_amount": "200", "max_amount": "300.00"}

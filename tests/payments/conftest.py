@@ -18,6 +18,21 @@ def daraja_payload(name: str, **overrides) -> dict:
     return payload
 
 
+def status_result(name: str, query, **parameters) -> dict:
+    """A recorded Transaction Status result (``ResultParameters`` of Daraja's real shape) as the
+    answer to ``query``: its conversation id, its id as Occasion, its receipt as ``ReceiptNo``
+    unless given, and the other result parameters given replaced."""
+    body = json.loads((FIXTURES / name).read_text())
+    result = body["Result"]
+    result["ConversationID"] = query.conversation_id
+    result["ReferenceData"] = {"ReferenceItem": {"Key": "Occasion", "Value": f"haven-{query.pk}"}}
+    replaced = {"ReceiptNo": query.trans_id, **parameters}
+    for item in result["ResultParameters"]["ResultParameter"]:
+        if item["Key"] in replaced:
+            item["Value"] = replaced[item["Key"]]
+    return body
+
+
 @pytest.fixture(autouse=True)
 def _fresh_config_cache():
     from payments.services.callbacks import config_cache_clear

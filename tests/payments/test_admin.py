@@ -906,3 +906,35 @@ def test_an_admin_role_without_superuser_needs_model_permissions(client, mpesa_c
     assert client.get(changelist("mpesaconfiguration")).status_code == 403
     admin.user_permissions.add(Permission.objects.get(codename="view_mpesaconfiguration"))
     assert client.get(changelist("mpesaconfiguration")).status_code == 200
+
+
+def test_the_source_is_listed_filterable_and_on_the_change_page(admin_client, mpesa_config):
+    sources = {
+        "SKCALL0001": "callback",
+        "SKPULL0001": "pull",
+        "SKSTAT0001": "statement",
+        "SKSTQ00001": "status_query",
+    }
+    for trans_id, source in sources.items():
+        stored_payment(mpesa_config, trans_id=trans_id, source=source)
+
+    page = admin_client.get(changelist("mpesatransaction")).content.decode()
+
+    cells = dict(re.findall(r'>(SK[A-Z0-9]{8})</a>.*?<td class="field-source">([^<]*)</td>', page, re.S))
+    assert cells == {
+        "SKCALL0001": "Callback",
+        "SKPULL0001": "Pull Transactions",
+        "SKSTAT0001": "Statement import",
+        "SKSTQ00001": "Transaction Status query",
+    }
+    assert "?source__exact=statement" in page  # the filter's choices
+    filtered = admin_client.get(
+        changelist("mpesatransaction"), {"source__exact": "statement"}
+    ).content.decode()
+    assert re.findall(r">(SK[A-Z0-9]{8})</a>", filtered) == ["SKSTAT0001"]
+    detail = admin_client.get(
+        change_url(MpesaTransaction.objects.get(trans_id="SKSTQ00001"))
+    ).content.decode()
+    assert re.search(
+        r"<label>Source:</label>\s*<div class=\"readonly\">Transaction Status query</div>", detail
+    )

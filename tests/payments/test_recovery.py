@@ -4,8 +4,10 @@ confirmation that arrives afterwards is a duplicate."""
 import json
 from decimal import Decimal as D
 
+import httpx
 import pytest
 
+from core.models import OutboxMessage
 from payments.emulator.models import EmulatedPayment
 from payments.models import CallbackRequest, MpesaTransaction
 from payments.parsing import parse_c2b_body
@@ -109,3 +111,98 @@ def test_the_sandbox_cannot_lose_a_callback():
     client = DarajaClient("https://sandbox.safaricom.co.ke", "k", "s", timeout=5)
     with pytest.raises(DarajaError, match="only the local emulator"):
         client.simulate("600984", 100, "254712345678", "", deliver_callbacks=False)
+
+
+# --- Receipts included: once per recovered payment, none for its late callback ------------------------
+
+
+def the_receipt(loan, trans_id: str) -> None:
+    """The borrower has exactly one SMS, the receipt of ``trans_id``, and it has gone."""
+    texts = list(
+        OutboxMessage.objects.filter(borrower=loan.borrower).values_list("channel", "recipient", "status")
+    )
+    assert texts == [("sms", "+254722000000", "sent")]
+    receipt = OutboxMessage.objects.get(borrower=loan.borrower)
+    assert f"({trans_id})" in receipt.body and "LOAN-000123" in receipt.body
+
+
+def lost_payment(config, amount: int = 500) -> str:
+    return mpesa_simulate(
+        config=config,
+        phone="0722000000",
+        amount=amount,
+        bill_reference="LOAN-000123",
+        deliver_callbacks=False,
+    )["TransID"]
+
+
+def late_callback(config, trans_id: str) -> None:
+    response = httpx.post(
+        config.confirmation_url, json=EmulatedPayment.objects.get(trans_id=trans_id).payload
+    )
+    assert response.json() == {"ResultCode": 0, "ResultDesc": "Success"}
+    assert CallbackRequest.objects.get(kind="confirmation").outcome == "duplicate"
+
+
+@pytest.mark.urls("tests.payments.emulator_urls")
+def test_a_payment_recovered_by_pull_sends_one_receipt_and_its_late_callback_none(emulated_paybill, loan):
+    from payments.services.pull import mpesa_pull_transactions
+
+    trans_id = lost_payment(emulated_paybill)
+
+    mpesa_pull_transactions(config=emulated_paybill)
+    mpesa_pull_transactions(config=emulated_paybill)  # the next pull finds it again: known
+    the_receipt(loan, trans_id)
+
+    late_callback(emulated_paybill, trans_id)
+    the_receipt(loan, trans_id)
+
+
+@pytest.mark.urls("tests.payments.emulator_urls")
+def test_a_payment_recovered_by_a_status_query_sends_one_receipt_and_its_late_callback_none(
+    emulated_paybill, loan
+):
+    from payments.services.status import status_query_request
+    from tests.payments.test_status_query import answered
+
+    trans_id = lost_payment(emulated_paybill)
+
+    assert answered(status_query_request(trans_id=trans_id, user=None)).outcome == "created"
+    the_receipt(loan, trans_id)
+    assert answered(status_query_request(trans_id=trans_id, user=None)).outcome == "confirmed"
+    the_receipt(loan, trans_id)
+
+    late_callback(emulated_paybill, trans_id)
+    the_receipt(loan, trans_id)
+
+
+@pytest.mark.django_db
+def test_a_payment_recovered_by_a_statement_sends_one_receipt_and_its_late_callback_none(
+    mpesa_config, loan, post_callback, django_capture_on_commit_callbacks, tmp_path
+):
+    from payments.services.statements import statement_import
+
+    statement = tmp_path / "statement.csv"
+    statement.write_text(
+        "Receipt No.,Completion Time,Details,Transaction Status,Paid In,Withdrawn,Balance,Other Party Info,A/C No.\n"
+        "SAB7LQ2X9K,2024-03-05 08:30:12,Pay Bill,Completed,1500.00,,101500.00,254722000000 - NICHOLAS KIPRONO,"
+        "LOAN-000123\n"
+    )
+    for _ in range(2):  # imported twice: known the second time
+        with django_capture_on_commit_callbacks(execute=True):
+            statement_import(path=statement, config=mpesa_config)
+    the_receipt(loan, "SAB7LQ2X9K")
+
+    late = post_callback(
+        "confirmation",
+        daraja_payload(
+            "confirmation_hashed.json",
+            TransID="SAB7LQ2X9K",
+            TransTime="20240305083012",
+            TransAmount="1500.00",
+        ),
+    )
+
+    assert late.json() == {"ResultCode": 0, "ResultDesc": "Success"}
+    assert CallbackRequest.objects.get().outcome == "duplicate"
+    the_receipt(loan, "SAB7LQ2X9K")

@@ -2,6 +2,7 @@
 changes nothing, known receipts compared, non-pay-ins ignored, junk refused."""
 
 import datetime
+import logging
 from decimal import Decimal as D
 from io import StringIO
 from pathlib import Path
@@ -186,13 +187,76 @@ def test_a_broken_xlsx_is_refused(run, tmp_path):
         run(broken)
 
 
-def test_command_prints_one_summary_line(mpesa_config, loan):
+class Terminal(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_command_prints_one_summary_line(mpesa_config, loan, caplog):
+    caplog.set_level(logging.DEBUG)
     out, err = StringIO(), StringIO()
 
     call_command("import_statement", str(UTILITY), stdout=out, stderr=err)
 
     assert out.getvalue() == "read 6 known 0 created 3 mismatched 0 ignored 3 errors 0\n"
+    assert err.getvalue() == ""  # not a terminal: no bar
+    # Nor a log line per payment (nor any below a warning) at the default verbosity, whatever LOG_LEVEL.
+    assert [record.getMessage() for record in caplog.records] == []
     assert MpesaTransaction.objects.filter(source="statement").count() == 3
+
+
+def test_command_draws_its_bar_in_place_on_a_terminal(mpesa_config, caplog):
+    caplog.set_level(logging.INFO)
+    out, err = Terminal(), Terminal()
+
+    call_command("import_statement", str(UTILITY), stdout=out, stderr=err)
+
+    assert out.getvalue() == "read 6 known 0 created 3 mismatched 0 ignored 3 errors 0\n"
+    bar = err.getvalue()
+    # Frames start with a carriage return and redraw the same line; one newline when it is done.
+    assert bar.startswith("\rorg_portal_utility.csv: ") and bar.endswith("\n") and bar.count("\n") == 1
+    assert "6 rows" in bar.rsplit("\r", 1)[-1]
+    assert "\x1b[" not in bar  # not coloured as an error
+    assert not caplog.records
+
+
+def test_command_draws_no_bar_when_its_output_is_read_by_a_program(mpesa_config):
+    out, err = StringIO(), Terminal()
+
+    call_command("import_statement", str(UTILITY), stdout=out, stderr=err)
+
+    assert out.getvalue() == "read 6 known 0 created 3 mismatched 0 ignored 3 errors 0\n"
+    assert err.getvalue() == ""
+
+
+def test_command_shows_each_payment_with_verbosity_two(mpesa_config, caplog):
+    caplog.set_level(logging.DEBUG)
+
+    call_command("import_statement", str(UTILITY), verbosity=2, stdout=StringIO(), stderr=StringIO())
+
+    recovered = [r for r in caplog.records if r.name == "payments.services.recovery"]
+    assert [(r.levelno, r.getMessage()) for r in recovered] == [
+        (logging.DEBUG, f"mpesa payment {trans_id} recovered by statement")
+        for trans_id in ("SAB7LQ2X9K", "SAB7LQ2Y1M", "SAB7LR9X3D")
+    ]
+    assert logging.root.manager.disable == logging.NOTSET  # the command leaves logging as it was
+
+
+def test_a_recovered_payment_is_logged_at_info_by_a_pull_and_at_debug_by_a_statement(mpesa_config, caplog):
+    import json
+
+    from payments.parsing import parse_c2b_body
+    from payments.services.recovery import transaction_record_recovered
+
+    caplog.set_level(logging.DEBUG, logger="payments.services.recovery")
+    for trans_id, source in (("SKPULL0001", "pull"), ("SKSTAT0001", "statement")):
+        payload = parse_c2b_body(json.dumps(daraja_payload("confirmation_hashed.json", TransID=trans_id)))
+        transaction_record_recovered(config=mpesa_config, payload=payload, source=source, evidence={})
+
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "mpesa payment SKPULL0001 recovered by pull"),
+        (logging.DEBUG, "mpesa payment SKSTAT0001 recovered by statement"),
+    ]
 
 
 def test_command_refuses_junk_with_one_line_and_a_non_zero_exit(mpesa_config, capsys):

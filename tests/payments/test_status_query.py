@@ -14,6 +14,7 @@ from payments.models import CallbackRequest, MpesaTransaction, StatusQuery
 from payments.services.daraja import mpesa_simulate
 from payments.services.status import status_query_request
 from tests.factories import MpesaConfigurationFactory
+from tests.payments.conftest import status_result
 
 pytestmark = pytest.mark.urls("tests.payments.emulator_urls")
 
@@ -160,6 +161,71 @@ def test_a_duplicate_result_is_kept_and_changes_nothing(client, waiting_query):
         "not_found",
         "The transaction receipt number does not exist.",
     )
+
+
+@pytest.mark.parametrize(
+    ("fixture", "parameters", "shown"),
+    [
+        # The code of money the paybill paid out (a B2C payment): completed, but not to us.
+        ("status_result_b2c_payment.json", {}, "Completed, KES 300, Business Payment to Customer via API"),
+        # A borrower's payment to another paybill.
+        (
+            "status_result_paybill_payment.json",
+            {"CreditPartyName": "888880 - KPLC PREPAID"},
+            "Completed, KES 500.0, Pay Bill Online",
+        ),
+        # A payment to us that did not complete.
+        (
+            "status_result_paybill_payment.json",
+            {"TransactionStatus": "Failed"},
+            "Failed, KES 500.0, Pay Bill Online",
+        ),
+    ],
+    ids=["paid-out", "another-paybill", "not-completed"],
+)
+def test_an_answer_that_is_not_a_payment_to_us_is_shown_as_darajas_and_creates_nothing(
+    client, admin_user, fixture, parameters, shown
+):
+    from django.urls import reverse
+
+    from core.models import OutboxMessage
+    from payments.models import BalanceGap
+    from tests.core.test_api_tokens import client_for
+    from tests.factories import MpesaConfigurationFactory
+
+    config = MpesaConfigurationFactory()
+    query = StatusQuery.objects.create(config=config, trans_id="MBN31H462N", conversation_id="AG_1")
+    url = config.status_result_url.replace("https://pay.haven.example", "")
+
+    response = client.post(url, status_result(fixture, query, **parameters), content_type="application/json")
+
+    assert response.json() == {"ResultCode": 0, "ResultDesc": "Accepted"}
+    query.refresh_from_db()
+    assert (query.state, query.outcome, query.result_code, query.error) == (
+        "answered",
+        "not_a_payment",
+        "0",
+        "",
+    )
+    assert query.answer["ReceiptNo"] == "MBN31H462N"
+    assert not MpesaTransaction.objects.exists()
+    assert not BalanceGap.objects.exists() and not OutboxMessage.objects.exists()
+    assert CallbackRequest.objects.get().outcome == "accepted"
+
+    api = client_for(admin_user).get(f"/api/v1/transactions/status-query/{query.pk}").json()
+    assert (api["outcome"], api["result_code"], api["result_description"]) == (
+        "not_a_payment",
+        "0",
+        "The service request is processed successfully.",
+    )
+    assert api["answer"]["CreditPartyName"] == query.answer["CreditPartyName"]
+    client.force_login(admin_user)
+    page = client.get(reverse("admin_ui:status-query")).content.decode()
+    row = page.split('id="status-queries"')[1].split("</tr>")[1]
+    assert "<strong>Not a completed payment to this paybill</strong>" in row
+    assert "M-Pesa: 0 The service request is processed successfully." in row
+    assert shown in row
+    assert "transactions/MBN31H462N" not in row  # no payment to link to
 
 
 def test_a_result_found_by_its_occasion_when_it_beats_the_acknowledgement(client, waiting_query):

@@ -6,7 +6,8 @@ formats vary, CSV may use ``;`` and XLSX carries real dates and numbers. Headers
 (case, spacing and punctuation ignored, known variants accepted). Only completed pay-ins are
 payments; the rest is ignored. A receipt the system has is compared (amount, time) and a difference
 reported, never changed; a missing one is stored by ``transaction_record_recovered`` (source
-``statement``), so importing the same file again changes nothing.
+``statement``), so importing the same file again changes nothing. Each import ends with a balance
+gap scan from the statement's first payment on.
 """
 
 import datetime
@@ -18,10 +19,12 @@ from decimal import Decimal
 from pathlib import Path
 
 from django.db import transaction
+from django.utils import timezone
 
 from core.dates import NAIROBI
-from payments.models import MpesaConfiguration, MpesaTransaction
+from payments.models import BalanceGap, MpesaConfiguration, MpesaTransaction
 from payments.parsing import MalformedCallback, recovered_payload
+from payments.services.reconciliation import SCAN_DAYS, balance_gaps_find
 from payments.services.recovery import transaction_record_recovered
 from payments.services.statements.reading import (
     HEADER_SEARCH_ROWS,
@@ -74,6 +77,7 @@ class StatementResult:
     errors: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # "line N: why", one per error
+    gaps: list[BalanceGap] = field(default_factory=list)  # found by the scan after the import
 
     def summary(self) -> str:
         return (
@@ -150,13 +154,16 @@ def statement_import(
 
     Returns the counts (``read`` rows after the header; each is ``known``, ``created``,
     ``mismatched``, ``ignored`` or an ``error``) with the differences found and the errors, each
-    naming its line. ``progress`` is called now and then with the number of rows read since its
-    last call. Raises ``NotAStatement`` for a file that is not a statement (nothing is stored)."""
+    naming its line, and the balance gaps the scan after it found (``balance_gaps_find``, from the
+    statement's first payment or the last three days, whichever is earlier). ``progress`` is called
+    now and then with the number of rows read since its last call. Raises ``NotAStatement`` for a
+    file that is not a statement (nothing is stored)."""
     name = name or path.name
     result = StatementResult()
     times = StatementTimes()
     columns: dict[str, int] | None = None
     batch: list[StatementLine] = []
+    earliest = timezone.now() - datetime.timedelta(days=SCAN_DAYS)
     reported = 0
     for number, row in enumerate(file_rows(path, name), start=1):
         if columns is None:
@@ -179,6 +186,7 @@ def statement_import(
             result.ignored += 1
         else:
             batch.append(line)
+            earliest = min(earliest, line.completed_at)
         if len(batch) >= BATCH:
             _store(batch, config, result)
             batch = []
@@ -194,6 +202,9 @@ def statement_import(
         _store(batch, config, result)
     if progress is not None:
         progress(result.read - reported)
+    # A statement can reach further back than the scheduled scans: its payments' balances are read
+    # from its first one on, which also resolves the gaps its payments explain.
+    result.gaps = balance_gaps_find(config=config, since=earliest)
     logger.info("statement %s for %s: %s", name, config.business_short_code, result.summary())
     return result
 
