@@ -196,6 +196,11 @@ PAYMENTS_DRAINERS = env.int("PAYMENTS_DRAINERS", default=2)
 PAYMENTS_DOORBELL_DEBOUNCE = (
     0.0 if CELERY_TASK_ALWAYS_EAGER else env.float("PAYMENTS_DOORBELL_DEBOUNCE", default=0.5)
 )
+# The same for the outbox's doorbell, rung when a transaction that queued messages commits (a posted
+# payment queues two or three).
+OUTBOX_DOORBELL_DEBOUNCE = (
+    0.0 if CELERY_TASK_ALWAYS_EAGER else env.float("OUTBOX_DOORBELL_DEBOUNCE", default=0.5)
+)
 CELERY_BEAT_SCHEDULE = {
     "sweep-received-payments": {"task": "payments.sweep_received", "schedule": 60.0},
     "sweep-outbox": {"task": "core.outbox_sweep", "schedule": 60.0},

@@ -1,6 +1,7 @@
 """Celery tasks of the core: the outbox's drain and sweeper."""
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from core.models import OutboxMessage
@@ -11,7 +12,12 @@ from core.services.outbox import OUTBOX_DOORBELL, OUTBOX_DRAIN_TASK, outbox_deli
 @shared_task(name=OUTBOX_DRAIN_TASK, ignore_result=True)
 def outbox_drain_task() -> int:
     """Send due messages until none is left (or a batch is done). Returns how many were tried."""
-    return drain(task=outbox_drain_task, bell=OUTBOX_DOORBELL, work=_send_next)
+    return drain(
+        task=outbox_drain_task,
+        bell=OUTBOX_DOORBELL,
+        work=_send_next,
+        debounce=settings.OUTBOX_DOORBELL_DEBOUNCE,
+    )
 
 
 def _send_next() -> Worked | None:

@@ -33,6 +33,9 @@ def new_callback_token() -> str:
 class MpesaConfiguration(models.Model):
     """One paybill or till: its Daraja credentials and how its callbacks are handled."""
 
+    # The fields stored encrypted (core.crypto): readers that do not need them defer them.
+    SECRET_FIELDS = ("consumer_key", "consumer_secret", "callback_token", "security_credential")
+
     class Environment(models.TextChoices):
         LOCAL = "local", "Local emulator"
         SANDBOX = "sandbox", "Daraja sandbox"

@@ -31,6 +31,7 @@ def _doorbell_rings_every_time(settings):
     # Tasks run in-process here, where a debounced drain would wait inside the request (settings.py
     # makes the same choice when CELERY_TASK_ALWAYS_EAGER is set). Tests of the debounce set it.
     settings.PAYMENTS_DOORBELL_DEBOUNCE = 0.0
+    settings.OUTBOX_DOORBELL_DEBOUNCE = 0.0
     doorbell._last_asked.clear()
 
 

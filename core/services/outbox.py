@@ -121,7 +121,9 @@ def _insert_sql(columns: tuple[str, ...]) -> str:
 
 def outbox_ring(*, force: bool = False) -> bool:
     """Wake the outbox's drain task (unless a ring is already pending). Returns whether it rang."""
-    return doorbell.ring(OUTBOX_DOORBELL, OUTBOX_DRAIN_TASK, force=force)
+    return doorbell.ring(
+        OUTBOX_DOORBELL, OUTBOX_DRAIN_TASK, force=force, debounce=settings.OUTBOX_DOORBELL_DEBOUNCE
+    )
 
 
 def _due() -> models.QuerySet:
