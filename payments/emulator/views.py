@@ -39,6 +39,7 @@ from payments.clients.daraja import (
     RESPONSE_TYPES,
     callback_url_problem,
 )
+from payments.codes import is_short_code
 from payments.emulator.ledger import ledger_record
 from payments.models import MpesaConfiguration
 
@@ -90,7 +91,7 @@ def _json_body(request: HttpRequest) -> dict[str, Any] | None:
 
 def _valid_short_code(raw: object) -> str | None:
     text = str(raw if raw is not None else "").strip()
-    return text if text.isdigit() and 5 <= len(text) <= 7 else None
+    return text if is_short_code(text) else None
 
 
 # --- Tokens ---------------------------------------------------------------------------------------
