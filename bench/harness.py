@@ -1,5 +1,6 @@
-"""Plumbing of the M-Pesa benchmark: prerequisites, the throwaway database, Redis, child processes in
-their own process groups, the environment they share, and where the CPU went."""
+"""Plumbing of the benchmarks: prerequisites, the throwaway database, Redis, Django set up on them, child
+processes in their own process groups, the environment they share, a run that cleans up after itself
+when interrupted, and where the CPU went."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 BENCH_DATABASE = "haven_bench_payments"
+# The PostgreSQL server of the benches that need one, when DATABASE_URL names none.
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 
 
 class Refused(Exception):
@@ -131,6 +136,59 @@ def postgres_recreate(server_url: str, database: str = BENCH_DATABASE) -> None:
         cursor.execute(f'CREATE DATABASE "{database}"')
 
 
+def is_postgres(url: str) -> bool:
+    return urlsplit(url).scheme in ("postgres", "postgresql", "psql", "pgsql")
+
+
+@contextlib.contextmanager
+def throwaway_database(database: str) -> Iterator[Path]:
+    """Point ``DATABASE_URL`` at a throwaway database of the kind it names, never at that database
+    itself: on PostgreSQL ``database`` on the same server (created now, dropped afterwards),
+    otherwise an SQLite file. Yields a temporary directory, where the SQLite file lives and the
+    bench may write its own files. ``DATABASE_URL`` is read as config/settings.py reads it: the
+    environment first, then a .env file."""
+    import environ
+
+    if (BASE_DIR / ".env").is_file():
+        environ.Env.read_env(BASE_DIR / ".env")
+    server_url = os.environ.get("DATABASE_URL", "")
+    on_postgres = is_postgres(server_url)
+    with tempfile.TemporaryDirectory(prefix="haven-bench-") as workdir:
+        if on_postgres:
+            postgres_recreate(server_url, database)
+            os.environ["DATABASE_URL"] = urlsplit(server_url)._replace(path=f"/{database}").geturl()
+        else:
+            os.environ["DATABASE_URL"] = f"sqlite:///{workdir}/bench.sqlite3"
+        try:
+            yield Path(workdir)
+        finally:
+            if on_postgres:
+                from django.db import connections
+
+                connections.close_all()
+                postgres_drop(server_url, database)
+
+
+def django_migrated(*, bare_table: bool = False) -> None:
+    """Set Django up in this process, on the database its environment names, with DEBUG off (as in
+    production: with DEBUG on, Django keeps the text of the last 9,000 queries in memory), and
+    migrate that database; with ``bare_table`` also create bench/bare.py's table."""
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+
+    settings.DEBUG = False
+    call_command("migrate", verbosity=0)
+    if bare_table:
+        from bench.bare import BARE_TABLE_DDL
+
+        with connection.cursor() as cursor:
+            cursor.execute(BARE_TABLE_DDL)
+
+
 def redis_flush(redis_url: str) -> None:
     import redis
 
@@ -142,12 +200,21 @@ def _where(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or ''}{parts.path}"
 
 
+def service_urls(default_redis_url: str) -> tuple[str, str]:
+    """The PostgreSQL server and the Redis database of a run (``DATABASE_URL``, ``REDIS_URL``, or the
+    defaults). Raises ``Refused`` unless PostgreSQL, Redis, gunicorn and celery are all there."""
+    server_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    redis_url = os.environ.get("REDIS_URL") or default_redis_url
+    require_services(server_url, redis_url)
+    return server_url, redis_url
+
+
 def require_services(server_url: str, redis_url: str) -> None:
     """Raise ``Refused`` unless PostgreSQL, Redis, gunicorn and celery are all there."""
     import psycopg2
     import redis
 
-    if urlsplit(server_url).scheme not in ("postgres", "postgresql", "pgsql"):
+    if not is_postgres(server_url):
         raise Refused(f"DATABASE_URL must name a PostgreSQL server (got {urlsplit(server_url).scheme!r})")
     try:
         with _postgres_admin(server_url) as cursor:
@@ -196,6 +263,31 @@ def bench_environment(database_url: str, redis_url: str) -> dict[str, str]:
         }
     )
     return env
+
+
+# --- a run ------------------------------------------------------------------------------------------
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_steps(*steps: Callable[[], object], teardown: Callable[[], object], cleanup: str) -> bool:
+    """Run ``steps`` in order, then ``teardown`` whatever happened. SIGTERM counts as Ctrl-C: the run
+    says ``cleanup`` (what the teardown undoes) and returns ``False``; ``True`` when every step ran."""
+    signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        for step in steps:
+            step()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {cleanup}", file=sys.stderr)
+        return False
+    finally:
+        # A second Ctrl-C must not leave servers or the database behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        teardown()
+    return True
 
 
 # --- where the CPU went ----------------------------------------------------------------------------

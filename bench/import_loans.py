@@ -16,13 +16,18 @@ import os
 import random
 import resource
 import sys
-import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# Run as a script, Python puts bench/ first on sys.path: the project root takes its place, so that
+# the apps and bench.harness import as themselves.
+if sys.path and Path(sys.path[0]).resolve() == BASE_DIR / "bench":
+    sys.path[0] = str(BASE_DIR)
+
+from bench.harness import django_migrated, throwaway_database  # noqa: E402
+
 BENCH_DATABASE = "haven_bench_import"
 OFFICERS = [f"bench_officer{n}" for n in range(1, 6)]
 FIRST_NAMES = ["Jane", "John", "Mary", "Peter", "Grace", "Joseph", "Faith", "David", "Mercy", "Samuel"]
@@ -49,88 +54,22 @@ def main() -> None:
     parser.add_argument("--update", action="store_true", help="also time a re-import with changed balances")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(BASE_DIR))
-    import environ
-
-    # Same precedence as config/settings.py: the real environment first, then a .env file.
-    if (BASE_DIR / ".env").is_file():
-        environ.Env.read_env(BASE_DIR / ".env")
-    server_url = os.environ.get("DATABASE_URL", "")
-    with tempfile.TemporaryDirectory(prefix="haven-bench-") as workdir:
-        on_postgres = urlsplit(server_url).scheme in ("postgres", "postgresql", "psql", "pgsql")
-        if on_postgres:
-            _postgres_recreate(server_url)
-            os.environ["DATABASE_URL"] = urlsplit(server_url)._replace(path=f"/{BENCH_DATABASE}").geturl()
-        else:
-            os.environ["DATABASE_URL"] = f"sqlite:///{workdir}/bench.sqlite3"
-        try:
-            _run(args.rows, Path(workdir), update=args.update)
-        finally:
-            if on_postgres:
-                from django.db import connections
-
-                connections.close_all()
-                _postgres_drop(server_url)
-
-
-def _postgres_recreate(server_url: str) -> None:
-    _postgres_drop(server_url)
-    with _postgres_admin(server_url) as cursor:
-        cursor.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
-
-
-def _postgres_drop(server_url: str) -> None:
-    with _postgres_admin(server_url) as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}"')
-
-
-class _postgres_admin:
-    """An autocommit cursor on the database DATABASE_URL names (CREATE DATABASE cannot run in a
-    transaction)."""
-
-    def __init__(self, url: str) -> None:
-        import environ
-        import psycopg2
-
-        config = environ.Env.db_url_config(url)
-        self.connection = psycopg2.connect(
-            dbname=config["NAME"] or "postgres",
-            user=config.get("USER") or None,
-            password=config.get("PASSWORD") or None,
-            host=config.get("HOST") or None,
-            port=config.get("PORT") or None,
-        )
-        self.connection.autocommit = True
-
-    def __enter__(self):
-        self.cursor = self.connection.cursor()
-        return self.cursor
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.cursor.close()
-        self.connection.close()
+    with throwaway_database(BENCH_DATABASE) as workdir:
+        _run(args.rows, workdir, update=args.update)
 
 
 def _run(rows: int, workdir: Path, *, update: bool) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     # Settings default to production, which needs secrets this benchmark has no use for; it asks for
-    # development and turns DEBUG off itself below, as in production.
+    # development, and django_migrated turns DEBUG off, as in production.
     os.environ.setdefault("DJANGO_DEBUG", "true")
-    import django
-
-    django.setup()
-    from django.conf import settings
-
-    # As in production: with DEBUG on, Django keeps the text of the last 9,000 queries in memory.
-    settings.DEBUG = False
-    from django.core.management import call_command
+    django_migrated()
     from django.db import connection
 
     from core.actors import Actor
     from core.models import User
     from core.services import loan_import_csv
 
-    call_command("migrate", verbosity=0)
     for username in OFFICERS:
         User.objects.get_or_create(username=username, defaults={"role": User.Role.OFFICER, "is_staff": True})
 

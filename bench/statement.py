@@ -4,7 +4,8 @@ books (every completed pay-in created), then again (every receipt known, nothing
     flock /work/wt/bench.lock .venv/bin/python bench/statement.py [--rows 100000]
 
 Like bench/import_loans.py it never touches the database DATABASE_URL names: on PostgreSQL it
-creates (and drops) ``haven_bench_statement`` on the same server, otherwise a throwaway SQLite file.
+creates (and drops) ``haven_bench_statement`` on the same server, otherwise a throwaway SQLite file
+(``bench.harness.throwaway_database``).
 Processing (matching, posting) is the workers' job and not measured: the doorbell's tasks go to an
 in-memory broker nobody reads. Target: each import of 100,000 rows in under a minute.
 """
@@ -17,14 +18,19 @@ import os
 import random
 import resource
 import sys
-import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# Run as a script, Python puts bench/ first on sys.path, where bench/payments.py would shadow the
+# payments app: the project root takes its place.
+if sys.path and Path(sys.path[0]).resolve() == BASE_DIR / "bench":
+    sys.path[0] = str(BASE_DIR)
+
+from bench.harness import django_migrated, throwaway_database  # noqa: E402
+from core.dates import NAIROBI  # noqa: E402
+
 BENCH_DATABASE = "haven_bench_statement"
 TARGET_SECONDS = 60.0
 NAMES = ["JANE DOE", "JOHN KAMAU", "MARY ACHIENG", "PETER OTIENO", "GRACE NJERI", "FAITH WAFULA"]
@@ -37,52 +43,22 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args()
 
-    sys.path.insert(0, str(BASE_DIR))
-    import environ
-    import import_loans
-    from import_loans import _postgres_drop, _postgres_recreate
-
-    import_loans.BENCH_DATABASE = BENCH_DATABASE  # its helpers create and drop the database it names
-
-    if (BASE_DIR / ".env").is_file():
-        environ.Env.read_env(BASE_DIR / ".env")
-    # Tasks are published, not run here: the import's own cost is what is measured.
-    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "false"
-    os.environ.pop("REDIS_URL", None)
-    server_url = os.environ.get("DATABASE_URL", "")
-    on_postgres = urlsplit(server_url).scheme in ("postgres", "postgresql", "psql", "pgsql")
-    with tempfile.TemporaryDirectory(prefix="haven-bench-") as workdir:
-        if on_postgres:
-            _postgres_recreate(server_url)
-            os.environ["DATABASE_URL"] = urlsplit(server_url)._replace(path=f"/{BENCH_DATABASE}").geturl()
-        else:
-            os.environ["DATABASE_URL"] = f"sqlite:///{workdir}/bench.sqlite3"
-        try:
-            failed = _run(args.rows, Path(workdir))
-        finally:
-            if on_postgres:
-                from django.db import connections
-
-                connections.close_all()
-                _postgres_drop(server_url)
+    with throwaway_database(BENCH_DATABASE) as workdir:
+        # Tasks are published, not run here: the import's own cost is what is measured.
+        os.environ["CELERY_TASK_ALWAYS_EAGER"] = "false"
+        os.environ.pop("REDIS_URL", None)
+        failed = _run(args.rows, workdir)
     sys.exit(1 if failed else 0)
 
 
 def _run(rows: int, workdir: Path) -> bool:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-    from django.conf import settings
-
-    settings.DEBUG = False  # as in production: no query log in memory
-    from django.core.management import call_command
+    django_migrated()
     from django.db import connection
 
     from payments.models import MpesaConfiguration, MpesaTransaction
     from payments.services.statements import statement_import
 
-    call_command("migrate", verbosity=0)
     config = MpesaConfiguration.objects.create(
         business_short_code="600984",
         base_url="https://pay.haven.example",
@@ -118,7 +94,7 @@ def _write_statement(path: Path, rows: int, *, seed: int) -> int:
     """An org portal export: the account summary, then rows newest first; about 85% completed pay-ins,
     the rest charges and failed payments. Returns how many completed pay-ins it holds."""
     rng = random.Random(seed)
-    when = datetime(2024, 3, 31, 23, 59, 0, tzinfo=ZoneInfo("Africa/Nairobi"))
+    when = datetime(2024, 3, 31, 23, 59, 0, tzinfo=NAIROBI)
     balance = 5_000_000
     pay_ins = 0
     with path.open("w", encoding="utf-8", newline="") as stream:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -41,15 +40,16 @@ from bench.harness import (
     Processes,
     Refused,
     bench_environment,
+    django_migrated,
     free_port,
     postgres_drop,
     postgres_recreate,
     redis_flush,
-    require_services,
+    run_steps,
+    service_urls,
 )
 
 DATABASE = "haven_bench_ussd"
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
 SERVICE_CODE = "*384*123#"
 PIN = "4829"
@@ -92,17 +92,7 @@ class UssdBench:
         postgres_recreate(self.server_url, DATABASE)
         redis_flush(self.redis_url)
         os.environ.update(self.env)
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-        from django.db import connection
-
-        from bench.bare import BARE_TABLE_DDL
-
-        call_command("migrate", verbosity=0)
-        with connection.cursor() as cursor:
-            cursor.execute(BARE_TABLE_DDL)
+        django_migrated(bare_table=True)
         self.phones = self._portfolio(self.args.borrowers)
         self.results["setup_s"] = time.perf_counter() - started
 
@@ -306,10 +296,6 @@ def print_report(results: dict, args: argparse.Namespace) -> None:
         print(f"  error: {sample}")
 
 
-def _interrupted(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -329,27 +315,22 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    server_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
-    redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     try:
-        require_services(server_url, redis_url)
+        server_url, redis_url = service_urls(DEFAULT_REDIS_URL)
     except Refused as exc:
         print(f"bench/ussd.py: {exc}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _interrupted)
     with tempfile.TemporaryDirectory(prefix="haven-bench-ussd-") as workdir:
         bench = UssdBench(args, server_url=server_url, redis_url=redis_url, workdir=Path(workdir))
-        try:
-            bench.setup()
-            bench.start_server()
-            bench.run()
-        except KeyboardInterrupt:
-            print("\ninterrupted: stopping the server and dropping the database", file=sys.stderr)
+        done = run_steps(
+            bench.setup,
+            bench.start_server,
+            bench.run,
+            teardown=bench.teardown,
+            cleanup="stopping the server and dropping the database",
+        )
+        if not done:
             return 130
-        finally:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            bench.teardown()
     bench.results["summary"] = summarise(bench.results)
     print_report(bench.results, args)
     if args.json:

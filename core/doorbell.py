@@ -84,10 +84,23 @@ def task_named(name: str) -> Task:
     module that defines it (services never import tasks)."""
     tasks = current_app.tasks
     if name not in tasks:
-        # Celery discovers the apps' task modules lazily, when a worker starts; a web process that
-        # rings before anything imported them imports them now (once per process).
-        current_app.loader.import_default_modules()
+        # A process that has not imported the task modules yet (a management command, a shell)
+        # imports them now, once.
+        tasks_discover()
     return tasks[name]
+
+
+def tasks_discover() -> None:
+    """Import every installed app's ``tasks`` module and bind its tasks to the Celery app. A web
+    process calls it at start-up (config/wsgi.py, config/asgi.py), so that a ring costs a cache call
+    and a publish only.
+
+    Not ``app.loader.import_default_modules()``, which Celery runs when a worker starts: it first sends
+    ``import_modules``, on which Celery's Django fixup calls ``django.setup()`` again (configuring
+    logging a second time) and runs every system check, about a second of work. A process that rings
+    is set up already and needs the imports only."""
+    current_app.autodiscover_tasks(force=True)
+    current_app.finalize(auto=True)
 
 
 def _log_outage(key: str, exc: Exception) -> None:

@@ -4,6 +4,11 @@ The queues (payments to post, outbox messages to send) keep their retries in the
 (``attempts``, ``next_attempt_at``), so a retry survives a worker's death and any worker can take it.
 That is why this is a small policy object rather than Celery's ``autoretry_for`` (a retry there is a
 message on the broker, lost with it) or tenacity (which retries a call inside one process).
+
+The Daraja client's "refresh the access token and send the call again once"
+(``payments.clients.daraja.client.DarajaClient._post``) is not such a retry and does not use this
+policy: it renews a stale credential at once, with no backoff and no stored attempt (the reason is
+at that method).
 """
 
 from dataclasses import dataclass

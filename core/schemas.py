@@ -40,11 +40,6 @@ def mask_national_id(national_id: str | None) -> str | None:
     return "*" * (len(national_id) - visible) + national_id[len(national_id) - visible :]
 
 
-def _primary_phone_masked(borrower: Borrower) -> str | None:
-    phone = borrower.primary_phone
-    return mask_phone(phone.number) if phone else None
-
-
 class ErrorOut(Schema):
     detail: str
 
@@ -81,6 +76,8 @@ class RepaymentOut(Schema):
 
 
 class LoanBorrowerOut(Schema):
+    """A borrower as a loan shows it; ``BorrowerOut`` is the whole borrower."""
+
     id: int
     name: str
     phone: str | None
@@ -91,7 +88,8 @@ class LoanBorrowerOut(Schema):
 
     @staticmethod
     def resolve_phone(obj: Borrower) -> str | None:
-        return _primary_phone_masked(obj)
+        phone = obj.primary_phone
+        return mask_phone(phone.number) if phone else None
 
 
 class LoanDetailOut(LoanSummaryOut):
@@ -103,24 +101,13 @@ class LoanDetailOut(LoanSummaryOut):
         return list(obj.repayments.all())
 
 
-class BorrowerOut(Schema):
-    id: int
-    name: str
-    phone: str | None
+class BorrowerOut(LoanBorrowerOut):
     phones: list[str]
     national_id: str | None
     preferred_language: Language
     loan_officer: str | None
     credit_balance: Money
     loans: list[LoanSummaryOut]
-
-    @staticmethod
-    def resolve_name(obj: Borrower) -> str:
-        return obj.full_name
-
-    @staticmethod
-    def resolve_phone(obj: Borrower) -> str | None:
-        return _primary_phone_masked(obj)
 
     @staticmethod
     def resolve_phones(obj: Borrower) -> list[str]:

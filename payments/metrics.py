@@ -13,7 +13,6 @@ deploy/prometheus: ``haven_confirmation_last_age_seconds{short_code}`` and
 import datetime
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -24,12 +23,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from core.metrics import REGISTRY
+from payments.answers import CallbackAnswer
 from payments.clients.daraja.errors import PULL_OK
 from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction
 from payments.selectors import confirmation_last_at, payments_recent_by_status
-
-if TYPE_CHECKING:  # processing imports this module, and callbacks import processing
-    from payments.services.callbacks import CallbackAnswer
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +78,7 @@ for _status in (MpesaTransaction.Status.PROCESSED, MpesaTransaction.Status.UNMAT
     PROCESSING_SECONDS.labels(_status)
 
 
-def answer_outcome(answer: "CallbackAnswer | None") -> str:
+def answer_outcome(answer: CallbackAnswer | None) -> str:
     """The ``outcome`` label of a callback's answer (``None``: the token was unknown)."""
     if answer is None:
         return Outcome.NOT_FOUND

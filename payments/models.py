@@ -12,7 +12,7 @@ from django.utils import timezone
 from core.crypto import EncryptedTextField
 from core.exceptions import NotFound
 from core.models import Borrower, CreditEntry, Loan, Repayment, User, one_of
-from core.money import MoneyField
+from core.money import MoneyField, format_kes
 from core.phones import mask_phone
 from payments.clients.daraja import FORBIDDEN_URL_WORDS
 
@@ -501,7 +501,9 @@ class BalanceGap(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"KES {self.gap} unseen between {self.from_transaction_id} and {self.to_transaction_id}"
+        return (
+            f"{format_kes(self.gap)} unseen between {self.from_transaction_id} and {self.to_transaction_id}"
+        )
 
 
 class ReviewRequest(models.Model):

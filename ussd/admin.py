@@ -9,7 +9,7 @@ from core.actors import Actor
 from core.admin import ReadOnlyAdminMixin
 from core.admin.mixins import PortfolioScopedMixin
 from core.http import staff_user
-from core.models import User
+from core.models import Borrower, User
 from core.phones import mask_phone
 from payments.admin.base import AdminsOnlyMixin
 from ussd.models import BorrowerPin, InboundRequest, IncomingSms, UssdSessionEnd
@@ -25,8 +25,6 @@ class BorrowerPinAdmin(ReadOnlyAdminMixin, PortfolioScopedMixin, admin.ModelAdmi
     actions = ["reset_pin"]
 
     def limit_to_portfolio(self, queryset: QuerySet, user: User) -> QuerySet:
-        from core.models import Borrower
-
         return queryset.filter(borrower__in=Borrower.objects.visible_to(user))
 
     def has_reset_pin_permission(self, request: HttpRequest) -> bool:

@@ -11,9 +11,11 @@ list and information screens only, never where a PIN is expected. An invalid cho
 the screen with a short hint; the third in a row ends the session politely.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from types import ModuleType
 from typing import Protocol
 
 from django.utils import timezone
@@ -364,10 +366,7 @@ def _screens(state: State, port: MenuPort) -> list[str]:
     """Every page of the current screen (most screens have one)."""
     t = texts_for(state["lang"])
     screen = state["screen"]
-    nav = t.BACK_HOME
-    more = f"{t.MORE}\n{t.BACK_HOME}"
-    budget = _list_budget(state)
-    simple = {
+    fixed = {
         "pin": t.PIN_ENTER,
         "pin_create": t.PIN_CREATE,
         "pin_confirm": t.PIN_CONFIRM,
@@ -375,90 +374,120 @@ def _screens(state: State, port: MenuPort) -> list[str]:
         "pin_new": t.PIN_NEW,
         "pin_new_confirm": t.PIN_CONFIRM,
         "main": t.MAIN,
-        "language": t.LANGUAGE + "\n" + nav,
+        "language": t.LANGUAGE + "\n" + t.BACK_HOME,
     }
-    if screen in simple:
-        return [simple[screen]]
-    if screen in ("loans", "move_list"):
-        # The borrower's loans to look at, or the other ones to move the last payment to.
-        loans = port.loans() if screen == "loans" else _move_targets(state, port)
-        if not loans:
-            return [(t.LOANS_NONE if screen == "loans" else t.MOVE_NO_OTHER) + "\n" + nav]
-        lines = [
-            t.LOAN_LINE.format(
-                n=n, loan=loan.loan_number, outstanding=_money(loan.outstanding), due=_day(loan.due_date)
-            )
-            for n, loan in enumerate(loans, 1)
-        ]
-        return _pages(t.LOANS_HEADER if screen == "loans" else t.MOVE_CHOOSE, lines, more, nav, budget)
-    if screen == "loan":
-        loan = next((loan for loan in port.loans() if loan.loan_number == state.get("loan")), None)
-        if loan is None:
-            return [t.LOANS_NONE + "\n" + nav]
-        detail = t.LOAN_DETAIL.format(
-            loan=loan.loan_number, outstanding=_money(loan.outstanding), due=_day(loan.due_date)
+    if screen in fixed:
+        return [fixed[screen]]
+    if screen not in _SCREEN_PAGES:
+        raise KeyError(f"unknown USSD screen {screen!r}")
+    return _SCREEN_PAGES[screen](state, port, t)
+
+
+# Footers: an information screen ends with "back / home"; a page with more after it also offers them.
+def _more(t: ModuleType) -> str:
+    return f"{t.MORE}\n{t.BACK_HOME}"
+
+
+def _one_page(text: str, t: ModuleType) -> list[str]:
+    """A screen of one page: ``text`` and the back / home footer."""
+    return [f"{text}\n{t.BACK_HOME}"]
+
+
+def _loan_list_pages(state: State, port: MenuPort, t: ModuleType) -> list[str]:
+    # The borrower's loans to look at ("loans"), or the other ones to move the last payment to.
+    looking = state["screen"] == "loans"
+    loans = port.loans() if looking else _move_targets(state, port)
+    if not loans:
+        return _one_page(t.LOANS_NONE if looking else t.MOVE_NO_OTHER, t)
+    lines = [
+        t.LOAN_LINE.format(
+            n=n, loan=loan.loan_number, outstanding=_money(loan.outstanding), due=_day(loan.due_date)
         )
-        split = t.LOAN_SPLIT.format(
-            loan=loan.loan_number,
-            penalties=_money(loan.penalties),
-            fees=_money(loan.fees),
-            interest=_money(loan.interest),
-            principal=_money(loan.principal),
+        for n, loan in enumerate(loans, 1)
+    ]
+    header = t.LOANS_HEADER if looking else t.MOVE_CHOOSE
+    return _pages(header, lines, _more(t), t.BACK_HOME, _list_budget(state))
+
+
+def _loan_pages(state: State, port: MenuPort, t: ModuleType) -> list[str]:
+    loan = next((loan for loan in port.loans() if loan.loan_number == state.get("loan")), None)
+    if loan is None:
+        return _one_page(t.LOANS_NONE, t)
+    detail = t.LOAN_DETAIL.format(
+        loan=loan.loan_number, outstanding=_money(loan.outstanding), due=_day(loan.due_date)
+    )
+    split = t.LOAN_SPLIT.format(
+        loan=loan.loan_number,
+        penalties=_money(loan.penalties),
+        fees=_money(loan.fees),
+        interest=_money(loan.interest),
+        principal=_money(loan.principal),
+    )
+    last = (
+        t.LOAN_LAST_PAID.format(amount=_money(loan.last_paid_amount), date=_short_day(loan.last_paid_on))
+        if loan.last_paid_amount is not None and loan.last_paid_on is not None
+        else t.LOAN_NEVER_PAID
+    )
+    pay = t.LOAN_PAY.format(paybill=port.paybill, loan=loan.loan_number)
+    # Balance and due date first (a borrower with one loan sees them two inputs after the PIN),
+    # then the split, then how to pay.
+    return [f"{detail}\n{last}\n{_more(t)}", f"{split}\n{_more(t)}", *_one_page(pay, t)]
+
+
+def _payments_pages(state: State, port: MenuPort, t: ModuleType) -> list[str]:
+    payments = port.payments()
+    if not payments:
+        return _one_page(t.PAYMENTS_NONE, t)
+    lines = [
+        t.PAYMENT_LINE.format(
+            code=payment.trans_id,
+            amount=_money(payment.amount),
+            date=_short_day(payment.paid_on),
+            target=_target(payment, t.NOT_MATCHED),
         )
-        last = (
-            t.LOAN_LAST_PAID.format(amount=_money(loan.last_paid_amount), date=_short_day(loan.last_paid_on))
-            if loan.last_paid_amount is not None and loan.last_paid_on is not None
-            else t.LOAN_NEVER_PAID
+        for payment in payments
+    ]
+    return _pages(t.PAYMENTS_HEADER, lines, _more(t), t.BACK_HOME, _list_budget(state))
+
+
+def _how_to_pay_pages(state: State, port: MenuPort, t: ModuleType) -> list[str]:
+    loans = port.loans()
+    if len(loans) == 1:  # the details of the one loan can go by SMS
+        text = (
+            t.HOW_TO_PAY.format(paybill=port.paybill, account=loans[0].loan_number) + "\n" + t.HOW_TO_PAY_SMS
         )
-        pay = t.LOAN_PAY.format(paybill=port.paybill, loan=loan.loan_number)
-        # Balance and due date first (a borrower with one loan sees them two inputs after the PIN),
-        # then the split, then how to pay.
-        return [f"{detail}\n{last}\n{more}", f"{split}\n{more}", f"{pay}\n{nav}"]
-    if screen == "payments":
-        payments = port.payments()
-        if not payments:
-            return [t.PAYMENTS_NONE + "\n" + nav]
-        lines = [
-            t.PAYMENT_LINE.format(
-                code=payment.trans_id,
-                amount=_money(payment.amount),
-                date=_short_day(payment.paid_on),
-                target=_target(payment, t.NOT_MATCHED),
-            )
-            for payment in payments
-        ]
-        return _pages(t.PAYMENTS_HEADER, lines, more, nav, budget)
-    if screen == "howto":
-        loans = port.loans()
-        if len(loans) == 1:  # the details of the one loan can go by SMS
-            text = (
-                t.HOW_TO_PAY.format(paybill=port.paybill, account=loans[0].loan_number)
-                + "\n"
-                + t.HOW_TO_PAY_SMS
-            )
-        else:
-            text = t.HOW_TO_PAY.format(paybill=port.paybill, account=t.HOW_TO_PAY_NO_LOAN)
-        return [f"{text}\n{nav}"]
-    if screen == "last":
-        latest = _latest(port)
-        if latest is None:
-            return [t.PAYMENTS_NONE + "\n" + nav]
-        values = {
-            "code": latest.trans_id,
-            "amount": _money(latest.amount),
-            "date": _short_day(latest.paid_on),
-        }
-        if not latest.loan_numbers:
-            return [t.LAST_PAYMENT_UNMATCHED.format(**values) + "\n" + nav]
-        return [t.LAST_PAYMENT.format(target=_target(latest, ""), **values) + "\n" + nav]
-    if screen == "move_confirm":
-        latest = _latest(port)
-        amount = _money(latest.amount) if latest else ""
-        text = t.MOVE_CONFIRM.format(
-            amount=amount, code=state.get("trans_id", ""), loan=state.get("move_to", "")
-        )
-        return [text + "\n" + nav]
-    raise KeyError(f"unknown USSD screen {screen!r}")
+    else:
+        text = t.HOW_TO_PAY.format(paybill=port.paybill, account=t.HOW_TO_PAY_NO_LOAN)
+    return _one_page(text, t)
+
+
+def _last_payment_pages(state: State, port: MenuPort, t: ModuleType) -> list[str]:
+    latest = _latest(port)
+    if latest is None:
+        return _one_page(t.PAYMENTS_NONE, t)
+    values = {"code": latest.trans_id, "amount": _money(latest.amount), "date": _short_day(latest.paid_on)}
+    if not latest.loan_numbers:
+        return _one_page(t.LAST_PAYMENT_UNMATCHED.format(**values), t)
+    return _one_page(t.LAST_PAYMENT.format(target=_target(latest, ""), **values), t)
+
+
+def _move_confirm_pages(state: State, port: MenuPort, t: ModuleType) -> list[str]:
+    latest = _latest(port)
+    amount = _money(latest.amount) if latest else ""
+    text = t.MOVE_CONFIRM.format(amount=amount, code=state.get("trans_id", ""), loan=state.get("move_to", ""))
+    return _one_page(text, t)
+
+
+# The screens whose pages depend on the borrower's data, by name; the others are one fixed text.
+_SCREEN_PAGES: dict[str, Callable[[State, MenuPort, ModuleType], list[str]]] = {
+    "loans": _loan_list_pages,
+    "move_list": _loan_list_pages,
+    "loan": _loan_pages,
+    "payments": _payments_pages,
+    "howto": _how_to_pay_pages,
+    "last": _last_payment_pages,
+    "move_confirm": _move_confirm_pages,
+}
 
 
 def _target(payment: PaymentView, unmatched: str) -> str:

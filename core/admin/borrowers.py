@@ -2,7 +2,6 @@
 
 from typing import Any, cast
 
-from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -13,8 +12,8 @@ from core.admin.mixins import (
     PhoneSearchMixin,
     PortfolioScopedMixin,
     ReadOnlyAdminMixin,
+    SavedThroughServicesMixin,
     ServiceErrorsAsMessagesMixin,
-    _adopt,
     _staff_only,
 )
 from core.forms import BorrowerAddForm, BorrowerPhoneForm
@@ -48,9 +47,6 @@ class BorrowerPhoneInline(admin.TabularInline):
     def has_change_permission(self, request: HttpRequest, obj: Borrower | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: Borrower | None = None) -> bool:
-        return False
-
 
 class LoanInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Loan
@@ -65,8 +61,15 @@ class LoanInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Borrower)
-class BorrowerAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioScopedMixin, admin.ModelAdmin):
+class BorrowerAdmin(
+    SavedThroughServicesMixin,
+    ServiceErrorsAsMessagesMixin,
+    PhoneSearchMixin,
+    PortfolioScopedMixin,
+    admin.ModelAdmin,
+):
     add_form = BorrowerAddForm
+    editable_fields = BORROWER_EDITABLE_FIELDS
     list_display = ("full_name", "primary_phone_masked", "national_id", "loan_officer", "credit_display")
     list_filter = ("preferred_language", ("loan_officer", admin.RelatedOnlyFieldListFilter))
     search_fields = ("full_name", "national_id")
@@ -99,16 +102,6 @@ class BorrowerAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioSco
     def credit_display(self, borrower: Borrower) -> str:
         return format_money(borrower.credit_balance)
 
-    def get_fieldsets(self, request: HttpRequest, obj: Borrower | None = None):
-        return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
-
-    def get_form(
-        self, request: HttpRequest, obj: Borrower | None = None, change: bool = False, **kwargs: Any
-    ):
-        if obj is None:
-            kwargs["form"] = self.add_form
-        return super().get_form(request, obj, change=change, **kwargs)
-
     def get_readonly_fields(self, request: HttpRequest, obj: Borrower | None = None):
         if obj is None:
             return ()
@@ -128,29 +121,18 @@ class BorrowerAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioSco
     def has_delete_permission(self, request: HttpRequest, obj: Borrower | None = None) -> bool:
         return False
 
-    def save_model(self, request: HttpRequest, obj: Borrower, form: forms.ModelForm, change: bool) -> None:
-        if change:
-            # Through the service, so each change is audited with before and after.
-            services.borrower_update(
-                borrower=obj,
-                changes={
-                    name: form.cleaned_data[name]
-                    for name in form.changed_data
-                    if name in BORROWER_EDITABLE_FIELDS
-                },
-                actor=Actor.staff(staff_user(request)),
-            )
-            return
-        data = form.cleaned_data
-        created = services.borrower_create(
+    def create(self, data: dict[str, Any], *, actor: Actor) -> Borrower:
+        return services.borrower_create(
             full_name=data["full_name"],
             phones=data["phones"],
             national_id=data["national_id"],
             preferred_language=data["preferred_language"],
             loan_officer=data["loan_officer"],
-            actor=Actor.staff(staff_user(request)),
+            actor=actor,
         )
-        _adopt(obj, created)
+
+    def update(self, obj: Borrower, *, changes: dict[str, object], actor: Actor) -> None:
+        services.borrower_update(borrower=obj, changes=changes, actor=actor)
 
     def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:
         if formset.model is not BorrowerPhone:

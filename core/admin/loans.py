@@ -4,7 +4,6 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, cast
 
-from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -17,8 +16,8 @@ from core.admin.mixins import (
     PhoneSearchMixin,
     PortfolioScopedMixin,
     ReadOnlyAdminMixin,
+    SavedThroughServicesMixin,
     ServiceErrorsAsMessagesMixin,
-    _adopt,
     _staff_only,
     money,
 )
@@ -112,8 +111,15 @@ def _post_manual_repayment(loan: Loan, *, amount: Decimal, reference: str, reaso
 
 
 @admin.register(Loan)
-class LoanAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioScopedMixin, admin.ModelAdmin):
+class LoanAdmin(
+    SavedThroughServicesMixin,
+    ServiceErrorsAsMessagesMixin,
+    PhoneSearchMixin,
+    PortfolioScopedMixin,
+    admin.ModelAdmin,
+):
     add_form = LoanAddForm
+    editable_fields = LOAN_EDITABLE_FIELDS
     list_display = ("loan_number", "borrower", "outstanding_display", "status", "due_date", "loan_officer")
     list_filter = ("status", ("loan_officer", admin.RelatedOnlyFieldListFilter), DueFilter)
     search_fields = ("loan_number", "borrower__full_name")
@@ -159,14 +165,6 @@ class LoanAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioScopedM
     def outstanding_display(self, loan: Loan) -> str:
         return format_money(loan.outstanding)
 
-    def get_fieldsets(self, request: HttpRequest, obj: Loan | None = None):
-        return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
-
-    def get_form(self, request: HttpRequest, obj: Loan | None = None, change: bool = False, **kwargs: Any):
-        if obj is None:
-            kwargs["form"] = self.add_form
-        return super().get_form(request, obj, change=change, **kwargs)
-
     def get_readonly_fields(self, request: HttpRequest, obj: Loan | None = None):
         if obj is None:
             return ()
@@ -191,24 +189,8 @@ class LoanAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioScopedM
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         return super().formfield_for_foreignkey(db_field, request, **_staff_only(db_field, kwargs))
 
-    def has_delete_permission(self, request: HttpRequest, obj: Loan | None = None) -> bool:
-        return False
-
-    def save_model(self, request: HttpRequest, obj: Loan, form: forms.ModelForm, change: bool) -> None:
-        if change:
-            # Through the service, so each change is audited with before and after.
-            services.loan_update(
-                loan=obj,
-                changes={
-                    name: form.cleaned_data[name]
-                    for name in form.changed_data
-                    if name in LOAN_EDITABLE_FIELDS
-                },
-                actor=Actor.staff(staff_user(request)),
-            )
-            return
-        data = form.cleaned_data
-        created = services.loan_create(
+    def create(self, data: dict[str, Any], *, actor: Actor) -> Loan:
+        return services.loan_create(
             borrower=data["borrower"],
             principal=data["principal"],
             interest=data["interest"],
@@ -216,9 +198,11 @@ class LoanAdmin(ServiceErrorsAsMessagesMixin, PhoneSearchMixin, PortfolioScopedM
             disbursed_on=data["disbursed_on"],
             due_date=data["due_date"],
             loan_officer=data["loan_officer"],
-            actor=Actor.staff(staff_user(request)),
+            actor=actor,
         )
-        _adopt(obj, created)
+
+    def update(self, obj: Loan, *, changes: dict[str, object], actor: Actor) -> None:
+        services.loan_update(loan=obj, changes=changes, actor=actor)
 
     @admin.action(description="Post a manual repayment", permissions=["change"])
     def post_manual_repayment(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:

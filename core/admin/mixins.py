@@ -1,13 +1,15 @@
 """What the admin pages share: their mixins and small helpers (the action page is ``core.admin.actions``)."""
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
+from core.actors import Actor
 from core.exceptions import HavenError
 from core.http import staff_user
 from core.models import BorrowerPhone, User
@@ -96,3 +98,42 @@ class PhoneSearchMixin(ModelAdminMixinBase):
             owners = BorrowerPhone.objects.filter(number=e164).values("borrower_id")
             results |= queryset.filter(**{f"{self.phone_search_field}__in": owners})
         return results, may_have_duplicates
+
+
+class SavedThroughServicesMixin(ModelAdminMixinBase):
+    """Add and change pages that write through the services, never ``Model.save()``: the add page
+    has its own form (``add_form``, ``add_fieldsets``) and hands the cleaned data to ``create``; a
+    change hands the ``editable_fields`` the form changed to ``update``, which audits each with its
+    before and after. Nothing is deleted here: no service deletes these rows."""
+
+    add_form: type[forms.ModelForm]
+    add_fieldsets: Any
+    editable_fields: tuple[str, ...]
+
+    def create(self, data: dict[str, Any], *, actor: Actor) -> models.Model:
+        """Create the row from the add form's cleaned data; returns it."""
+        raise NotImplementedError
+
+    def update(self, obj: Any, *, changes: dict[str, object], actor: Actor) -> None:
+        raise NotImplementedError
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None):
+        return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
+        if obj is None:
+            kwargs["form"] = self.add_form
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool) -> None:
+        actor = Actor.staff(staff_user(request))
+        if change:
+            edited = {
+                name: form.cleaned_data[name] for name in form.changed_data if name in self.editable_fields
+            }
+            self.update(obj, changes=edited, actor=actor)
+        else:
+            _adopt(obj, self.create(form.cleaned_data, actor=actor))

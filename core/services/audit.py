@@ -1,9 +1,12 @@
 from decimal import Decimal
+from typing import TypeVar
 
-from django.db import models
+from django.db import models, transaction
 
 from core.actors import Actor
 from core.models import AuditEvent, Borrower, Loan
+
+M = TypeVar("M", bound=models.Model)
 
 
 def audit_record(
@@ -37,3 +40,39 @@ def audit_record(
         reason=reason,
         data=data or {},
     )
+
+
+def audited_update(obj: M, *, changes: dict[str, object], action: str, actor: Actor, reason: str = "") -> M:
+    """Set the fields in ``changes`` on ``obj``'s row, under its lock, and audit one ``action`` event
+    with the before and after of each field that changed (linked to the borrower or loan it is about).
+    Returns the row as saved; nothing is saved or audited when no value differs.
+
+    The callers check which fields may change; an ``IntegrityError`` (a unique value taken) leaves
+    this function's atomic block rolled back, for the caller to turn into its own error."""
+    with transaction.atomic():
+        locked = type(obj)._default_manager.select_for_update().get(pk=obj.pk)
+        diff = {}
+        for name, value in changes.items():
+            before = getattr(locked, name)
+            if before != value:
+                diff[name] = {"before": _audit_value(before), "after": _audit_value(value)}
+                setattr(locked, name, value)
+        if diff:
+            locked.save(update_fields=[*changes, "updated_at"])
+            audit_record(
+                action=action,
+                actor=actor,
+                borrower=locked if isinstance(locked, Borrower) else None,
+                loan=locked if isinstance(locked, Loan) else None,
+                obj=locked,
+                reason=reason,
+                data=diff,
+            )
+    return locked
+
+
+def _audit_value(value: object) -> object:
+    # JSON for the audit's data: a related row as its name, a date or time in ISO 8601.
+    if isinstance(value, models.Model):
+        return str(value)
+    return value.isoformat() if hasattr(value, "isoformat") else value

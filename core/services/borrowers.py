@@ -9,7 +9,7 @@ from core.exceptions import InvalidInput, InvalidState
 from core.models import Borrower, BorrowerPhone, CreditEntry, Language, Loan, User
 from core.money import to_money
 from core.phones import mask_phone, normalize_phone
-from core.services.audit import audit_record
+from core.services.audit import audit_record, audited_update
 from core.services.credit import borrower_credit_add, borrower_credit_use
 from core.services.loans import CREDIT_SOURCE, PostingResult, repayment_post
 
@@ -159,27 +159,8 @@ def borrower_update(
             raise InvalidInput("national_id must be text")
         changes = {**changes, "national_id": (national_id or "").strip() or None}
     try:
-        with transaction.atomic():
-            locked = Borrower.objects.select_for_update().get(pk=borrower.pk)
-            diff = {}
-            for name, value in changes.items():
-                before = getattr(locked, name)
-                if before != value:
-                    diff[name] = {
-                        "before": str(before) if before is not None else None,
-                        "after": str(value) if value is not None else None,
-                    }
-                    setattr(locked, name, value)
-            if diff:
-                locked.save(update_fields=[*changes, "updated_at"])
-                audit_record(
-                    action="borrower.updated",
-                    actor=actor,
-                    borrower=locked,
-                    obj=locked,
-                    reason=reason,
-                    data=diff,
-                )
+        return audited_update(
+            borrower, changes=changes, action="borrower.updated", actor=actor, reason=reason
+        )
     except IntegrityError:
         raise InvalidInput("national ID already belongs to another borrower") from None
-    return locked

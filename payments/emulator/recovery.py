@@ -19,12 +19,10 @@ from payments.clients.daraja import PULL_NO_TRANSACTIONS, PULL_OK, callback_url_
 from payments.codes import is_trans_id
 from payments.emulator.models import EmulatedPayment
 from payments.emulator.views import (
+    _authenticated_body,
     _bad_request,
-    _bearer_refusal,
     _checked_call,
     _emulator_view,
-    _error,
-    _json_body,
     _request_id,
     _valid_short_code,
 )
@@ -205,13 +203,9 @@ def _deliver_result(url: str, result: dict[str, Any]) -> None:
 
 def _status_body(request: HttpRequest) -> dict[str, Any] | HttpResponse:
     """The query's body once it passes Daraja's checks, or Daraja's error answer."""
-    if request.method != "POST":
-        return _error(405, "405.001.01", "Method Not Allowed")
-    if refusal := _bearer_refusal(request):
-        return refusal
-    body = _json_body(request)
-    if body is None:
-        return _bad_request("Invalid JSON")
+    body = _authenticated_body(request)
+    if isinstance(body, HttpResponse):
+        return body
     if body.get("CommandID") != "TransactionStatusQuery":
         return _bad_request("Invalid CommandID")
     if not body.get("Initiator") or not body.get("SecurityCredential"):

@@ -39,6 +39,7 @@ from payments.clients.daraja import (
     RESPONSE_TYPES,
     callback_url_problem,
 )
+from payments.codes import is_short_code
 from payments.emulator.ledger import ledger_record
 from payments.models import MpesaConfiguration
 
@@ -90,7 +91,7 @@ def _json_body(request: HttpRequest) -> dict[str, Any] | None:
 
 def _valid_short_code(raw: object) -> str | None:
     text = str(raw if raw is not None else "").strip()
-    return text if text.isdigit() and 5 <= len(text) <= 7 else None
+    return text if is_short_code(text) else None
 
 
 # --- Tokens ---------------------------------------------------------------------------------------
@@ -153,12 +154,9 @@ def oauth_generate(request: HttpRequest) -> HttpResponse:
 # --- Register URL ---------------------------------------------------------------------------------
 
 
-def _checked_call(request: HttpRequest, version: str) -> tuple[dict[str, Any], str] | HttpResponse:
-    """What every authenticated Daraja C2B call checks first, answered as Daraja does: the API
-    version, POST, the bearer token, a JSON body and its ShortCode. Returns ``(body, short_code)``
-    or the error response."""
-    if version not in API_VERSIONS:
-        return _error(404, "404.002.01", "Resource not found")
+def _authenticated_body(request: HttpRequest) -> dict[str, Any] | HttpResponse:
+    """What every authenticated Daraja call checks first, answered as Daraja does: POST, the bearer
+    token and a JSON body. Returns the body or the error response."""
     if request.method != "POST":
         return _error(405, "405.001.01", "Method Not Allowed")
     if refusal := _bearer_refusal(request):
@@ -166,6 +164,17 @@ def _checked_call(request: HttpRequest, version: str) -> tuple[dict[str, Any], s
     body = _json_body(request)
     if body is None:
         return _bad_request("Invalid JSON")
+    return body
+
+
+def _checked_call(request: HttpRequest, version: str) -> tuple[dict[str, Any], str] | HttpResponse:
+    """A Daraja C2B call's checks: the API version, then ``_authenticated_body``'s, then the body's
+    ShortCode. Returns ``(body, short_code)`` or the error response."""
+    if version not in API_VERSIONS:
+        return _error(404, "404.002.01", "Resource not found")
+    body = _authenticated_body(request)
+    if isinstance(body, HttpResponse):
+        return body
     short_code = _valid_short_code(body.get("ShortCode"))
     if short_code is None:
         return _bad_request("Invalid ShortCode")

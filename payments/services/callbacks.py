@@ -17,6 +17,7 @@ from django.db import DataError, transaction
 from django.utils import timezone
 
 from core.services.outbox import outbox_queue_for_staff, staff_to_alert
+from payments.answers import CallbackAnswer
 from payments.matching import IDENTIFIERS
 from payments.models import CallbackRequest, MpesaConfiguration, callback_token_digest
 from payments.parsing import C2BPayload, MalformedCallback, parse_c2b_body
@@ -32,12 +33,6 @@ MAX_BODY_BYTES = 64 * 1024
 ACCEPTED = {"ResultCode": "0", "ResultDesc": "Accepted"}
 CONFIRMED = {"ResultCode": 0, "ResultDesc": "Success"}
 _HIDDEN_HEADERS = {"cookie", "authorization", "proxy-authorization"}
-
-
-@dataclass(frozen=True, slots=True)
-class CallbackAnswer:
-    status: int
-    body: dict
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,18 +18,17 @@ last confirmation of a paybill is its newest row, so no check scans the whole ta
 """
 
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
+from core.dates import NAIROBI
 from core.models import OpsAlert, OpsIncident
 from core.services.ops import Finding, local_clock, ops_incident_update, outbox_findings
 from payments.models import MpesaConfiguration, MpesaTransaction
 from payments.selectors import confirmation_last_at, payments_recent_by_status
 
-NAIROBI = ZoneInfo("Africa/Nairobi")
 FAILURE_RATE_MIN_PAYMENTS = 20
 HISTORY_DAYS = 7
 

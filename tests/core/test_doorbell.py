@@ -1,5 +1,6 @@
 """The doorbell while Redis is down, and workers that drain what waits when they connect."""
 
+import json
 import logging
 
 import pytest
@@ -130,3 +131,65 @@ def test_a_process_that_never_imported_the_tasks_rings_them_by_name():
     result = run(["-c", script], **DEVELOPMENT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "core.outbox_drain", "payments.drain_received"]
+
+
+# A fresh process (``web``: gunicorn's config.wsgi; ``command``: django.setup() as manage.py does) rings
+# a real bell: the cache is local memory and the task is published to the in-memory broker. It
+# reports how often Django was set up and checked during the ring, whether logging kept its handlers,
+# and which task modules the ring had to import.
+RING_IN_A_FRESH_PROCESS = """
+import json, logging, sys
+from unittest import mock
+import django, django.core.checks
+if sys.argv[1] == "web":
+    import config.wsgi
+else:
+    django.setup()
+from django.test.utils import override_settings
+from core.doorbell import ring
+
+calls = {"setup": 0, "checks": 0}
+def counted(name, real):
+    def call(*args, **kwargs):
+        calls[name] += 1
+        return real(*args, **kwargs)
+    return call
+
+handlers = list(logging.getLogger().handlers)
+modules = set(sys.modules)
+with (
+    mock.patch("django.setup", counted("setup", django.setup)),
+    mock.patch("django.core.checks.run_checks", counted("checks", django.core.checks.run_checks)),
+    override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}),
+):
+    rang = ring("test:bell", "payments.drain_received")
+print(json.dumps({
+    "rang": rang, **calls, "same_logging": logging.getLogger().handlers == handlers,
+    "imported_tasks": sorted(m for m in set(sys.modules) - modules if m.endswith(".tasks")),
+}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("process", "imported_tasks"),
+    [("web", []), ("command", ["bots.tasks", "core.tasks", "payments.tasks"])],
+)
+def test_a_ring_in_a_fresh_process_neither_sets_django_up_again_nor_reconfigures_logging(
+    process, imported_tasks
+):
+    # Celery's worker start-up (loader.import_default_modules) used to be the way a first ring found its
+    # task: Celery's Django fixup then ran django.setup() again, which configured logging a second time,
+    # and every system check, inside the first confirmation of each gunicorn worker. A web process
+    # registers the tasks at start-up; another process imports them at its first ring, and only that.
+    from tests.test_settings import DEVELOPMENT, run
+
+    result = run(["-c", RING_IN_A_FRESH_PROCESS, process], **DEVELOPMENT, CELERY_TASK_ALWAYS_EAGER="false")
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "rang": True,
+        "setup": 0,
+        "checks": 0,
+        "same_logging": True,
+        "imported_tasks": imported_tasks,
+    }

@@ -938,3 +938,33 @@ def test_the_source_is_listed_filterable_and_on_the_change_page(admin_client, mp
     assert re.search(
         r"<label>Source:</label>\s*<div class=\"readonly\">Transaction Status query</div>", detail
     )
+
+
+# --- Breadcrumbs ----------------------------------------------------------------------------------
+
+
+def breadcrumbs(page) -> str:
+    """The breadcrumbs of an admin page as a person reads them."""
+    assert page.status_code == 200
+    crumbs = re.search(r'<div class="breadcrumbs">(.*?)</div>', page.content.decode(), re.DOTALL).group(1)
+    return " ".join(re.sub(r"<[^>]+>", " ", crumbs).replace("&rsaquo;", ">").split())
+
+
+def test_the_admin_pages_under_a_model_lead_back_through_the_same_breadcrumbs(
+    admin_client, admin_user, mpesa_config
+):
+    loan = LoanFactory(loan_number="LOAN-000321")
+    tx = stored_payment(mpesa_config, bill_reference="LOAN-000321")
+    officer = OfficerFactory(username="otieno")
+    loans = reverse("admin:core_loan_changelist")
+
+    action = admin_client.post(loans, {"action": "write_off", "_selected_action": [loan.pk], "index": 0})
+    bulk = action_page(admin_client, "mpesatransaction", "reprocess", [tx.pk])
+    link = admin_client.get(reverse("admin:core_user_telegram_link", args=[officer.pk]))
+    upload = admin_client.get(reverse("admin:payments_mpesatransaction_import_statement"))
+
+    assert breadcrumbs(action) == f"Home > Lending > Loans > {loan} > Write off: {loan}"
+    assert f'href="{change_url(loan)}"' in action.content.decode()
+    assert breadcrumbs(bulk) == "Home > M-Pesa payments > Mpesa transactions > Reprocess 1 payment"
+    assert breadcrumbs(link) == "Home > Lending > Users > otieno > Telegram link code"
+    assert breadcrumbs(upload) == "Home > M-Pesa payments > Mpesa transactions > Import an M-Pesa statement"

@@ -4,8 +4,10 @@ import json
 import logging
 from decimal import Decimal as D
 
+import kombu.pools
 import pytest
 
+from config.celery import app as celery_app
 from core.models import Loan
 from core.phones import msisdn_hash
 from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction
@@ -376,7 +378,22 @@ def test_a_post_without_the_trailing_slash_is_a_clear_404(client, mpesa_config):
     assert client.get("/payments/dashboard").status_code == 301  # a GET still follows the slash
 
 
-def test_a_payment_on_the_embedded_default_logs_no_broker_warning(post_callback, loan, caplog):
+@pytest.fixture
+def new_broker_connections(monkeypatch):
+    """Broker connection pools of this test's own. Celery keeps its pools for the whole process and
+    kombu describes a connection (where it warned) only when it opens one: after any earlier test's
+    payment this test would open none, and see no warning whatever the broker URL."""
+    monkeypatch.setattr(
+        kombu.pools, "connections", kombu.pools.Connections(limit=kombu.pools.use_global_limit)
+    )
+    monkeypatch.setattr(kombu.pools, "producers", kombu.pools.Producers(limit=kombu.pools.use_global_limit))
+    monkeypatch.setattr(celery_app, "_pool", None)
+    monkeypatch.setattr(celery_app.amqp, "_producer_pool", None)
+
+
+def test_a_payment_on_the_embedded_default_logs_no_broker_warning(
+    post_callback, loan, caplog, new_broker_connections
+):
     # Tasks run in-process there; kombu used to warn "No hostname was supplied" on every payment.
     caplog.set_level(logging.DEBUG, logger="kombu")
 
@@ -384,3 +401,5 @@ def test_a_payment_on_the_embedded_default_logs_no_broker_warning(post_callback,
 
     assert MpesaTransaction.objects.get().status == "processed"
     assert [record.getMessage() for record in caplog.records if record.name.startswith("kombu")] == []
+    # The capture saw the payment's own log lines: nothing reconfigured logging under it.
+    assert any(record.name == "payments.services.processing" for record in caplog.records)

@@ -5,7 +5,7 @@ import pytest
 
 from core.dates import NAIROBI, nairobi_midnight
 from core.money import format_kes
-from payments.codes import is_short_code, is_trans_id
+from payments.codes import is_issued_trans_id, is_short_code, is_trans_id
 
 
 @pytest.mark.parametrize("text", ["RKL51ZDR4F", "SK12AB", "a" * 32])
@@ -19,6 +19,31 @@ def test_receipt_numbers_are_letters_and_digits(text):
 )
 def test_anything_else_is_not_a_receipt_number(text):
     assert not is_trans_id(text)
+
+
+@pytest.mark.parametrize("text", ["RKL51ZDR4F", "QK99ZZ88YY", "S000000001"])
+def test_a_receipt_number_in_a_persons_text_has_the_shape_m_pesa_issues(text):
+    assert is_issued_trans_id(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "PAYMENT",  # a word: is_trans_id would take it
+        "MALIPOYANGU",
+        "ABCDEFGHIJ",  # no digit
+        "1KL51ZDR4F",  # a digit first
+        "RKL51ZDR4",
+        "RKL51ZDR4FX",
+        "rkl51zdr4f",  # the SMS parser upper-cases first
+        "RKL51ZDR\u0664F",  # an Arabic-Indic four
+        "RKL51ZDR4\uff26",  # a full-width F
+        "RKL51ZDR4F\n",
+        "LOAN-00010",
+    ],
+)
+def test_anything_else_in_a_persons_text_is_not_a_receipt_number(text):
+    assert not is_issued_trans_id(text)
 
 
 @pytest.mark.parametrize("text", ["60098", "600984", "4012345"])

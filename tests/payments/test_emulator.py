@@ -162,6 +162,10 @@ def test_register_stores_the_urls_and_answers_like_daraja(client, live_server, v
         ("ConfirmationURL", "http://127.0.0.1:8000/SQL/confirmation/"),
         ("ResponseType", "completed"),
         ("ShortCode", "60"),
+        # Digits of other scripts (str.isdigit() takes them): Arabic-Indic, full-width, superscript.
+        ("ShortCode", "\u0666\u0660\u0660\u0669\u0668\u0664"),
+        ("ShortCode", "\uff16\uff10\uff10\uff19\uff18\uff14"),
+        ("ShortCode", "60098\u00b2"),
     ],
 )
 def test_register_applies_darajas_rules(emulator_url, field, value):

@@ -204,7 +204,8 @@ def test_simulate_c2b_pays_through_the_emulator_and_prints_the_trans_id(emulator
         "254712345678",
         "LOAN-000123",
     )
-    assert "2547*****678" in output and "0712345678" not in output and "254712345678" not in output
+    assert "2547*****678 paid KES 500.00 to" in output
+    assert "0712345678" not in output and "254712345678" not in output
 
 
 @pytest.mark.django_db

@@ -42,6 +42,11 @@ def paid(config, trans_id: str, amount: str, balance: str | None, when: datetime
 SINCE = at(0) - datetime.timedelta(days=1)
 
 
+def test_a_balance_gap_reads_as_an_amount_in_kes():
+    gap = BalanceGap(gap=D("12500.5"), from_transaction_id=7, to_transaction_id=9)
+    assert str(gap) == "KES 12,500.50 unseen between 7 and 9"
+
+
 @pytest.mark.django_db
 def test_a_balance_gap_is_recorded_and_alerted_once(mpesa_config):
     admin = AdminFactory(phone="+254700999888")

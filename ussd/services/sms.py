@@ -2,7 +2,6 @@
 reply queued in the outbox in the same transaction (one GSM-7 segment)."""
 
 import logging
-import re
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -13,6 +12,7 @@ from core.models import Borrower, OutboxMessage
 from core.money import format_money
 from core.phones import mask_phone, try_normalize_phone
 from core.services.outbox import outbox_queue
+from payments.codes import is_issued_trans_id
 from payments.services.borrower_moves import MoveResult, borrower_payment_move
 from ussd.clients.sms import gsm7_normalize, sms_segments
 from ussd.models import InboundRequest, IncomingSms
@@ -33,8 +33,6 @@ KEYWORDS = {
     "HELP": ("help", "en"),
     "MSAADA": ("help", "sw"),
 }
-# An M-Pesa code: ten letters and digits, starting with a letter, with at least one digit.
-_MPESA_CODE = re.compile(r"^(?=.*\d)[A-Z][A-Z0-9]{9}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +99,7 @@ def _move(command: Command, borrower: Borrower, phone: str, t: ModuleType) -> st
     arguments = command.arguments
     if not arguments:
         return t.SMS_MOVE_USAGE
-    trans_id = arguments[0] if len(arguments) > 1 and _MPESA_CODE.match(arguments[0]) else None
+    trans_id = arguments[0] if len(arguments) > 1 and is_issued_trans_id(arguments[0]) else None
     loan_number = " ".join(arguments[1:] if trans_id else arguments)
     outcome = borrower_payment_move(
         borrower=borrower, phone=phone, trans_id=trans_id, loan_number=loan_number

@@ -219,6 +219,12 @@ class DarajaClient:
             "POST", path, operation=operation, json=body, headers={"Authorization": f"Bearer {token}"}
         )
         if _is_invalid_token(response, data):
+            # Not a retry under core.retry.RetryPolicy, on purpose: a refused token is not a transient
+            # failure to back off from but a stale credential (another process fetched a newer one, which
+            # invalidated ours). One refresh fixes it at once, and Daraja did nothing with the refused
+            # call, so repeating it is safe even for a one-off operation. A fresh token refused as well
+            # is a DarajaError (not permanent): whoever called decides when to try again (beat's next
+            # pull, the admin's next click), as for any other transient Daraja error.
             logger.info("daraja %s: access token refused; fetching a new one and retrying once", operation)
             self._discard_token(token)
             token = self.access_token()

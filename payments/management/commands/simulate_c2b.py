@@ -4,6 +4,7 @@ the local emulator (never in production)."""
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.exceptions import HavenError
+from core.money import format_kes, to_money
 from core.phones import mask_phone
 from payments.clients.daraja import MSISDN_FORMATS
 from payments.models import MpesaConfiguration
@@ -67,7 +68,7 @@ class Command(BaseCommand):
         except HavenError as exc:
             raise CommandError(exc.detail) from None
         self.stdout.write(
-            f"{mask_phone(phone)} paid KES {amount} to {config.business_short_code}"
+            f"{mask_phone(phone)} paid {format_kes(to_money(amount))} to {config.business_short_code}"
             + (f" (account {reference})" if reference else "")
             + f" through the {config.get_environment_display()}."
         )
