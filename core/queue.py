@@ -12,7 +12,8 @@ queues; both are drained the same way:
 - ``drain`` is the body of a drain task: it re-arms the queue's doorbell (``core.doorbell``), works
   item after item until none is due, asks Celery to come back when an item that failed transiently is
   due again, and hands over to a fresh task after ``batch`` items so tasks stay short.
-- Each queue's sweeper (Celery beat) releases what a dead worker left behind and rings for anything due.
+- Each queue's sweeper (Celery beat) calls ``core.sweep.sweep``: it releases what a dead worker left
+  behind and rings for anything due.
 """
 
 import math

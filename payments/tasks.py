@@ -15,6 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.queue import Worked, drain
+from core.sweep import sweep
 from payments.clients.daraja import DarajaError
 from payments.models import MpesaConfiguration, MpesaTransaction
 from payments.services import TransientProcessingError, transaction_process_batch
@@ -56,12 +57,17 @@ def _post_next() -> Worked | None:
 def sweep_received_task() -> int:
     """Ring for payments stored but still due a minute later (their ring was lost); returns how many."""
     now = timezone.now()
-    stuck = MpesaTransaction.objects.filter(
-        status=MpesaTransaction.Status.RECEIVED, next_attempt_at__lte=now, received_at__lt=now - STUCK_AFTER
-    ).count()
+    # Claims end with their lease: nothing to release, only rows whose ring was lost to ring for.
+    stuck = sweep(
+        due=MpesaTransaction.objects.filter(
+            status=MpesaTransaction.Status.RECEIVED,
+            next_attempt_at__lte=now,
+            received_at__lt=now - STUCK_AFTER,
+        ),
+        ring=ring_doorbell,
+    )
     if stuck:
-        logger.warning("sweeper found %s payment(s) still waiting in received; ringing", stuck)
-        ring_doorbell(force=True)
+        logger.warning("sweeper found %s payment(s) still waiting in received; rang", stuck)
     return stuck
 
 

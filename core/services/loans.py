@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from django.db import models, transaction
+from django.db import transaction
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
@@ -18,7 +18,7 @@ from core.actors import Actor
 from core.exceptions import InvalidAmount, InvalidInput, InvalidState
 from core.models import Borrower, Counter, Loan, Repayment, User
 from core.money import ZERO, to_money
-from core.services.audit import audit_record
+from core.services.audit import audit_record, audited_update
 from core.services.credit import borrower_credit_add
 from core.waterfall import Split, split_payment
 
@@ -308,29 +308,10 @@ def loan_write_off(*, loan: Loan, actor: Actor, reason: str) -> Loan:
 LOAN_EDITABLE_FIELDS = ("due_date", "disbursed_on", "loan_officer")
 
 
-def _audit_value(value: object) -> object:
-    if isinstance(value, models.Model):
-        return str(value)
-    return value.isoformat() if hasattr(value, "isoformat") else value
-
-
 def loan_update(*, loan: Loan, changes: dict[str, object], actor: Actor, reason: str = "") -> Loan:
     """Change a loan's dates or officer (never its money) and audit each change with before and
     after. Returns the loan. Raises ``InvalidInput`` for a field that cannot be edited this way."""
     refused = set(changes) - set(LOAN_EDITABLE_FIELDS)
     if refused:
         raise InvalidInput(f"{', '.join(sorted(refused))} cannot be edited; money moves through postings")
-    with transaction.atomic():
-        locked = Loan.objects.select_for_update().get(pk=loan.pk)
-        diff = {}
-        for name, value in changes.items():
-            before = getattr(locked, name)
-            if before != value:
-                diff[name] = {"before": _audit_value(before), "after": _audit_value(value)}
-                setattr(locked, name, value)
-        if diff:
-            locked.save(update_fields=[*changes, "updated_at"])
-            audit_record(
-                action="loan.updated", actor=actor, loan=locked, obj=locked, reason=reason, data=diff
-            )
-    return locked
+    return audited_update(loan, changes=changes, action="loan.updated", actor=actor, reason=reason)

@@ -26,6 +26,7 @@ from core.metrics import OUTBOX_FAILED
 from core.models import Borrower, OutboxMessage, User
 from core.queue import claim_batch
 from core.retry import RetryPolicy
+from core.sweep import sweep
 
 logger = logging.getLogger(__name__)
 
@@ -227,18 +228,20 @@ def outbox_retry(*, message_ids: list[int]) -> list[int]:
 def outbox_sweep() -> int:
     """Release messages stuck in ``sending`` (a worker died mid-send) and ring for due pending ones.
     Returns how many are due."""
-    now = timezone.now()
     stale = OutboxMessage.objects.filter(
-        status=OutboxMessage.Status.SENDING, next_attempt_at__lt=now - STALE_SENDING
+        status=OutboxMessage.Status.SENDING, next_attempt_at__lt=timezone.now() - STALE_SENDING
     )
-    stale.filter(attempts__gte=MAX_ATTEMPTS).update(
-        status=OutboxMessage.Status.FAILED, last_error="the worker sending it stopped on the last attempt"
+    return sweep(
+        due=_due(),
+        ring=outbox_ring,
+        abandoned=stale,
+        release={"status": OutboxMessage.Status.PENDING},
+        retry=RETRY,
+        give_up={
+            "status": OutboxMessage.Status.FAILED,
+            "last_error": "the worker sending it stopped on the last attempt",
+        },
     )
-    stale.update(status=OutboxMessage.Status.PENDING)
-    due = _due().count()
-    if due:
-        outbox_ring(force=True)
-    return due
 
 
 def staff_to_alert(*, officer: User | None = None) -> list[User]:
