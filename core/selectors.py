@@ -3,7 +3,7 @@
 from django.db.models import Prefetch, prefetch_related_objects
 
 from core.exceptions import NotFound
-from core.models import Borrower, BorrowerPhone, Loan, Repayment, User
+from core.models import Borrower, Loan, Repayment, User
 from core.phones import normalize_phone
 
 
@@ -68,14 +68,3 @@ def staff_by_telegram_id(*, telegram_user_id: int | None) -> User | None:
     if telegram_user_id is None:
         return None
     return User.objects.filter(telegram_user_id=telegram_user_id, is_active=True, is_staff=True).first()
-
-
-def borrower_primary_number(borrower_id: int) -> str | None:
-    """The number a borrower is texted on (``Borrower.primary_phone``'s), in one small query; ``None``
-    for a borrower without a phone."""
-    return (
-        BorrowerPhone.objects.filter(borrower_id=borrower_id)
-        .order_by("-is_primary", "id")
-        .values_list("number", flat=True)
-        .first()
-    )

@@ -13,17 +13,16 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from core.actors import Actor
 from core.exceptions import InvalidState, TemporarilyUnavailable
-from core.models import Borrower, Loan
+from core.models import Borrower, BorrowerPhone, Loan
 from core.money import ZERO, format_kes
 from core.phones import try_normalize_phone
 from core.queue import claim_batch
 from core.retry import RetryPolicy
-from core.selectors import borrower_primary_number
 from core.services import borrower_credit_add, repayment_apply
 from core.services.outbox import outbox_queue, outbox_queue_for_staff, staff_to_alert
 from payments import messages
@@ -58,11 +57,20 @@ class TransientProcessingError(TemporarilyUnavailable):
         self.retry_in = retry_in
 
 
+# The number a borrower is texted on (Borrower.primary_phone's), read with the borrower's lock.
+_PRIMARY_NUMBER = Subquery(
+    BorrowerPhone.objects.filter(borrower_id=OuterRef("pk"))
+    .order_by("-is_primary", "id")
+    .values("number")[:1]
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Posted:
     allocations: list[Allocation]
     credit: Decimal
     borrower: Borrower  # locked by allocate_payment, with its loan officer
+    borrower_number: str | None  # the number the borrower is texted on (None: no phone)
 
 
 @dataclass(slots=True)
@@ -97,7 +105,10 @@ def allocate_payment(
     that holds the lock on ``tx``; takes the borrower and loan locks itself (borrower, then loans by
     id), and posts to the loans it locked (``repayment_apply``)."""
     borrower = (
-        Borrower.objects.select_for_update(of=("self",)).select_related("loan_officer").get(pk=borrower_id)
+        Borrower.objects.select_for_update(of=("self",))
+        .select_related("loan_officer")
+        .annotate(primary_number=_PRIMARY_NUMBER)
+        .get(pk=borrower_id)
     )
     # ORDER BY id: the rows are locked in id order, as every other writer of loans locks them.
     locked = list(
@@ -152,7 +163,9 @@ def allocate_payment(
         )
         credit = remaining
     Allocation.objects.bulk_create(allocations)
-    return Posted(allocations=allocations, credit=credit, borrower=borrower)
+    return Posted(
+        allocations=allocations, credit=credit, borrower=borrower, borrower_number=borrower.primary_number
+    )
 
 
 def queue_payment_news(*, tx: MpesaTransaction, posted: Posted) -> None:
@@ -169,7 +182,7 @@ def queue_payment_news(*, tx: MpesaTransaction, posted: Posted) -> None:
         if a.target == Allocation.Target.LOAN and a.loan is not None
     ]
     round_key = f"{tx.trans_id}:{posted.allocations[0].pk if posted.allocations else 0}"
-    number = borrower_primary_number(borrower.pk)
+    number = posted.borrower_number
     if number is not None:
         outbox_queue(
             channel="sms",
@@ -374,6 +387,12 @@ def _record_failure(
 
 
 _LIVE_ALLOCATIONS = Allocation.objects.filter(transaction=OuterRef("pk"), reversed_at__isnull=True)
+_CONFIG_READ = {"id", "business_short_code", "amount_tolerance"}  # hold_reason, match_payment
+_CONFIG_UNREAD = tuple(
+    f"config__{field.name}"
+    for field in MpesaConfiguration._meta.concrete_fields
+    if field.name not in _CONFIG_READ
+)
 
 
 def _run(trans_id: str, *, counted: bool) -> MpesaTransaction:
@@ -385,9 +404,9 @@ def _run(trans_id: str, *, counted: bool) -> MpesaTransaction:
             locked = (
                 MpesaTransaction.objects.select_for_update(of=("self",))
                 .select_related("config")
-                # Processing needs none of the paybill's secrets: decrypting them was a tenth of a
-                # payment's CPU. They load on access, should anything ever ask.
-                .defer(*(f"config__{name}" for name in MpesaConfiguration.SECRET_FIELDS))
+                # Of its paybill, processing reads two fields: the others (the secrets above all,
+                # whose decryption was a tenth of a payment's CPU) load on access, should anything ask.
+                .defer(*_CONFIG_UNREAD)
                 .annotate(live_allocations=Exists(_LIVE_ALLOCATIONS))
                 .get(trans_id=trans_id)
             )
