@@ -3,9 +3,11 @@
 ``portfolio_build`` replaces the portfolio in one transaction of a few INSERT ... SELECT statements
 over ``generate_series`` (a million loans take well under two minutes); the ORM would take hours.
 Borrowers get 1, 2 or 3 loans (70/15/15%), a phone ``+2547[12]xxxxxxx`` and its MSISDN digest
-(SHA-256 of ``2547...``, computed by PostgreSQL), a national ID (80%) and a loan officer.
+(SHA-256 of ``2547...``, computed by PostgreSQL), the phone's masked-number keys (as
+``core.names.masked_phone_keys`` makes them), a national ID (80%) and a loan officer.
 ``Payloads`` samples that portfolio into bodies shaped like
-``tests/fixtures/daraja/confirmation_hashed.json``.
+``tests/fixtures/daraja/confirmation_hashed.json``, or with the number masked as M-Pesa masks it
+(``2547 ***** 126``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from core.dates import NAIROBI
+from core.names import PAIRED_TOKENS
 
 SHORT_CODE = "600984"
 
@@ -30,8 +33,8 @@ AMOUNTS = [100, 200, 250, 300, 500, 500, 750, 1000, 1000, 1200, 1500, 2000, 2500
 
 _TRUNCATE = """
 TRUNCATE payments_allocation, payments_mpesatransaction, payments_callbackrequest, core_repayment,
-    core_creditentry, core_auditevent, core_outboxmessage, core_loan, core_borrowerphone, core_borrower,
-    bench_bare_request
+    core_creditentry, core_auditevent, core_outboxmessage, core_loan, core_maskedphonekey, core_borrowerphone,
+    core_borrower, bench_bare_request
 RESTART IDENTITY CASCADE
 """
 # Borrower g gets 1, 2 or 3 loans (70/15/15%) from a hash of g, and the running total gives each
@@ -73,6 +76,35 @@ FROM (
                || lpad(((borrower_id::bigint * 7919 + 12345) %% 10000000)::text, 7, '0') AS msisdn
     FROM bench_plan
 ) AS numbered
+"""
+# The keys of core.names.masked_phone_keys for every phone at once. The parts after the digits are
+# made once per distinct name: each distinct token of the name (letters of the lower-cased name,
+# longer than one, in the order they first appear), each pair of the first PAIRED_TOKENS (in
+# Python's order: COLLATE "C"), and "<token>+*" for the later ones; every phone then takes its
+# name's parts under its last three digits. tests/core/test_masked_keys.py compares the two.
+_MASKED_KEYS = """
+WITH tokens AS (
+    SELECT full_name, t.token, row_number() OVER (PARTITION BY full_name ORDER BY min(t.seen)) AS position
+    FROM (SELECT DISTINCT full_name FROM core_borrower) AS names
+    CROSS JOIN LATERAL regexp_split_to_table(lower(full_name), '[^a-z]+') WITH ORDINALITY AS t(token, seen)
+    WHERE length(t.token) > 1
+    GROUP BY full_name, t.token
+),
+parts AS (
+    SELECT full_name, token AS part FROM tokens
+    UNION ALL
+    SELECT first.full_name, first.token || '+' || second.token
+    FROM tokens AS first
+    JOIN tokens AS second ON second.full_name = first.full_name AND first.token < second.token COLLATE "C"
+    WHERE first.position <= %(paired)s AND second.position <= %(paired)s
+    UNION ALL
+    SELECT full_name, token || '+*' FROM tokens WHERE position > %(paired)s
+)
+INSERT INTO core_maskedphonekey (key, phone_id, borrower_id)
+SELECT right(phone.number, 3) || ':' || parts.part, phone.id, phone.borrower_id
+FROM core_borrowerphone AS phone
+JOIN core_borrower AS borrower ON borrower.id = phone.borrower_id
+JOIN parts ON parts.full_name = borrower.full_name
 """
 _LOANS = """
 INSERT INTO core_loan (id, loan_number, borrower_id, principal_disbursed, penalties, fees, interest,
@@ -121,6 +153,43 @@ FROM core_borrower AS b JOIN core_borrowerphone AS p ON p.borrower_id = b.id AND
 WHERE b.id = ANY(%s)
 """
 
+# A table's unique constraints, then its other indexes (no constraint behind them; the primary
+# key's is one, and stays).
+_UNIQUE_CONSTRAINTS = """
+SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+WHERE conrelid = %(table)s::regclass AND contype = 'u'
+ORDER BY conname
+"""
+_PLAIN_INDEXES = """
+SELECT indexname, indexdef FROM pg_indexes
+WHERE schemaname = current_schema() AND tablename = %(table)s
+  AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE conrelid = %(table)s::regclass)
+ORDER BY indexname
+"""
+
+
+def _drop_indexes(cursor, table: str) -> list[str]:
+    """Drop the unique constraints and other secondary indexes of ``table`` (empty, about to be
+    bulk loaded) and return the statements that put them back: millions of rows then cost one
+    sorted build of each index, not an insert into each per row (PostgreSQL's own advice for
+    populating a table)."""
+    from django.db import connection
+
+    quote = connection.ops.quote_name
+    cursor.execute(_UNIQUE_CONSTRAINTS, {"table": table})
+    constraints = cursor.fetchall()
+    cursor.execute(_PLAIN_INDEXES, {"table": table})
+    indexes = cursor.fetchall()
+    # Only names read from the catalog are interpolated, quoted.
+    for name, _ in constraints:
+        cursor.execute(f"ALTER TABLE {quote(table)} DROP CONSTRAINT {quote(name)}")
+    for name, _ in indexes:
+        cursor.execute(f"DROP INDEX {quote(name)}")
+    return [definition for _, definition in indexes] + [
+        f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(name)} {definition}"
+        for name, definition in constraints
+    ]
+
 
 def portfolio_build(*, loans: int, officer_ids: list[int]) -> dict:
     """Replace the portfolio with ``loans`` active loans; returns counts and the seconds it took."""
@@ -143,6 +212,10 @@ def portfolio_build(*, loans: int, officer_ids: list[int]) -> dict:
         cursor.execute(_BORROWERS, params)
         borrowers = cursor.rowcount
         cursor.execute(_PHONES, params)
+        restore = _drop_indexes(cursor, "core_maskedphonekey")
+        cursor.execute(_MASKED_KEYS, {"paired": PAIRED_TOKENS})
+        for statement in restore:
+            cursor.execute(statement)
         cursor.execute(_LOANS, params)
         built = cursor.rowcount
         for statement in _RESEQUENCE:
@@ -152,7 +225,7 @@ def portfolio_build(*, loans: int, officer_ids: list[int]) -> dict:
         # Settle the bulk load before anything is measured: VACUUM sets the visibility and hint bits
         # the first readers would otherwise write, and CHECKPOINT flushes the dirty pages, so neither
         # autovacuum nor a checkpoint runs in the middle of a measurement of the bigger portfolio.
-        cursor.execute("VACUUM (ANALYZE) core_borrower, core_borrowerphone, core_loan")
+        cursor.execute("VACUUM (ANALYZE) core_borrower, core_borrowerphone, core_maskedphonekey, core_loan")
         cursor.execute("CHECKPOINT")
     return {"loans": built, "borrowers": borrowers, "seconds": time.perf_counter() - started}
 
@@ -266,6 +339,15 @@ class Payloads:
             bodies.append(json.dumps(payload))
             trans_ids.append(trans_id)
         return bodies, trans_ids, Counter(kinds)
+
+    def masked_batch(self, count: int, *, usable_account: bool) -> tuple[list[str], list[str], Counter]:
+        """``count`` bodies (JSON text) paid from borrowers' numbers masked as M-Pesa masks them
+        (``2547 ***** 126``), with the borrower's first name in capitals (and, for about half, the
+        last name too), and an account number that names one of the borrower's loans
+        (``usable_account``) or is empty: ``kind_batch`` for masked payers. Returns the bodies,
+        their TransIDs and the mix."""
+        bodies, trans_ids = kind_batch(self, count, payer="masked", usable_account=usable_account)
+        return bodies, trans_ids, Counter({"masked_loan_number" if usable_account else "masked_only": count})
 
 
 def _sha256(text: str) -> str:

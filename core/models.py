@@ -6,9 +6,8 @@ Writes happen in ``core.services``; models hold tables, statuses, constraints an
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractUser
-from django.db import models
+from django.db import models, transaction
 from django.db.models import F, Q
-from django.db.models.functions import Right
 from django.utils import timezone
 
 from core.money import ZERO, MoneyField
@@ -95,6 +94,17 @@ class Borrower(models.Model):
     def __str__(self) -> str:
         return self.full_name
 
+    def save(self, *args, **kwargs) -> None:
+        # The masked-number keys hold the name (derived data, like a phone's digest): a saved name
+        # takes its phones' keys with it, in the same transaction. A new borrower has no phones yet.
+        update_fields = kwargs.get("update_fields")
+        if self._state.adding or (update_fields is not None and "full_name" not in update_fields):
+            super().save(*args, **kwargs)
+            return
+        with transaction.atomic(using=kwargs.get("using")):
+            super().save(*args, **kwargs)
+            _masked_keys_rebuild(self.pk)
+
     @property
     def primary_phone(self) -> "BorrowerPhone | None":
         phones = list(self.phones.all())  # uses prefetch_related("phones") when present
@@ -116,8 +126,6 @@ class BorrowerPhone(models.Model):
 
     class Meta:
         ordering = ["-is_primary", "id"]
-        # M-Pesa's masked MSISDNs (2547 ***** 126) show only the last three digits: find candidates by them.
-        indexes = [models.Index(Right("number", 3), name="phone_last_three_digits")]
         constraints = [
             models.UniqueConstraint(
                 fields=["borrower"], condition=Q(is_primary=True), name="one_primary_phone_per_borrower"
@@ -130,9 +138,69 @@ class BorrowerPhone(models.Model):
     def save(self, *args, **kwargs) -> None:
         # The digest is derived data: recompute it on every save so it can never drift from the number.
         self.msisdn_hash = msisdn_hash(self.number)
-        if kwargs.get("update_fields") is not None and "number" in kwargs["update_fields"]:
-            kwargs["update_fields"] = {*kwargs["update_fields"], "msisdn_hash"}
-        super().save(*args, **kwargs)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "number" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "msisdn_hash"}
+        # So are its masked-number keys (MaskedPhoneKey), rebuilt in the same transaction when the
+        # number or its borrower may have changed; deleting the phone deletes them (CASCADE).
+        if (
+            not self._state.adding
+            and update_fields is not None
+            and not {"number", "borrower", "borrower_id"} & {*update_fields}
+        ):
+            super().save(*args, **kwargs)
+            return
+        with transaction.atomic(using=kwargs.get("using")):
+            super().save(*args, **kwargs)
+            _masked_keys_rebuild(self.borrower_id)
+
+
+def _masked_keys_rebuild(borrower_id: int) -> None:
+    # Imported here: the services import these models.
+    from core.services.masked_keys import masked_keys_rebuild
+
+    masked_keys_rebuild(borrower_ids=[borrower_id])
+
+
+class MaskedPhoneKey(models.Model):
+    """What a masked M-Pesa number (``2547 ***** 126``) and the payer's names reveal of one phone:
+    its last three digits with a token or a pair of tokens of its borrower's name (``126:mutai``,
+    ``126:mutai+nicholas``; ``core.names`` has the forms). The masked lookup
+    (``payments.selectors.DatabaseDirectory``) finds the few phones that fit by this index instead
+    of reading every number with the same last digits.
+
+    Derived from ``BorrowerPhone.number`` and ``Borrower.full_name`` by
+    ``core.services.masked_keys.masked_keys_rebuild``, which every write of either calls (the
+    models' ``save``, the loan import's bulk writes); never edited by hand."""
+
+    # Three digits, a colon and at most the 200 characters of a name (a pair's "+" takes the place of
+    # the separator between its two tokens).
+    key = models.CharField(max_length=204)
+    # No foreign-key constraints in the database: a phone has five keys or so, and checking each
+    # key's two references was two thirds of what writing keys cost a first import. Keys are
+    # derived and only ever written from the rows they point to; the lookup joins both, so a key
+    # left behind by a raw DELETE would find nobody. Deleting a phone through Django deletes its
+    # keys (CASCADE).
+    phone = models.ForeignKey(
+        BorrowerPhone, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    # The phone's borrower, so that the lookup reads borrowers in order from the key's index. Keys
+    # go with their phone (which goes with its borrower), so nothing is done here; and no index of
+    # its own: PostgreSQL would walk it, in borrower order, through every key of a whole portfolio.
+    borrower = models.ForeignKey(
+        Borrower, on_delete=models.DO_NOTHING, related_name="+", db_index=False, db_constraint=False
+    )
+
+    class Meta:
+        # By key, in borrower order: "the first two borrowers whose phones have this key" reads two.
+        indexes = [models.Index(fields=["key", "borrower"], name="masked_key_borrower")]
+        constraints = [
+            # Also the index of "does this phone have that key too" (and of the phone's cascade).
+            models.UniqueConstraint(fields=["phone", "key"], name="masked_key_once_per_phone"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
 
 
 class Counter(models.Model):

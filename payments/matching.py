@@ -5,7 +5,8 @@ Identification (who):
    ``Loan000123``, ``000123``, ``123``). A loan that is no longer active identifies its borrower only.
 2. ``payer_reference``: the account number is a borrower's phone number (any form) or national ID.
 3. ``msisdn``: the payer's number, plain or as the SHA-256 digest M-Pesa sends. A masked number
-   never identifies anyone by itself: it may only confirm a single candidate whose names also fit.
+   never identifies anyone by itself: it may only confirm a single candidate whose names also fit
+   (the directory finds at most two borrowers by the mask and the names; two mean nobody).
 
 Loan choice (which), once the borrower is known and no loan was named: ``single_loan`` when there
 is one active loan, else ``amount`` when an outstanding is within the tolerance of the amount (the
@@ -17,13 +18,14 @@ production, a dictionary-backed one in tests) and return notes a person can read
 """
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Protocol
 
 from core.money import format_kes
+from core.names import name_tokens
 from core.phones import try_normalize_phone
 from payments.parsing import normalize_bill_reference
 
@@ -67,7 +69,13 @@ class Directory(Protocol):
     def borrower_by_phone(self, e164: str) -> BorrowerCandidate | None: ...
     def borrower_by_national_id(self, national_id: str) -> BorrowerCandidate | None: ...
     def borrower_by_msisdn_hash(self, digest: str) -> BorrowerCandidate | None: ...
-    def borrowers_by_masked_msisdn(self, prefix: str, suffix: str) -> list[BorrowerCandidate]: ...
+    def borrowers_by_masked_msisdn(
+        self, prefix: str, suffix: str, names: Collection[str]
+    ) -> list[BorrowerCandidate]:
+        """At most two borrowers with a number that starts with ``prefix`` and ends with ``suffix``
+        (digits) and a name that holds every token of ``names`` (``core.names.name_tokens``)."""
+        ...
+
     def active_loans(self, borrower_id: int) -> list[LoanCandidate]: ...
 
 
@@ -113,14 +121,14 @@ def loan_number_candidates(bill_reference: str) -> list[str]:
     return list(dict.fromkeys(candidates))
 
 
-def _name_tokens(*parts: str) -> set[str]:
-    return {token for part in parts for token in re.split(r"[^a-z]+", (part or "").lower()) if len(token) > 1}
+def _given_names(payment: PaymentFacts) -> set[str]:
+    return name_tokens(payment.first_name, payment.middle_name, payment.last_name)
 
 
 def names_fit(payment: PaymentFacts, borrower: BorrowerCandidate) -> bool:
     """Every name M-Pesa gave for the payer appears in the borrower's name (case and order ignored)."""
-    given = _name_tokens(payment.first_name, payment.middle_name, payment.last_name)
-    return bool(given) and given <= _name_tokens(borrower.full_name)
+    given = _given_names(payment)
+    return bool(given) and given <= name_tokens(borrower.full_name)
 
 
 def _payer(payment: PaymentFacts, directory: Directory) -> BorrowerCandidate | None:
@@ -194,9 +202,11 @@ def identify_by_msisdn(payment: PaymentFacts, directory: Directory) -> Identific
         )
     if payment.msisdn_kind == "masked":
         parts = _MASK_PARTS.match(payment.msisdn.replace(" ", ""))
-        if not parts or len(parts.group(1)) < 3 or len(parts.group(2)) < 3:
+        given = _given_names(payment)
+        if not parts or len(parts.group(1)) < 3 or len(parts.group(2)) < 3 or not given:
             return None
-        candidates = directory.borrowers_by_masked_msisdn(parts.group(1), parts.group(2))
+        # Two candidates are enough to know the names do not single anyone out.
+        candidates = directory.borrowers_by_masked_msisdn(parts.group(1), parts.group(2), given)
         fitting = [borrower for borrower in candidates if names_fit(payment, borrower)]
         if len(fitting) == 1:
             return Identification(

@@ -1,21 +1,22 @@
 """Reads for M-Pesa matching and the staff views.
 
 ``DatabaseDirectory`` answers the matcher's questions with indexed lookups only (loan number,
-phone number, national ID, MSISDN digest, a borrower's loans), so the number of queries per payment
-does not grow with the portfolio.
+phone number, national ID, MSISDN digest, masked number and names, a borrower's loans), so neither
+the number of queries per payment nor the rows they read grow with the portfolio.
 """
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from decimal import Decimal
 from typing import Any
 
 from django.db import models
-from django.db.models import Count, Prefetch, Q, QuerySet, Sum
-from django.db.models.functions import Right
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models.lookups import Exact
 
 from core.dates import nairobi_midnight
-from core.models import AuditEvent, Borrower, BorrowerPhone, Loan, User
+from core.models import AuditEvent, Borrower, BorrowerPhone, Loan, MaskedPhoneKey, User
+from core.names import masked_key, masked_overflow_key
 from payments.matching import BorrowerCandidate, LoanCandidate
 from payments.models import (
     Allocation,
@@ -28,7 +29,7 @@ from payments.models import (
 )
 
 _LOAN_FIELDS = ("id", "loan_number", "borrower_id", "status", "due_date", "outstanding_total")
-_MAX_MASKED_CANDIDATES = 5000
+_MASKED_ENOUGH = 2  # two borrowers who fit a masked number and the names: nobody is singled out
 
 
 def _loan(row: dict) -> LoanCandidate:
@@ -87,19 +88,47 @@ class DatabaseDirectory:
         )
         return BorrowerCandidate(*row) if row else None
 
-    def borrowers_by_masked_msisdn(self, prefix: str, suffix: str) -> list[BorrowerCandidate]:
-        # Indexed on the last three digits; the rest of the suffix and the prefix are checked here.
-        # Every candidate is returned (up to a sanity cap): the caller decides on the names of all.
-        rows = (
-            BorrowerPhone.objects.annotate(last_three=Right("number", 3))
-            .filter(last_three=suffix[-3:], number__startswith="+" + prefix)
-            .order_by()
-            .values_list("borrower_id", "borrower__full_name", "number")[: _MAX_MASKED_CANDIDATES + 1]
+    def borrowers_by_masked_msisdn(
+        self, prefix: str, suffix: str, names: Collection[str]
+    ) -> list[BorrowerCandidate]:
+        # One query on the masked-number keys (core.models.MaskedPhoneKey, core.names): the key of
+        # two of the names under the last three digits (of the one name, when only one is given)
+        # finds the few phones whose name holds both, and each of those must hold every other name
+        # too (a count of its keys, probed per phone); the prefix and the rest of the suffix are
+        # checked on the same rows. The two longest names make the key: as a rule, the rarer ones.
+        tokens = sorted(names, key=lambda token: (-len(token), token))
+        if not tokens:
+            return []
+        keys = MaskedPhoneKey.objects.filter(
+            phone__number__startswith="+" + prefix, phone__number__endswith=suffix
         )
-        found = {row[0]: BorrowerCandidate(row[0], row[1]) for row in rows if row[2].endswith(suffix)}
-        if len(rows) > _MAX_MASKED_CANDIDATES:
-            return []  # too many numbers fit to trust a name match: leave it to staff
-        return list(found.values())
+        if len(tokens) == 1:
+            # One key, read in borrower order: the first two borrowers are all it reads.
+            keys = keys.filter(key=masked_key(suffix, tokens[0]))
+        else:
+            first, second = tokens[:2]
+            # A name longer than core.names.PAIRED_TOKENS has no pairs with its later tokens, which
+            # have "<token>+*" keys instead: few, since long names are. Read with the pair.
+            anchors = [
+                masked_key(suffix, first, second),
+                masked_overflow_key(suffix, first),
+                masked_overflow_key(suffix, second),
+            ]
+            # A count, not one EXISTS per name: PostgreSQL would turn an EXISTS into a join and might
+            # read all the phones with a common name to find the few with the pair.
+            held = Subquery(
+                MaskedPhoneKey.objects.filter(
+                    phone_id=OuterRef("phone_id"), key__in=[masked_key(suffix, token) for token in tokens]
+                )
+                .order_by()
+                .values("phone_id")
+                .annotate(held=Count("id"))
+                .values("held")
+            )
+            keys = keys.filter(Exact(held, len(tokens)), key__in=anchors)
+        found = keys.order_by("borrower_id").values("borrower_id").distinct()[:_MASKED_ENOUGH]
+        rows = Borrower.objects.filter(pk__in=found).order_by("pk").values_list("id", "full_name")
+        return [BorrowerCandidate(borrower_id, full_name) for borrower_id, full_name in rows]
 
     def active_loans(self, borrower_id: int) -> list[LoanCandidate]:
         rows = (

@@ -21,6 +21,7 @@ from core.services.loans import (
     repayment_post,
     repayment_reverse,
 )
+from core.services.masked_keys import masked_keys_rebuild
 from core.services.staff import user_telegram_code_create, user_telegram_link, user_telegram_mark_unreachable
 from core.services.tokens import api_token_authenticate, api_token_create, api_token_revoke
 
@@ -43,6 +44,7 @@ __all__ = [
     "loan_number_counter_raise_to",
     "loan_update",
     "loan_write_off",
+    "masked_keys_rebuild",
     "repayment_apply",
     "repayment_post",
     "repayment_receive",

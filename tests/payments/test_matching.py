@@ -5,6 +5,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from core.names import name_tokens
 from core.phones import msisdn_hash
 from payments.matching import (
     BorrowerCandidate,
@@ -29,6 +30,7 @@ class FakeDirectory:
         }
         self.phones = {"+254712345126": 1, "+254722000000": 2, "+254713000126": 3}
         self.national_ids = {"12345678": 2}
+        self.masked_lookups = []
         self.loans = [
             LoanCandidate(10, "LOAN-000123", 1, "active", TODAY + datetime.timedelta(days=5), D("1500.00")),
             LoanCandidate(11, "LOAN-000124", 2, "active", TODAY + datetime.timedelta(days=20), D("3000.00")),
@@ -56,12 +58,16 @@ class FakeDirectory:
                 return self.borrowers[borrower_id]
         return None
 
-    def borrowers_by_masked_msisdn(self, prefix, suffix):
-        return [
-            self.borrowers[b]
+    def borrowers_by_masked_msisdn(self, prefix, suffix, names):
+        self.masked_lookups.append((prefix, suffix, set(names)))
+        fitting = {
+            b: self.borrowers[b]
             for number, b in self.phones.items()
-            if number[1:].startswith(prefix) and number.endswith(suffix)
-        ]
+            if number[1:].startswith(prefix)
+            and number.endswith(suffix)
+            and set(names) <= name_tokens(self.borrowers[b].full_name)
+        }
+        return list(fitting.values())[:2]
 
     def active_loans(self, borrower_id):
         return [loan for loan in self.loans if loan.borrower_id == borrower_id and loan.status == "active"]
@@ -154,6 +160,32 @@ def test_masked_msisdn_confirms_the_one_candidate_whose_names_fit():
 def test_masked_msisdn_with_names_that_fit_two_candidates_stays_unmatched():
     result = match(facts(msisdn="2547 ***** 126", kind="masked", first="NICHOLAS"))
     assert not result.matched
+    assert result.notes == [
+        "nothing identified the payer: bill reference '', MSISDN masked (a masked number alone never identifies anyone)"
+    ]
+
+
+def test_the_directory_is_asked_by_the_mask_and_the_payers_names():
+    directory = FakeDirectory()
+    payment = facts(msisdn="254712***126", kind="masked", first="Nicholas", middle="K.", last="MUTAI-")
+    assert match_payment(payment, directory, TOLERANCE).borrower_id == 1
+    assert directory.masked_lookups == [("254712", "126", {"nicholas", "mutai"})]
+    # Without a name (or a mask to read) nobody could be confirmed: the directory is not asked.
+    for payment in (
+        facts(msisdn="2547 ***** 126", kind="masked", first="J."),
+        facts(msisdn="***", kind="masked"),
+    ):
+        assert match_payment(payment, directory, TOLERANCE).borrower_id is None
+    assert len(directory.masked_lookups) == 1
+
+
+def test_a_candidate_whose_names_do_not_fit_is_not_confirmed():
+    class StaleDirectory(FakeDirectory):
+        def borrowers_by_masked_msisdn(self, prefix, suffix, names):
+            return [self.borrowers[3]]  # "Nicholas Ouma", whatever the names
+
+    payment = facts(msisdn="2547 ***** 126", kind="masked", first="NICHOLAS", last="MUTAI")
+    assert not match_payment(payment, StaleDirectory(), TOLERANCE).matched
 
 
 def test_nothing_identified_is_unmatched_with_a_reason():

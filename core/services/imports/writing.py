@@ -20,6 +20,7 @@ from core.phones import msisdn_hash
 from core.services.imports.parsing import _PARTS, _BorrowerPlan, _Row
 from core.services.imports.reading import _BORROWER_COLUMNS, _LOAN_COLUMNS, _batches, _Book
 from core.services.loans import LOAN_NUMBER_PATTERN, loan_number_counter_raise_to
+from core.services.masked_keys import masked_keys_rebuild
 
 _BATCH_SIZE = 2000
 
@@ -161,6 +162,8 @@ def _write_borrowers(
                 for (phone, _), borrower in zip(batch, created, strict=True)
             ]
         )
+        # Nor does it write the phones' masked-number keys.
+        masked_keys_rebuild(borrower_ids=[borrower.pk for borrower in created])
         for (phone, _), borrower in zip(batch, created, strict=True):
             written.id_of[phone] = borrower.pk
             written.officer_of[phone] = borrower.loan_officer_id
@@ -169,6 +172,7 @@ def _write_borrowers(
 
     changed_states: list[dict[str, object]] = []
     changed_fields: set[str] = set()
+    renamed: list[int] = []
     for plan in plans.values():
         if isinstance(plan.key, str):
             continue
@@ -182,8 +186,12 @@ def _write_borrowers(
         if changes:
             changed_states.append({**current, **changes})
             changed_fields.update(changes)
+            if "full_name" in changes:
+                renamed.append(plan.key)
         bar.update(1)
     _update_rows(Borrower, sorted(changed_fields), changed_states, now)
+    # The UPDATE goes around Borrower.save(), which keeps the masked-number keys of a renamed borrower.
+    masked_keys_rebuild(borrower_ids=renamed)
     written.updated = len(changed_states)
     return written
 
