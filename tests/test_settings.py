@@ -80,6 +80,23 @@ def test_production_runs_with_debug_and_the_emulator_off():
     assert (got["debug"], got["emulator"]) == (False, False)
 
 
+def test_the_emulator_switched_on_in_production_refuses_to_start():
+    result = run(["-c", PRINT_SETTINGS], **PRODUCTION, MPESA_EMULATOR_ENABLED="true")
+    assert result.returncode != 0
+    assert "MPESA_EMULATOR_ENABLED must not be on in production" in result.stderr
+
+
+def test_every_process_of_the_procfile_states_production():
+    processes = [
+        line.split(":", 1)
+        for line in (ROOT / "deploy" / "Procfile").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert {name for name, _ in processes} >= {"web", "worker", "beat"}
+    for name, command in processes:
+        assert command.split()[0] == "DJANGO_DEBUG=false", f"{name}: {command}"
+
+
 def test_database_and_redis_urls_switch_to_postgresql_and_redis():
     got = settings_with(
         DATABASE_URL="postgres://postgres@127.0.0.1:5432/haven",
