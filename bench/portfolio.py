@@ -319,26 +319,47 @@ class Payloads:
                     digest = _sha256(stranger)
                     full_name = f"{self.rng.choice(FIRST_NAMES)} {self.rng.choice(LAST_NAMES)}"
                     reference = self.rng.choice(UNKNOWN_REFERENCES)
-            self.org_balance += amount
-            trans_id = self._trans_id()
-            payload = {
-                "TransactionType": "Pay Bill",
-                "TransID": trans_id,
-                "TransTime": now.strftime("%Y%m%d%H%M%S"),
-                "TransAmount": f"{amount:.2f}",
-                "BusinessShortCode": SHORT_CODE,
-                "BillRefNumber": reference,
-                "InvoiceNumber": "",
-                "OrgAccountBalance": f"{self.org_balance:.2f}",
-                "ThirdPartyTransID": "",
-                "MSISDN": digest,
-                "FirstName": full_name.split()[0].upper(),
-                "MiddleName": "",
-                "LastName": "",
-            }
-            bodies.append(json.dumps(payload))
+            body, trans_id = self.body(
+                amount=amount,
+                reference=reference,
+                msisdn=digest,
+                first_name=full_name.split()[0].upper(),
+                now=now,
+            )
+            bodies.append(body)
             trans_ids.append(trans_id)
         return bodies, trans_ids, Counter(kinds)
+
+    def body(
+        self,
+        *,
+        amount: Decimal,
+        reference: str,
+        msisdn: str,
+        first_name: str,
+        last_name: str = "",
+        now: datetime,
+    ) -> tuple[str, str]:
+        """One confirmation body (JSON text) with a fresh TransID, the paybill's balance after it; returns
+        it and its TransID."""
+        self.org_balance += amount
+        trans_id = self._trans_id()
+        payload = {
+            "TransactionType": "Pay Bill",
+            "TransID": trans_id,
+            "TransTime": now.strftime("%Y%m%d%H%M%S"),
+            "TransAmount": f"{amount:.2f}",
+            "BusinessShortCode": SHORT_CODE,
+            "BillRefNumber": reference,
+            "InvoiceNumber": "",
+            "OrgAccountBalance": f"{self.org_balance:.2f}",
+            "ThirdPartyTransID": "",
+            "MSISDN": msisdn,
+            "FirstName": first_name,
+            "MiddleName": "",
+            "LastName": last_name,
+        }
+        return json.dumps(payload), trans_id
 
     def masked_batch(self, count: int, *, usable_account: bool) -> tuple[list[str], list[str], Counter]:
         """``count`` bodies (JSON text) paid from borrowers' numbers masked as M-Pesa masks them
@@ -385,24 +406,15 @@ def kind_batch(
         names = full_name.upper().split()
         last_name = names[-1] if payer == "masked" and payloads.rng.random() < 0.5 else ""
         amount = payloads._amount()
-        payloads.org_balance += amount
-        trans_id = payloads._trans_id()
-        payload = {
-            "TransactionType": "Pay Bill",
-            "TransID": trans_id,
-            "TransTime": now.strftime("%Y%m%d%H%M%S"),
-            "TransAmount": f"{amount:.2f}",
-            "BusinessShortCode": SHORT_CODE,
-            "BillRefNumber": payloads._loan_reference(loan_number) if usable_account else "",
-            "InvoiceNumber": "",
-            "OrgAccountBalance": f"{payloads.org_balance:.2f}",
-            "ThirdPartyTransID": "",
-            "MSISDN": {"hashed": digest, "masked": mask_msisdn(msisdn), "plain": msisdn}[payer],
-            "FirstName": names[0],
-            "MiddleName": "",
-            "LastName": last_name,
-        }
-        bodies.append(json.dumps(payload))
+        body, trans_id = payloads.body(
+            amount=amount,
+            reference=payloads._loan_reference(loan_number) if usable_account else "",
+            msisdn={"hashed": digest, "masked": mask_msisdn(msisdn), "plain": msisdn}[payer],
+            first_name=names[0],
+            last_name=last_name,
+            now=now,
+        )
+        bodies.append(body)
         trans_ids.append(trans_id)
     return bodies, trans_ids
 
