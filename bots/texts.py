@@ -40,7 +40,6 @@ TAP_INVALID = "This button is not valid."
 TAP_EXPIRED = "This button has expired. Send /pending for fresh ones."
 TAP_NOT_YOURS = "Only the person who started this assignment can go on with it."
 TAP_OUTSIDE_PORTFOLIO = "This payment is not in your portfolio."
-TAP_LOAN_OUTSIDE_PORTFOLIO = "That loan is not in your portfolio."
 TAP_BUSY = "Someone is acting on this payment right now. Try again in a moment."
 TAP_CANCELLED = "Cancelled. Nothing changed."
 

@@ -23,13 +23,17 @@ from bots.services.alerts import (
     payment_resolution,
 )
 from core.actors import Actor
-from core.exceptions import HavenError, NotFound
+from core.exceptions import HavenError
 from core.models import Loan, User
 from core.selectors import staff_by_telegram_id
 from core.services import audit_record
-from payments.matching import loan_number_candidates
 from payments.models import MpesaTransaction
-from payments.services.actions import transaction_assign, transaction_mark_reviewed, transaction_reprocess
+from payments.services.actions import (
+    assignable_loan,
+    transaction_assign,
+    transaction_mark_reviewed,
+    transaction_reprocess,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -165,8 +169,7 @@ def _act(
                 tx = transaction_mark_reviewed(trans_id=tx.trans_id, actor=actor, note="from Telegram")
                 what = "Marked reviewed"
             else:
-                if _visible_loan(user, [action.loan_number]) is None:  # moved out since it was chosen
-                    raise NotFound(texts.TAP_LOAN_OUTSIDE_PORTFOLIO)
+                # The service checks the loan again (it may have left the portfolio since).
                 tx = transaction_assign(
                     trans_id=tx.trans_id, loan_number=action.loan_number, actor=actor, reason="from Telegram"
                 )
@@ -327,23 +330,21 @@ def _confirm_text(tx: MpesaTransaction, loan: Loan) -> str:
     )
 
 
-def _visible_loan(user: User, numbers: list[str]) -> Loan | None:
-    loans = (
-        Loan.objects.visible_to(user)
-        .with_outstanding()
-        .select_related("borrower")
-        .filter(loan_number__in=numbers)
-    )
-    found = {loan.loan_number: loan for loan in loans}
-    return next((found[number] for number in numbers if number in found), None)
+def _assignable(user: User, loan_number: str) -> Loan | str:
+    """The loan ``user`` may put a payment on (``assignable_loan``, as every staff channel asks), or
+    why not."""
+    try:
+        return assignable_loan(loan_number=loan_number, actor=Actor.staff(user))
+    except HavenError as exc:
+        return exc.detail
 
 
 def _choose(
     client: TelegramClient, user: User, action: CallbackAction, tx: MpesaTransaction, tap: Tap
 ) -> TapResult:
-    loan = _visible_loan(user, [action.loan_number])
-    if loan is None:
-        return TapResult(texts.TAP_LOAN_OUTSIDE_PORTFOLIO, refused=True)
+    loan = _assignable(user, action.loan_number)
+    if isinstance(loan, str):
+        return TapResult(texts.fit(loan, texts.ANSWER_LIMIT), refused=True)
     if tap.chat_id is None or not _use(action, user, f"chose {loan.loan_number}"):
         return TapResult(ALREADY_DONE, refused=True)
     buttons = _confirm_keyboard(user=user, action=action, loan_number=loan.loan_number, chat_id=tap.chat_id)
@@ -394,8 +395,8 @@ def loan_reply_handle(
     if ask is None:
         return False
     tx = _visible(user).filter(trans_id=ask.trans_id).first()
-    loan = _visible_loan(user, loan_number_candidates(text))
-    if tx is None or loan is None:
+    loan = _assignable(user, text)
+    if tx is None or isinstance(loan, str):
         tap = Tap(
             query_id="",
             data="",

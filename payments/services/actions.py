@@ -49,7 +49,9 @@ def _locked(trans_id: str, actor: Actor) -> MpesaTransaction:
 def assignable_loan(*, loan_number: str, actor: Actor) -> Loan:
     """The active loan numbered ``loan_number`` (typed in any case) that ``actor`` may put a payment
     on. Raises ``NotFound`` (no such loan, or outside the actor's portfolio) or ``InvalidState`` (not
-    active). The admin's form asks it too, to show the loan before staff confirm."""
+    active). The whole number, on purpose: a loose reading (``loan 10``) of a mistyped number can be
+    another loan, and this moves money. Every staff channel asks it: the API, the admin's and the staff
+    pages' forms (to show the loan before staff confirm) and the Telegram bot."""
     number = loan_number.strip()
     officer = _portfolio_of(actor)
     loans = Loan.objects.all() if officer is None else Loan.objects.visible_to(officer)

@@ -309,7 +309,10 @@ def test_assign_without_a_known_borrower_asks_for_a_loan_number_by_reply(
     assert prompt["text"].startswith("Reply to this message with the loan number for RKL51ZDR4F")
     assert prompt["reply_markup"]["force_reply"] is True
 
+    # The whole number, as on every staff channel: a loose reading of a typo could be another loan.
     post_update(text_update(from_id=ADMIN_TG, text="loan 123", reply_to=prompt_id))
+    assert telegram.last_message(ADMIN_TG)[1]["text"].startswith("No loan 'loan 123' in your portfolio.")
+    post_update(text_update(from_id=ADMIN_TG, text="loan-000123", reply_to=prompt_id))
     confirm_id, shown = telegram.last_message(ADMIN_TG)
     assert "to LOAN-000123" in shown["text"]
     confirm = dict(telegram.buttons(ADMIN_TG, confirm_id))
@@ -426,7 +429,7 @@ def test_confirm_refuses_a_loan_that_left_the_officers_portfolio_since_it_was_ch
     target.borrower.save(update_fields=["loan_officer"])
     tap(post_update, OFFICER_TG, confirm["Confirm"], OFFICER_TG, confirm_id)
 
-    assert answers(telegram)[-1] == f"Could not confirm: {texts.TAP_LOAN_OUTSIDE_PORTFOLIO}"
+    assert answers(telegram)[-1] == "Could not confirm: no loan numbered LOAN-000070"
     assert MpesaTransaction.objects.get().match_strategy == "credit"
     assert AuditEvent.objects.get(action="telegram.tap_failed").actor_user == officer
 

@@ -43,7 +43,6 @@ def test_fixed_texts_fit():
         texts.TAP_EXPIRED,
         texts.TAP_NOT_YOURS,
         texts.TAP_OUTSIDE_PORTFOLIO,
-        texts.TAP_LOAN_OUTSIDE_PORTFOLIO,
         texts.TAP_BUSY,
         texts.TAP_CANCELLED,
     ):
