@@ -27,6 +27,7 @@ GSM7_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+_GSM7 = GSM7_BASIC | GSM7_EXTENSION
 GSM7_SINGLE, GSM7_CONCATENATED = 160, 153
 UCS2_SINGLE, UCS2_CONCATENATED = 70, 67
 
@@ -62,7 +63,7 @@ _E164 = re.compile(r"^\+\d{8,15}$")
 def is_gsm7(text: str) -> bool:
     """True when every character of ``text`` is in the GSM-7 alphabet (its extension table included),
     so the message travels at 160 characters a segment instead of the 70 of UCS-2."""
-    return all(char in GSM7_BASIC or char in GSM7_EXTENSION for char in text)
+    return _GSM7.issuperset(text)
 
 
 def sms_segments(text: str) -> int:
