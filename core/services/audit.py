@@ -4,6 +4,7 @@ from typing import TypeVar
 from django.db import models, transaction
 
 from core.actors import Actor
+from core.db import create_row
 from core.models import AuditEvent, Borrower, Loan
 
 M = TypeVar("M", bound=models.Model)
@@ -26,7 +27,8 @@ def audit_record(
     together or not at all.
     """
     borrower_id = borrower.pk if borrower is not None else (loan.borrower_id if loan is not None else None)
-    return AuditEvent.objects.create(
+    return create_row(
+        AuditEvent,
         actor_type=actor.kind,
         actor_user=actor.user,
         actor_label=actor.label,

@@ -15,6 +15,7 @@ from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from core.actors import Actor
+from core.db import create_row, save_fields
 from core.exceptions import InvalidAmount, InvalidInput, InvalidState
 from core.models import Borrower, Counter, Loan, Repayment, User
 from core.money import ZERO, to_money
@@ -182,8 +183,9 @@ def repayment_apply(
         locked.status = Loan.Status.PAID
         locked.paid_at = timezone.now()
         update_fields += ["status", "paid_at"]
-    locked.save(update_fields=update_fields)
-    repayment = Repayment.objects.create(
+    save_fields(locked, update_fields)
+    repayment = create_row(
+        Repayment,
         loan=locked,
         kind=Repayment.Kind.POSTING,
         amount=applied.total,

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from core import doorbell
-from core.db import column_of, concrete_field, execute_prepared, jsonb_insert_sql, row_json
+from core.db import column_of, concrete_field, execute_prepared, jsonb_insert_sql, row_json, save_fields
 from core.exceptions import ExternalServiceError
 from core.metrics import OUTBOX_FAILED
 from core.models import Borrower, OutboxMessage, User
@@ -199,9 +199,7 @@ def _send(message: OutboxMessage) -> OutboxMessage:
         message.sent_at = timezone.now()
         message.last_error = ""
         logger.info("outbox message %s sent via %s", message.pk, message.channel)
-    message.save(
-        update_fields=["status", "attempts", "provider_id", "last_error", "next_attempt_at", "sent_at"]
-    )
+    save_fields(message, ["status", "attempts", "provider_id", "last_error", "next_attempt_at", "sent_at"])
     return message
 
 

@@ -17,6 +17,7 @@ from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from core.actors import Actor
+from core.db import save_fields
 from core.exceptions import InvalidState, TemporarilyUnavailable
 from core.models import Borrower, BorrowerPhone, Loan
 from core.money import ZERO, format_kes
@@ -320,7 +321,7 @@ def _process(
         tx.status = MpesaTransaction.Status.UNMATCHED
         tx.match_strategy, tx.borrower_id, tx.payer_borrower_id = "", None, None
         tx.processing_ms = _elapsed_ms(started)
-        tx.save(update_fields=fields)
+        save_fields(tx, fields)
         processing_observe(tx)
         _alert_unmatched(tx)
         logger.info("mpesa %s unmatched (%s ms)", tx.trans_id, tx.processing_ms)
@@ -336,7 +337,7 @@ def _process(
     )
     tx.status = MpesaTransaction.Status.PROCESSED
     tx.processing_ms = _elapsed_ms(started)
-    tx.save(update_fields=fields)
+    save_fields(tx, fields)
     processing_observe(tx)
     queue_payment_news(tx=tx, posted=posted)
     logger.info(
@@ -380,7 +381,7 @@ def _record_failure(
             *(tried.notes if tried else []),
             f"attempt {tx.attempts} failed: {error[:300]}",
         ]
-        tx.save(update_fields=fields)
+        save_fields(tx, fields)
         if gives_up:
             _alert_failed(tx)
     return tx

@@ -8,7 +8,7 @@ import pytest
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from core.db import execute_prepared, jsonb_insert_sql, row_json
+from core.db import create_row, execute_prepared, jsonb_insert_sql, row_json, save_fields
 from payments.models import CallbackRequest, MpesaTransaction
 from payments.parsing import parse_c2b_body
 from payments.services.storing import transaction_values
@@ -173,3 +173,51 @@ def test_a_new_connection_prepares_its_statements_afresh(settings):
     with transaction.atomic(), connection.cursor() as cursor:
         execute_prepared(cursor, "haven_test_decrement", sql, [43])
         assert cursor.fetchone() == (42,)
+
+
+@pytest.mark.postgres("server-side prepared statements")
+def test_save_fields_writes_what_save_with_update_fields_writes(config):
+    from core.models import Loan
+    from tests.factories import LoanFactory
+
+    mine, theirs = LoanFactory(principal=D("900.00")), LoanFactory(principal=D("900.00"))
+    for loan in (mine, theirs):
+        loan.principal, loan.status, loan.paid_at = D("0.00"), Loan.Status.PAID, timezone.now()
+        loan.fees = D("12.34")  # changed but not listed: neither writes it
+    before = timezone.now()
+    save_fields(mine, ["principal", "status", "paid_at", "updated_at"])
+    theirs.save(update_fields=["principal", "status", "paid_at", "updated_at"])
+
+    got, want = (Loan.objects.filter(pk=loan.pk).values().get() for loan in (mine, theirs))
+    assert got["updated_at"] >= before and mine.updated_at == got["updated_at"]  # auto_now, as save()
+    for row in (got, want):
+        for column in ("id", "loan_number", "borrower_id", "created_at", "updated_at", "paid_at"):
+            row.pop(column)
+    assert got == want and got["fees"] != D("12.34") and got["status"] == "paid"
+
+
+@pytest.mark.postgres("server-side prepared statements")
+def test_create_row_writes_what_create_writes_and_returns_the_stored_row(config):
+    from core.models import AuditEvent
+    from tests.factories import LoanFactory
+
+    loan = LoanFactory()
+    values = {
+        "actor_type": "system",
+        "actor_label": "mpesa-engine",
+        "action": "repayment.posted",
+        "loan": loan,
+        "borrower_id": loan.borrower_id,
+        "object_type": "repayment",
+        "object_id": "7",
+        "amount": D("1500.50"),
+        "data": {"reference": "RKL51ZDR4F", "split": {"fees": "250.00"}, "n": 2},
+    }
+    mine = create_row(AuditEvent, **values)
+    theirs = AuditEvent.objects.create(**values)
+
+    got, want = (AuditEvent.objects.filter(pk=event.pk).values().get() for event in (mine, theirs))
+    assert got["id"] == mine.pk and got["created_at"] == mine.created_at
+    for row in (got, want):
+        row.pop("id"), row.pop("created_at")
+    assert got == want
