@@ -23,5 +23,10 @@ def status_query(request: HttpRequest) -> HttpResponse:
             request, f"Asked Daraja about {query.trans_id}; its answer shows below when it arrives."
         )
         return redirect("admin_ui:status-query")
-    queries = StatusQuery.objects.select_related("requested_by")[:RECENT]
+    user = staff_user(request)
+    queries = StatusQuery.objects.select_related("requested_by")
+    if not user.is_admin:
+        # An officer sees the queries they made: another's may name a payment outside their portfolio.
+        queries = queries.filter(requested_by=user)
+    queries = queries[:RECENT]
     return render(request, "admin_ui/status_query.html", {"form": form, "queries": queries})

@@ -1110,3 +1110,19 @@ def test_a_held_payment_shows_why_on_its_page_and_the_dashboard(admin_client, ma
     assert re.search(r'id="held-count">1<', dashboard)
     assert re.search(r'<span class="big">1</span> need attention', dashboard)
     assert outstanding(own_loan) == D("5000.00")
+
+
+def test_an_officer_sees_only_the_status_queries_they_made(client, mpesa_config, officer, other_officer):
+    from payments.models import StatusQuery
+    from tests.factories import AdminFactory
+
+    StatusQuery.objects.create(config=mpesa_config, trans_id="QMINE00001", requested_by=officer)
+    StatusQuery.objects.create(config=mpesa_config, trans_id="QOTHER0001", requested_by=other_officer)
+    client.force_login(officer)
+
+    page = client.get(reverse("admin_ui:status-query")).content.decode()
+
+    assert "QMINE00001" in page and "QOTHER0001" not in page
+    client.force_login(AdminFactory())
+    everything = client.get(reverse("admin_ui:status-query")).content.decode()
+    assert "QMINE00001" in everything and "QOTHER0001" in everything
