@@ -172,9 +172,13 @@ def throwaway_database(database: str) -> Iterator[Path]:
 def django_migrated(*, bare_table: bool = False) -> None:
     """Set Django up in this process, on the database its environment names, with DEBUG off (as in
     production: with DEBUG on, Django keeps the text of the last 9,000 queries in memory), and
-    migrate that database; with ``bare_table`` also create bench/bare.py's table."""
+    migrate that database; with ``bare_table`` also create bench/bare.py's table. Settings default to
+    production, which needs secrets an in-process benchmark has no use for: unless its environment says
+    otherwise it asks for development, and DEBUG is turned off here."""
     import django
 
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DJANGO_DEBUG", "true")
     django.setup()
     from django.conf import settings
     from django.core.management import call_command

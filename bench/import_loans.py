@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import random
 import resource
 import sys
@@ -59,10 +58,6 @@ def main() -> None:
 
 
 def _run(rows: int, workdir: Path, *, update: bool) -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    # Settings default to production, which needs secrets this benchmark has no use for; it asks for
-    # development, and django_migrated turns DEBUG off, as in production.
-    os.environ.setdefault("DJANGO_DEBUG", "true")
     django_migrated()
     from django.db import connection
 

@@ -52,7 +52,6 @@ def main() -> None:
 
 
 def _run(rows: int, workdir: Path) -> bool:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     django_migrated()
     from django.db import connection
 

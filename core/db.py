@@ -272,3 +272,11 @@ def _insert_returning_sql(
     quote = connections["default"].ops.quote_name
     returning = ", ".join(quote(column) for column in (column_of(model._meta.pk), *stamped))
     return jsonb_insert_sql(model, columns, suffix=f"RETURNING {returning}")
+
+
+def fetch_prepared(sql: str, params: Sequence) -> list[tuple]:
+    """The rows of ``sql`` (``%s`` placeholders), run as a prepared statement named after its text:
+    parsed and planned once per connection. PostgreSQL only (``execute_prepared``)."""
+    with connections["default"].cursor() as cursor:
+        execute_prepared(cursor, _statement_name("q", sql), sql, params)
+        return cursor.fetchall()
