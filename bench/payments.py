@@ -435,7 +435,16 @@ class Bench:
         }
 
     def queries_per_payment(self) -> dict:
-        """Process ``QUERY_SAMPLE`` freshly stored payments in this process and count their queries."""
+        """Process ``QUERY_SAMPLE`` freshly stored payments in this process and count their queries, the
+        worker paused meanwhile (it would otherwise take some of them first, leaving a count of a
+        payment already settled)."""
+        self.worker_signal(signal.SIGSTOP)
+        try:
+            return self._count_queries()
+        finally:
+            self.worker_signal(signal.SIGCONT)
+
+    def _count_queries(self) -> dict:
         from django.db import connection
         from django.test.utils import CaptureQueriesContext
 

@@ -112,21 +112,25 @@ def drain() -> tuple[int, int]:
 
 
 def measure(payloads: Payloads, count: int, kind: str, profile: cProfile.Profile | None) -> dict:
-    from django.db import connection, reset_queries
+    from django.db import connection
 
     bodies = batch(payloads, count, kind)
     store(bodies)
-    connection.force_debug_cursor = True
-    reset_queries()
+    counted = []
+
+    def count(execute, sql, params, many, context):
+        counted.append(1)
+        return execute(sql, params, many, context)
+
     started_cpu, started = time.process_time(), time.perf_counter()
     if profile is not None:
         profile.enable()
-    payments, messages = drain()
+    with connection.execute_wrapper(count):
+        payments, messages = drain()
     if profile is not None:
         profile.disable()
     cpu, wall = time.process_time() - started_cpu, time.perf_counter() - started
-    queries = len(connection.queries)
-    connection.force_debug_cursor = False
+    queries = len(counted)
     from payments.models import MpesaTransaction
 
     statuses = dict(
