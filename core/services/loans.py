@@ -131,9 +131,6 @@ def repayment_post(
     ``excess``. Raises ``InvalidAmount`` for a non-positive amount and ``InvalidState`` when the
     loan is not active.
     """
-    amount = to_money(amount)
-    if amount <= 0:
-        raise InvalidAmount("a repayment must be more than zero")
     with transaction.atomic():
         locked = Loan.objects.select_for_update().get(pk=loan.pk)
         return repayment_apply(

@@ -33,26 +33,30 @@ def mask_stored_pins(apps, schema_editor):
     InboundRequest = apps.get_model("ussd", "InboundRequest")
     UssdSessionEnd = apps.get_model("ussd", "UssdSessionEnd")
     fields = {"ussd": "text", "ussd_event": "input"}
+    _rewrite(
+        InboundRequest.objects.filter(kind__in=fields).only("pk", "kind", "body"),
+        "body",
+        lambda row: mask_field(row.body, fields[row.kind]),
+    )
+    _rewrite(
+        UssdSessionEnd.objects.exclude(input="").only("pk", "input"),
+        "input",
+        lambda session: mask_all(session.input, SEPARATOR),
+    )
+
+
+def _rewrite(rows, field, masked_of):
+    """Set ``field`` of each row of ``rows`` to ``masked_of(row)`` where that differs, in batches."""
     changed = []
-    for row in InboundRequest.objects.filter(kind__in=fields).only("pk", "kind", "body").iterator(BATCH):
-        masked = mask_field(row.body, fields[row.kind])
-        if masked != row.body:
-            row.body = masked
+    for row in rows.iterator(BATCH):
+        masked = masked_of(row)
+        if masked != getattr(row, field):
+            setattr(row, field, masked)
             changed.append(row)
         if len(changed) >= BATCH:
-            InboundRequest.objects.bulk_update(changed, ["body"])
+            rows.model.objects.bulk_update(changed, [field])
             changed = []
-    InboundRequest.objects.bulk_update(changed, ["body"])
-    changed = []
-    for session in UssdSessionEnd.objects.exclude(input="").only("pk", "input").iterator(BATCH):
-        masked = mask_all(session.input, SEPARATOR)
-        if masked != session.input:
-            session.input = masked
-            changed.append(session)
-        if len(changed) >= BATCH:
-            UssdSessionEnd.objects.bulk_update(changed, ["input"])
-            changed = []
-    UssdSessionEnd.objects.bulk_update(changed, ["input"])
+    rows.model.objects.bulk_update(changed, [field])
 
 
 class Migration(migrations.Migration):
