@@ -23,6 +23,7 @@ from payments.services.doorbell import DOORBELL_KEY, DRAIN_TASK, ring_doorbell
 from payments.services.monitoring import ops_checks_run
 from payments.services.processing import RETRY
 from payments.services.pull import mpesa_pull_transactions
+from payments.services.reconciliation import GAPS_FIND_TASK, balance_gaps_find
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,14 @@ def pull_transactions_task() -> int:
         except DarajaError as exc:
             logger.warning("pull for %s failed: %s", config.business_short_code, exc.detail)
     return created
+
+
+@shared_task(name=GAPS_FIND_TASK, ignore_result=True)
+def balance_gaps_find_task(config_id: int) -> int:
+    """Look for balance gaps of one paybill (after a Transaction Status answer recovered a payment);
+    returns how many it recorded."""
+    config = MpesaConfiguration.objects.filter(pk=config_id).first()
+    return len(balance_gaps_find(config=config)) if config is not None else 0
 
 
 @shared_task(name="payments.ops_check", ignore_result=True)

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 # How far back each scan looks; one earlier payment is read as the starting balance.
 SCAN_DAYS = 3
+GAPS_FIND_TASK = "payments.balance_gaps_find"  # payments.tasks.balance_gaps_find_task
 
 
 def balance_gaps_find(

@@ -19,6 +19,7 @@ from typing import Any
 from django.db import DataError, transaction
 from django.utils import timezone
 
+from core.doorbell import task_named
 from core.exceptions import InvalidAmount, InvalidInput, InvalidState
 from core.models import User
 from core.money import to_money
@@ -26,7 +27,7 @@ from payments.clients.daraja import DarajaClient, DarajaError
 from payments.codes import is_trans_id
 from payments.models import CallbackRequest, MpesaConfiguration, MpesaTransaction, StatusQuery
 from payments.parsing import MalformedCallback, parse_trans_time, recovered_payload
-from payments.services.reconciliation import balance_gaps_find
+from payments.services.reconciliation import GAPS_FIND_TASK
 from payments.services.recovery import transaction_record_recovered
 
 logger = logging.getLogger(__name__)
@@ -192,10 +193,14 @@ def _settle(query: StatusQuery, config: MpesaConfiguration, result: dict[str, An
         else:
             query.outcome = StatusQuery.Outcome.CREATED if created else StatusQuery.Outcome.CONFIRMED
             if created:
-                # Once the answer is committed, out of the query's lock; a failing scan is logged and
-                # does not touch the stored answer (the next road's scan runs it again).
-                transaction.on_commit(partial(balance_gaps_find, config=config), robust=True)
+                # In a task once the answer is committed: the scan reads days of payments, which is no
+                # work for the request answering Daraja. A lost task is made good by the next road's scan.
+                transaction.on_commit(partial(_gaps_find_later, config.pk), robust=True)
     query.save()
+
+
+def _gaps_find_later(config_id: int) -> None:
+    task_named(GAPS_FIND_TASK).delay(config_id)
 
 
 def status_result_receive(
