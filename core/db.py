@@ -280,3 +280,75 @@ def fetch_prepared(sql: str, params: Sequence) -> list[tuple]:
     with connections["default"].cursor() as cursor:
         execute_prepared(cursor, _statement_name("q", sql), sql, params)
         return cursor.fetchall()
+
+
+# --- hot-path SELECTs of whole rows ----------------------------------------------------------------
+
+
+def fetch_rows(sql: str, params: Sequence) -> list[tuple]:
+    """The rows of ``sql`` (``%s`` placeholders): ``fetch_prepared`` on PostgreSQL, a plain query
+    elsewhere. The SQL must be valid on both (``for_update`` for the one clause that is not)."""
+    if connections["default"].vendor == "postgresql":
+        return fetch_prepared(sql, params)
+    with connections["default"].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def for_update(of: str) -> str:
+    """`` FOR UPDATE OF <of>`` (a table alias) where the database locks rows, ``""`` where it does not
+    (SQLite, whose writers take the whole database), as ``select_for_update(of=...)`` does."""
+    features = connections["default"].features
+    if not features.has_select_for_update:
+        return ""
+    return f" FOR UPDATE OF {of}" if features.has_select_for_update_of else " FOR UPDATE"
+
+
+class Columns:
+    """The columns of ``model`` as a SELECT lists them under the table alias ``alias`` (all of them, or
+    all but ``exclude``), and model instances made of rows of them as the ORM makes them: each field's
+    converters, then ``Model.from_db`` (excluded fields are deferred and load on access).
+
+    For the locking reads every posted payment makes (``payments.services.processing``): there the
+    ORM's compiling of a query with a join, an annotation and deferred fields cost more than running it;
+    a hand-written query listing ``Columns.sql`` runs prepared (``fetch_rows``). ``tests/core/test_db.py``
+    holds the instances to the ORM's."""
+
+    def __init__(self, model: type[M], alias: str, *, exclude: Iterable[str] = ()) -> None:
+        left_out = set(exclude)
+        unknown = left_out - {f.name for f in model._meta.concrete_fields}
+        if unknown or model._meta.pk.name in left_out:
+            raise TypeError(f"{model.__name__}: cannot leave out {sorted(unknown) or model._meta.pk.name}")
+        # In the model's order: Model.from_db takes the values of a partial row in that order.
+        self.fields = tuple(f for f in model._meta.concrete_fields if f.name not in left_out)
+        self.model = model
+        self.alias = alias
+        self.width = len(self.fields)
+        self._attnames = tuple(f.attname for f in self.fields)
+
+    @functools.cached_property
+    def sql(self) -> str:
+        quote = connections["default"].ops.quote_name
+        return ", ".join(f"{self.alias}.{quote(column_of(f))}" for f in self.fields)
+
+    @functools.cached_property
+    def _converters(self) -> tuple[tuple[int, Any, tuple[Callable, ...]], ...]:
+        db = connections["default"]
+        found = []
+        for index, field in enumerate(self.fields):
+            column = field.get_col(self.alias)
+            converters = (*db.ops.get_db_converters(column), *field.get_db_converters(db))
+            if converters:
+                found.append((index, column, converters))
+        return tuple(found)
+
+    def instance(self, row: Sequence, start: int = 0) -> Any:
+        """The instance of the ``width`` values of ``row`` from ``start``."""
+        values = list(row[start : start + self.width])
+        db = connections["default"]
+        for index, column, converters in self._converters:
+            value = values[index]
+            for converter in converters:
+                value = converter(value, column, db)
+            values[index] = value
+        return self.model.from_db(db.alias, self._attnames, values)

@@ -5,6 +5,7 @@ transaction row is locked first and a processed payment is never posted again. L
 ``core.services.loans``): the transaction row, then borrower rows by id, then loan rows by id.
 """
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -13,13 +14,12 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from core.actors import Actor
-from core.db import save_fields
+from core.db import Columns, create_row, fetch_rows, for_update, save_fields
 from core.exceptions import InvalidState, TemporarilyUnavailable
-from core.models import Borrower, BorrowerPhone, Loan
+from core.models import Borrower, Loan, User
 from core.money import ZERO, format_kes
 from core.phones import try_normalize_phone
 from core.queue import claim_batch
@@ -58,12 +58,82 @@ class TransientProcessingError(TemporarilyUnavailable):
         self.retry_in = retry_in
 
 
-# The number a borrower is texted on (Borrower.primary_phone's), read with the borrower's lock.
-_PRIMARY_NUMBER = Subquery(
-    BorrowerPhone.objects.filter(borrower_id=OuterRef("pk"))
-    .order_by("-is_primary", "id")
-    .values("number")[:1]
+# The locking reads of every posted payment, written out (run prepared on PostgreSQL, core.db.Columns):
+# compiled by the ORM, with their joins, annotations and deferred fields, they cost the worker more
+# CPU than running them. tests/payments/test_processing_reads.py holds each to its ORM query.
+# The payment, without its raw request (kept for people, not read here), with the two fields of
+# its paybill that processing reads (hold_reason, match_payment; the others, the secrets above all,
+# load on access), and whether it has allocations that were not reversed.
+_PAYMENT = Columns(MpesaTransaction, "t", exclude=("raw_body", "raw_headers"))
+_PAYMENT_CONFIG = Columns(
+    MpesaConfiguration,
+    "c",
+    exclude=[
+        f.name
+        for f in MpesaConfiguration._meta.concrete_fields
+        if f.name not in {"id", "business_short_code", "amount_tolerance"}
+    ],
 )
+# The borrower, their loan officer and the number they are texted on (Borrower.primary_phone's).
+_BORROWER = Columns(Borrower, "b")
+_OFFICER = Columns(User, "u")
+_LOAN = Columns(Loan, "l")
+
+
+@functools.cache
+def _payment_lock_sql() -> str:
+    return (
+        f"SELECT {_PAYMENT.sql}, {_PAYMENT_CONFIG.sql}, EXISTS (SELECT 1 FROM payments_allocation a "  # noqa: S608
+        "WHERE a.transaction_id = t.id AND a.reversed_at IS NULL) "
+        "FROM payments_mpesatransaction t JOIN payments_mpesaconfiguration c ON c.id = t.config_id "
+        f"WHERE t.trans_id = %s{for_update('t')}"
+    )
+
+
+@functools.cache
+def _borrower_lock_sql() -> str:
+    return (
+        f"SELECT {_BORROWER.sql}, {_OFFICER.sql}, (SELECT p.number FROM core_borrowerphone p "  # noqa: S608
+        "WHERE p.borrower_id = b.id ORDER BY p.is_primary DESC, p.id LIMIT 1) "
+        "FROM core_borrower b LEFT JOIN core_user u ON u.id = b.loan_officer_id "
+        f"WHERE b.id = %s{for_update('b')}"
+    )
+
+
+@functools.cache
+def _loans_lock_sql() -> str:
+    # ORDER BY id: the rows are locked in id order, as every other writer of loans locks them.
+    return (
+        f"SELECT {_LOAN.sql} FROM core_loan l WHERE l.borrower_id = %s AND l.status = %s "  # noqa: S608
+        f"ORDER BY l.id{for_update('l')}"
+    )
+
+
+def _payment_locked(trans_id: str) -> tuple[MpesaTransaction, bool]:
+    """The payment ``trans_id``, its row locked, and whether it has live (unreversed) allocations.
+    Raises ``MpesaTransaction.DoesNotExist``."""
+    rows = fetch_rows(_payment_lock_sql(), [trans_id])
+    if not rows:
+        raise MpesaTransaction.DoesNotExist(f"no M-Pesa transaction {trans_id}")
+    tx = _PAYMENT.instance(rows[0])
+    tx.config = _PAYMENT_CONFIG.instance(rows[0], _PAYMENT.width)
+    return tx, bool(rows[0][-1])
+
+
+def _borrower_locked(borrower_id: int) -> tuple[Borrower, str | None]:
+    """The borrower, their row locked, with their loan officer; and the number they are texted on."""
+    rows = fetch_rows(_borrower_lock_sql(), [borrower_id])
+    if not rows:
+        raise Borrower.DoesNotExist(f"no borrower {borrower_id}")
+    row = rows[0]
+    borrower = _BORROWER.instance(row)
+    if row[_BORROWER.width] is not None:  # the officer's id: LEFT JOIN found one
+        borrower.loan_officer = _OFFICER.instance(row, _BORROWER.width)
+    return borrower, row[-1]
+
+
+def _active_loans_locked(borrower_id: int) -> list[Loan]:
+    return [_LOAN.instance(row) for row in fetch_rows(_loans_lock_sql(), [borrower_id, Loan.Status.ACTIVE])]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,18 +175,8 @@ def allocate_payment(
     (oldest due first), then whatever is left to their credit balance. Call inside a transaction
     that holds the lock on ``tx``; takes the borrower and loan locks itself (borrower, then loans by
     id), and posts to the loans it locked (``repayment_apply``)."""
-    borrower = (
-        Borrower.objects.select_for_update(of=("self",))
-        .select_related("loan_officer")
-        .annotate(primary_number=_PRIMARY_NUMBER)
-        .get(pk=borrower_id)
-    )
-    # ORDER BY id: the rows are locked in id order, as every other writer of loans locks them.
-    locked = list(
-        Loan.objects.select_for_update()
-        .filter(borrower_id=borrower_id, status=Loan.Status.ACTIVE)
-        .order_by("id")
-    )
+    borrower, number = _borrower_locked(borrower_id)
+    locked = _active_loans_locked(borrower_id)
     ordered = sorted(locked, key=lambda loan: (loan.pk != first_loan_id, loan.due_date, loan.pk))
 
     remaining = tx.amount
@@ -134,7 +194,8 @@ def allocate_payment(
         )
         if result.repayment is not None:
             allocations.append(
-                Allocation(
+                create_row(
+                    Allocation,
                     transaction=tx,
                     target=Allocation.Target.LOAN,
                     loan=result.loan,
@@ -154,7 +215,8 @@ def allocate_payment(
             reason="overpayment: no active loan left to take it",
         )
         allocations.append(
-            Allocation(
+            create_row(
+                Allocation,
                 transaction=tx,
                 target=Allocation.Target.CREDIT,
                 borrower_id=borrower_id,
@@ -163,10 +225,7 @@ def allocate_payment(
             )
         )
         credit = remaining
-    Allocation.objects.bulk_create(allocations)
-    return Posted(
-        allocations=allocations, credit=credit, borrower=borrower, borrower_number=borrower.primary_number
-    )
+    return Posted(allocations=allocations, credit=credit, borrower=borrower, borrower_number=number)
 
 
 def queue_payment_news(*, tx: MpesaTransaction, posted: Posted) -> None:
@@ -387,33 +446,14 @@ def _record_failure(
     return tx
 
 
-_LIVE_ALLOCATIONS = Allocation.objects.filter(transaction=OuterRef("pk"), reversed_at__isnull=True)
-_CONFIG_READ = {"id", "business_short_code", "amount_tolerance"}  # hold_reason, match_payment
-_CONFIG_UNREAD = tuple(
-    f"config__{field.name}"
-    for field in MpesaConfiguration._meta.concrete_fields
-    if field.name not in _CONFIG_READ
-)
-
-
 def _run(trans_id: str, *, counted: bool) -> MpesaTransaction:
     """Process one payment in one transaction (row locked); record a failure in another."""
     started = time.monotonic()
     attempt = _Attempt()
     try:
         with transaction.atomic():
-            locked = (
-                MpesaTransaction.objects.select_for_update(of=("self",))
-                .select_related("config")
-                # Of its paybill, processing reads two fields: the others (the secrets above all,
-                # whose decryption was a tenth of a payment's CPU) load on access, should anything ask.
-                .defer(*_CONFIG_UNREAD)
-                .annotate(live_allocations=Exists(_LIVE_ALLOCATIONS))
-                .get(trans_id=trans_id)
-            )
-            return _process(
-                locked, started, counted=counted, posted_before=locked.live_allocations, attempt=attempt
-            )
+            locked, posted_before = _payment_locked(trans_id)
+            return _process(locked, started, counted=counted, posted_before=posted_before, attempt=attempt)
     except MpesaTransaction.DoesNotExist:
         raise
     except TRANSIENT_ERRORS as exc:
