@@ -13,7 +13,7 @@ from core.models import AuditEvent, CreditEntry, Loan, OutboxMessage, Repayment
 from core.phones import msisdn_hash
 from payments.models import Allocation, MpesaTransaction
 from payments.parsing import NAIROBI
-from payments.services import TransientProcessingError, transaction_process
+from payments.services import TransientProcessingError, processing, transaction_process
 from payments.tasks import drain_received_task, sweep_received_task
 from tests.factories import AdminFactory, BorrowerFactory, LoanFactory, OfficerFactory
 
@@ -244,6 +244,37 @@ def test_a_defect_marks_the_payment_failed_rolls_back_and_alerts(mpesa_config, b
 
     tx = transaction_reprocess(trans_id=tx.trans_id, actor=Actor.system("tests"))
     assert tx.status == "processed" and tx.attempts == 2
+
+
+def test_the_money_its_receipt_and_its_audit_rows_commit_together_or_not_at_all(
+    mpesa_config, borrower, monkeypatch
+):
+    """A failure after everything was written (the hot path's prepared statements included) leaves
+    neither the money nor its receipt, officer note, allocation or audit row."""
+    target = loan(borrower, "LOAN-000061", "5000", 5)
+    tx = stored_payment(mpesa_config, bill_reference="LOAN-000061")
+    real = processing.queue_payment_news
+    written = {}
+
+    def news_then_failure(**kwargs):
+        real(**kwargs)
+        written.update(
+            repayments=Repayment.objects.count(),
+            audit=AuditEvent.objects.filter(action="repayment.posted").count(),
+            messages=OutboxMessage.objects.count(),
+        )
+        raise RuntimeError("the process died after writing")
+
+    monkeypatch.setattr("payments.services.processing.queue_payment_news", news_then_failure)
+    tx = transaction_process(trans_id=tx.trans_id)
+
+    assert written == {"repayments": 1, "audit": 1, "messages": 2}  # all were written, then undone
+    assert tx.status == "failed"
+    target.refresh_from_db()
+    assert target.outstanding == D("5000.00")
+    assert not Repayment.objects.exists() and not Allocation.objects.exists()
+    assert not AuditEvent.objects.filter(action="repayment.posted").exists()
+    assert not OutboxMessage.objects.exclude(context__kind="failed").exists()
 
 
 def test_transient_errors_leave_the_payment_received_until_the_fifth_attempt(
