@@ -295,13 +295,26 @@ def fetch_rows(sql: str, params: Sequence) -> list[tuple]:
         return cursor.fetchall()
 
 
-def for_update(of: str) -> str:
-    """`` FOR UPDATE OF <of>`` (a table alias) where the database locks rows, ``""`` where it does not
-    (SQLite, whose writers take the whole database), as ``select_for_update(of=...)`` does."""
+def execute_statement(sql: str, params: Sequence) -> int:
+    """Run ``sql`` (``%s`` placeholders), prepared on PostgreSQL, plain elsewhere; returns the rows
+    it changed."""
+    with connections["default"].cursor() as cursor:
+        if cursor.db.vendor == "postgresql":
+            execute_prepared(cursor, _statement_name("x", sql), sql, params)
+        else:
+            cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def for_update(of: str, *, skip_locked: bool = False) -> str:
+    """`` FOR UPDATE OF <of>`` (a table alias; `` SKIP LOCKED`` too when asked) where the database
+    locks rows, ``""`` where it does not (SQLite, whose writers take the whole database), as
+    ``select_for_update(of=..., skip_locked=...)`` does."""
     features = connections["default"].features
     if not features.has_select_for_update:
         return ""
-    return f" FOR UPDATE OF {of}" if features.has_select_for_update_of else " FOR UPDATE"
+    clause = f" FOR UPDATE OF {of}" if features.has_select_for_update_of else " FOR UPDATE"
+    return f"{clause} SKIP LOCKED" if skip_locked and features.has_select_for_update_skip_locked else clause
 
 
 class Columns:

@@ -1,8 +1,8 @@
 """Work queues kept in the database: the rows are the work, Celery only carries "there is work".
 
-A queue is a model with ``attempts`` and ``next_attempt_at``, and a queryset of its due rows. Payments
-to post (``payments.services.processing``) and messages to send (``core.services.outbox``) are such
-queues; both are drained the same way:
+A queue (``WorkQueue``) is a model with ``status``, ``attempts`` and ``next_attempt_at``, and the
+status of its rows that wait to be worked. Payments to post (``payments.services.processing``) and
+messages to send (``core.services.outbox``) are such queues; both are drained the same way:
 
 - ``claim_batch`` takes the oldest due rows no other worker holds (``SELECT ... FOR UPDATE SKIP
   LOCKED``, so any number of workers drain side by side), counts the attempt and leases the row, in a
@@ -16,18 +16,20 @@ queues; both are drained the same way:
   behind and rings for anything due.
 """
 
+import functools
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from celery import Task
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.utils import timezone
 
 from core import doorbell
+from core.db import Columns, column_of, concrete_field, execute_statement, fetch_rows, for_update
 from core.retry import RetryPolicy
 
 Row = TypeVar("Row", bound=models.Model)
@@ -36,17 +38,69 @@ Row = TypeVar("Row", bound=models.Model)
 DRAIN_BATCH = 200
 
 
+@dataclass(frozen=True)
+class WorkQueue(Generic[Row]):
+    """A model whose rows are work: a row is due when its ``status`` is ``ready`` and its
+    ``next_attempt_at`` has come (the model has ``attempts`` too). A claim reads every column of
+    the rows it takes but ``unread`` (read on access, should anything ask)."""
+
+    model: type[Row]
+    ready: str
+    unread: tuple[str, ...] = ()
+
+    def due(self) -> "models.QuerySet[Row]":
+        """The due rows, as a queryset (sweepers, counts)."""
+        return self.model._default_manager.filter(status=self.ready, next_attempt_at__lte=timezone.now())
+
+    @functools.cached_property
+    def columns(self) -> Columns:
+        return Columns(self.model, "q", exclude=self.unread)
+
+
+@functools.cache
+def _claim_sql(queue: WorkQueue, by_pk: bool) -> str:
+    # Written out and run prepared (core.db.fetch_rows): the ORM compiled the claim and the lease
+    # again for every batch, at more CPU than running them.
+    quote = connections["default"].ops.quote_name
+    pk = quote(column_of(queue.model._meta.pk))
+    only = f" AND q.{pk} = %s" if by_pk else ""
+    return (
+        f"SELECT {queue.columns.sql} FROM {quote(queue.model._meta.db_table)} q "  # noqa: S608 - metadata
+        f"WHERE q.status = %s AND q.next_attempt_at <= %s{only} "
+        f"ORDER BY q.next_attempt_at, q.{pk} LIMIT %s{for_update('q', skip_locked=True)}"
+    )
+
+
+@functools.cache
+def _lease_sql(model: type[models.Model], marks: tuple[str, ...], count: int) -> str:
+    quote = connections["default"].ops.quote_name
+    marked = "".join(f", {quote(column_of(concrete_field(model, name)))} = %s" for name in marks)
+    return (
+        f"UPDATE {quote(model._meta.db_table)} SET attempts = attempts + 1, "  # noqa: S608 - metadata
+        f"next_attempt_at = %s{marked} "
+        f"WHERE {quote(column_of(model._meta.pk))} IN ({', '.join(['%s'] * count)})"
+    )
+
+
+def _prepared(model: type[models.Model], name: str, value: Any) -> Any:
+    """``value`` as the database takes it for the field ``name``, as the ORM prepares it (SQLite
+    compares datetimes as text in Django's own format)."""
+    return concrete_field(model, name).get_db_prep_value(value, connections["default"])
+
+
 def claim_batch(
-    due: "models.QuerySet[Row]",
+    queue: WorkQueue[Row],
     *,
     lease: timedelta,
     limit: int,
+    pk: Any = None,
     retry: RetryPolicy | None = None,
     give_up: Callable[[Row], None] | None = None,
     **marks: Any,
 ) -> list[Row]:
-    """Claim up to ``limit`` of the oldest rows of ``due`` (by ``next_attempt_at``, then id) that no
-    other worker holds, in one transaction committed at once; returns them in that order.
+    """Claim up to ``limit`` of the oldest due rows of ``queue`` (by ``next_attempt_at``, then id;
+    only the row ``pk`` when given) that no other worker holds, in one transaction committed at once;
+    returns them in that order.
 
     Each claimed row has an attempt counted, ``next_attempt_at`` set to ``lease`` from now (the row is
     the claimer's until then) and ``marks`` set (e.g. a status): one UPDATE for all of them. With
@@ -54,10 +108,14 @@ def claim_batch(
     same transaction) and returned as it is then; the caller tells them apart by their attempts.
     Claiming a few rows at once saves a transaction per row; the last of them waits for the ones
     before it, so ``limit`` times the time one takes must stay well inside ``lease``."""
+    model = queue.model
+    params = [_prepared(model, "status", queue.ready), _prepared(model, "next_attempt_at", timezone.now())]
+    params += [_prepared(model, model._meta.pk.name, pk)] if pk is not None else []
     with transaction.atomic():
-        rows = list(
-            due.select_for_update(of=("self",), skip_locked=True).order_by("next_attempt_at", "id")[:limit]
-        )
+        rows: list[Row] = [
+            queue.columns.instance(row)
+            for row in fetch_rows(_claim_sql(queue, pk is not None), [*params, limit])
+        ]
         claimed = []
         for row in rows:
             if retry is not None and give_up is not None and retry.exhausted(row.attempts):  # type: ignore[attr-defined]
@@ -66,8 +124,13 @@ def claim_batch(
                 claimed.append(row)
         if claimed:
             until = timezone.now() + lease
-            due.model._default_manager.filter(pk__in=[row.pk for row in claimed]).update(
-                attempts=models.F("attempts") + 1, next_attempt_at=until, **marks
+            execute_statement(
+                _lease_sql(model, tuple(marks), len(claimed)),
+                [
+                    _prepared(model, "next_attempt_at", until),
+                    *(_prepared(model, name, value) for name, value in marks.items()),
+                    *(row.pk for row in claimed),
+                ],
             )
             for row in claimed:
                 row.attempts += 1  # type: ignore[attr-defined]
@@ -78,16 +141,16 @@ def claim_batch(
 
 
 def claim_next(
-    due: "models.QuerySet[Row]",
+    queue: WorkQueue[Row],
     *,
     lease: timedelta,
     retry: RetryPolicy | None = None,
     give_up: Callable[[Row], None] | None = None,
     **marks: Any,
 ) -> Row | None:
-    """Claim the oldest row of ``due`` that no other worker holds (``claim_batch`` of one); ``None``
-    when nothing is due."""
-    rows = claim_batch(due, lease=lease, limit=1, retry=retry, give_up=give_up, **marks)
+    """Claim the oldest due row of ``queue`` that no other worker holds (``claim_batch`` of one);
+    ``None`` when nothing is due."""
+    rows = claim_batch(queue, lease=lease, limit=1, retry=retry, give_up=give_up, **marks)
     return rows[0] if rows else None
 
 

@@ -24,7 +24,7 @@ from core.db import column_of, concrete_field, execute_prepared, jsonb_insert_sq
 from core.exceptions import ExternalServiceError
 from core.metrics import OUTBOX_FAILED
 from core.models import Borrower, OutboxMessage, User
-from core.queue import claim_batch
+from core.queue import WorkQueue, claim_batch
 from core.retry import RetryPolicy
 from core.sweep import sweep
 
@@ -127,24 +127,23 @@ def outbox_ring(*, force: bool = False) -> bool:
     )
 
 
-def _due() -> models.QuerySet:
-    return OutboxMessage.objects.filter(
-        status=OutboxMessage.Status.PENDING, next_attempt_at__lte=timezone.now()
-    )
+QUEUE = WorkQueue(OutboxMessage, ready=OutboxMessage.Status.PENDING)
 
 
-def _claim(queryset: models.QuerySet, limit: int = 1) -> list[OutboxMessage]:
+def _claim(limit: int = 1, *, message_id: int | None = None) -> list[OutboxMessage]:
     # The attempt is counted with the claim, so a worker that dies mid-send has still used one and
     # a message that kills every worker stops after MAX_ATTEMPTS (see outbox_sweep). No lease: a
     # message being sent is marked "sending", and the sweeper releases it STALE_SENDING after its claim.
     # Nor is an exhausted message refused here: outbox_retry gives one more attempt on purpose.
-    return claim_batch(queryset, lease=timedelta(0), limit=limit, status=OutboxMessage.Status.SENDING)
+    return claim_batch(
+        QUEUE, lease=timedelta(0), limit=limit, pk=message_id, status=OutboxMessage.Status.SENDING
+    )
 
 
 def outbox_deliver_next() -> OutboxMessage | None:
     """Claim the next due message no other worker holds and send it. Returns it (``sent``,
     ``failed``, or back to ``pending`` with a later attempt), or ``None`` when nothing is due."""
-    claimed = _claim(_due())
+    claimed = _claim()
     return _send(claimed[0]) if claimed else None
 
 
@@ -152,13 +151,13 @@ def outbox_deliver_batch(limit: int = CLAIM_BATCH) -> list[OutboxMessage]:
     """Claim up to ``limit`` due messages at once (one claim instead of one per message) and send
     them one by one, each outcome recorded as soon as it is known. Returns them; empty when nothing
     is due."""
-    return [_send(message) for message in _claim(_due(), limit)]
+    return [_send(message) for message in _claim(limit)]
 
 
 def outbox_deliver(*, message_id: int) -> OutboxMessage | None:
     """Send one given message now, if it is pending and due. Returns it, or ``None`` if it was not
     due (already sent, being sent elsewhere, or waiting for its next attempt)."""
-    claimed = _claim(_due().filter(pk=message_id))
+    claimed = _claim(message_id=message_id)
     return _send(claimed[0]) if claimed else None
 
 
@@ -230,7 +229,7 @@ def outbox_sweep() -> int:
         status=OutboxMessage.Status.SENDING, next_attempt_at__lt=timezone.now() - STALE_SENDING
     )
     return sweep(
-        due=_due(),
+        due=QUEUE.due(),
         ring=outbox_ring,
         abandoned=stale,
         release={"status": OutboxMessage.Status.PENDING},

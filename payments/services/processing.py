@@ -22,7 +22,7 @@ from core.exceptions import InvalidState, TemporarilyUnavailable
 from core.models import Borrower, Loan, User
 from core.money import ZERO, format_kes
 from core.phones import try_normalize_phone
-from core.queue import claim_batch
+from core.queue import WorkQueue, claim_batch
 from core.retry import RetryPolicy
 from core.services import borrower_credit_add, repayment_apply
 from core.services.outbox import outbox_queue, outbox_queue_for_staff, staff_to_alert
@@ -43,6 +43,10 @@ MAX_ATTEMPTS = RETRY.max_attempts
 # payments a worker claims at once: the last of a batch waits for the others, far inside the lease.
 CLAIM_LEASE = timedelta(minutes=2)
 CLAIM_BATCH = 10
+# Payments to post; a claim needs only their ids (processing reads each again, locked).
+QUEUE = WorkQueue(
+    MpesaTransaction, ready=MpesaTransaction.Status.RECEIVED, unread=("raw_body", "raw_headers")
+)
 # Errors worth retrying: the database was briefly unavailable, a lock wait or deadlock was broken.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
@@ -504,10 +508,7 @@ def _claim(limit: int) -> list[str]:
     while processing has therefore used an attempt, and its payments come back when the lease ends; a
     payment that keeps killing workers is marked failed after ``MAX_ATTEMPTS`` instead of blocking the
     queue (it is returned too, and processing it changes nothing)."""
-    due = MpesaTransaction.objects.filter(
-        status=MpesaTransaction.Status.RECEIVED, next_attempt_at__lte=timezone.now()
-    ).select_related("borrower")
-    claimed = claim_batch(due, lease=CLAIM_LEASE, limit=limit, retry=RETRY, give_up=_give_up)
+    claimed = claim_batch(QUEUE, lease=CLAIM_LEASE, limit=limit, retry=RETRY, give_up=_give_up)
     return [tx.trans_id for tx in claimed]
 
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from core import doorbell
 from core.models import OutboxMessage
-from core.queue import Worked, claim_batch, claim_next, drain
+from core.queue import Worked, WorkQueue, claim_batch, claim_next, drain
 from core.retry import RetryPolicy
 
 pytestmark = pytest.mark.django_db
@@ -28,8 +28,7 @@ def row(*, due_in: datetime.timedelta = -datetime.timedelta(seconds=1), attempts
     )
 
 
-def due():
-    return OutboxMessage.objects.filter(status="pending", next_attempt_at__lte=timezone.now())
+QUEUE = WorkQueue(OutboxMessage, ready="pending")
 
 
 def test_the_oldest_due_row_is_claimed_with_its_attempt_counted_and_leased():
@@ -37,32 +36,32 @@ def test_the_oldest_due_row_is_claimed_with_its_attempt_counted_and_leased():
     first = row(due_in=-datetime.timedelta(minutes=5), attempts=1)
     row(due_in=datetime.timedelta(minutes=5))  # not due yet
 
-    claimed = claim_next(due(), lease=LEASE)
+    claimed = claim_next(QUEUE, lease=LEASE)
 
     assert claimed is not None and claimed.pk == first.pk
     stored = OutboxMessage.objects.get(pk=first.pk)  # committed, not only on the instance
     assert stored.attempts == 2
     assert LEASE - datetime.timedelta(seconds=5) < stored.next_attempt_at - timezone.now() <= LEASE
-    assert claim_next(due(), lease=LEASE).pk == later.pk
-    assert claim_next(due(), lease=LEASE) is None  # the leased rows are not due: nothing left
+    assert claim_next(QUEUE, lease=LEASE).pk == later.pk
+    assert claim_next(QUEUE, lease=LEASE) is None  # the leased rows are not due: nothing left
 
 
 def test_a_leased_row_comes_back_when_its_lease_ends():
     leased = row()
-    claim_next(due(), lease=LEASE)
-    assert claim_next(due(), lease=LEASE) is None
+    claim_next(QUEUE, lease=LEASE)
+    assert claim_next(QUEUE, lease=LEASE) is None
 
     OutboxMessage.objects.filter(pk=leased.pk).update(
         next_attempt_at=timezone.now() - datetime.timedelta(seconds=1)
     )
 
-    again = claim_next(due(), lease=LEASE)
+    again = claim_next(QUEUE, lease=LEASE)
     assert again is not None and (again.pk, again.attempts) == (leased.pk, 2)
 
 
 def test_marks_are_set_with_the_claim():
     message = row()
-    claim_next(due(), lease=datetime.timedelta(0), status=OutboxMessage.Status.SENDING)
+    claim_next(QUEUE, lease=datetime.timedelta(0), status=OutboxMessage.Status.SENDING)
     assert OutboxMessage.objects.get(pk=message.pk).status == "sending"
 
 
@@ -75,7 +74,7 @@ def test_a_row_that_used_every_attempt_is_given_up_not_claimed():
         message.save(update_fields=["status"])
         given_up.append(message.pk)
 
-    returned = claim_next(due(), lease=LEASE, retry=RetryPolicy(first=LEASE, max_attempts=3), give_up=give_up)
+    returned = claim_next(QUEUE, lease=LEASE, retry=RetryPolicy(first=LEASE, max_attempts=3), give_up=give_up)
 
     assert returned.pk == spent.pk and given_up == [spent.pk]
     stored = OutboxMessage.objects.get(pk=spent.pk)
@@ -86,7 +85,7 @@ def test_a_batch_claims_the_oldest_due_rows_in_order_each_counted_and_leased():
     rows = [row(due_in=-datetime.timedelta(minutes=n), attempts=n % 2) for n in range(5, 0, -1)]
     row(due_in=datetime.timedelta(minutes=5))  # not due yet
 
-    claimed = claim_batch(due(), lease=LEASE, limit=3, status=OutboxMessage.Status.SENDING)
+    claimed = claim_batch(QUEUE, lease=LEASE, limit=3, status=OutboxMessage.Status.SENDING)
 
     assert [message.pk for message in claimed] == [message.pk for message in rows[:3]]
     for message, before in zip(claimed, rows[:3], strict=True):
@@ -94,9 +93,45 @@ def test_a_batch_claims_the_oldest_due_rows_in_order_each_counted_and_leased():
         assert stored.attempts == message.attempts == before.attempts + 1
         assert stored.status == message.status == "sending"
         assert stored.next_attempt_at == message.next_attempt_at > timezone.now()
-    rest = claim_batch(due(), lease=LEASE, limit=3)
+    rest = claim_batch(QUEUE, lease=LEASE, limit=3)
     assert [message.pk for message in rest] == [message.pk for message in rows[3:]]
-    assert claim_batch(due(), lease=LEASE, limit=3) == []
+    assert claim_batch(QUEUE, lease=LEASE, limit=3) == []
+
+
+def test_a_claimed_row_is_the_row_the_orm_reads_its_unread_columns_load_on_access():
+    message = row()
+    claimed = claim_next(WorkQueue(OutboxMessage, ready="pending", unread=("body",)), lease=LEASE)
+    stored = OutboxMessage.objects.get(pk=message.pk)
+
+    assert claimed.get_deferred_fields() == {"body"}
+    fields = [f.attname for f in OutboxMessage._meta.concrete_fields if f.name != "body"]
+    assert {name: getattr(claimed, name) for name in fields} == {
+        name: getattr(stored, name) for name in fields
+    }
+    assert claimed.body == "hello"
+
+
+def test_a_claim_of_one_row_by_id_takes_it_only_when_due():
+    older, wanted, later = (
+        row(due_in=-datetime.timedelta(minutes=5)),
+        row(),
+        row(due_in=datetime.timedelta(minutes=5)),
+    )
+
+    assert [message.pk for message in claim_batch(QUEUE, lease=LEASE, limit=5, pk=wanted.pk)] == [wanted.pk]
+    assert claim_batch(QUEUE, lease=LEASE, limit=5, pk=later.pk) == []
+    assert claim_batch(QUEUE, lease=LEASE, limit=5, pk=wanted.pk) == []  # leased now
+    assert OutboxMessage.objects.get(pk=older.pk).attempts == 0
+
+
+def test_a_row_due_a_moment_from_now_is_not_claimed_yet():
+    # SQLite compares datetimes as text: the claim's "now" must be written as the ORM writes it.
+    soon = row(due_in=datetime.timedelta(milliseconds=300))
+    assert claim_next(QUEUE, lease=LEASE) is None
+    OutboxMessage.objects.filter(pk=soon.pk).update(
+        next_attempt_at=timezone.now() - datetime.timedelta(microseconds=1)
+    )
+    assert claim_next(QUEUE, lease=LEASE).pk == soon.pk
 
 
 def test_a_batch_gives_up_spent_rows_and_claims_the_others():
@@ -109,7 +144,7 @@ def test_a_batch_gives_up_spent_rows_and_claims_the_others():
         given_up.append(message.pk)
 
     returned = claim_batch(
-        due(), lease=LEASE, limit=5, retry=RetryPolicy(first=LEASE, max_attempts=3), give_up=give_up
+        QUEUE, lease=LEASE, limit=5, retry=RetryPolicy(first=LEASE, max_attempts=3), give_up=give_up
     )
 
     assert [message.pk for message in returned] == [spent.pk, fresh.pk] and given_up == [spent.pk]
@@ -136,7 +171,7 @@ def test_a_row_another_worker_holds_is_skipped_not_waited_for():
     worker.start()
     try:
         assert locked.wait(10)
-        claimed = claim_next(due(), lease=LEASE)
+        claimed = claim_next(QUEUE, lease=LEASE)
         assert claimed is not None and claimed.pk == free.pk
     finally:
         release.set()
