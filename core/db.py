@@ -318,18 +318,21 @@ def for_update(of: str, *, skip_locked: bool = False) -> str:
 
 
 class Columns:
-    """The columns of ``model`` as a SELECT lists them under the table alias ``alias`` (all of them, or
-    all but ``exclude``), and model instances made of rows of them as the ORM makes them: each field's
-    converters, then ``Model.from_db`` (excluded fields are deferred and load on access).
+    """The columns of ``model`` as a SELECT lists them under the table alias ``alias`` (all of them, all
+    but ``exclude``, or ``only`` those), and model instances made of rows of them as the ORM makes them:
+    each field's converters, then ``Model.from_db`` (fields left out are deferred and load on access).
 
     For the locking reads every posted payment makes (``payments.services.processing``): there the
     ORM's compiling of a query with a join, an annotation and deferred fields cost more than running it;
     a hand-written query listing ``Columns.sql`` runs prepared (``fetch_rows``). ``tests/core/test_db.py``
     holds the instances to the ORM's."""
 
-    def __init__(self, model: type[M], alias: str, *, exclude: Iterable[str] = ()) -> None:
-        left_out = set(exclude)
-        unknown = left_out - {f.name for f in model._meta.concrete_fields}
+    def __init__(
+        self, model: type[M], alias: str, *, exclude: Iterable[str] = (), only: Iterable[str] | None = None
+    ) -> None:
+        names = {f.name for f in model._meta.concrete_fields}
+        left_out = set(exclude) if only is None else names - set(only)
+        unknown = (set(exclude) if only is None else set(only)) - names
         if unknown or model._meta.pk.name in left_out:
             raise TypeError(f"{model.__name__}: cannot leave out {sorted(unknown) or model._meta.pk.name}")
         # In the model's order: Model.from_db takes the values of a partial row in that order.

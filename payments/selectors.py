@@ -6,16 +6,17 @@ the number of queries per payment nor the rows they read grow with the portfolio
 """
 
 import datetime
+import functools
 from collections.abc import Collection, Sequence
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, models
+from django.db import models
 from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.lookups import Exact
 
 from core.dates import nairobi_midnight
-from core.db import fetch_prepared
+from core.db import Columns, fetch_rows
 from core.models import AuditEvent, Borrower, BorrowerPhone, Loan, MaskedPhoneKey, User
 from core.names import masked_key, masked_overflow_key
 from payments.matching import BorrowerCandidate, LoanCandidate
@@ -29,28 +30,25 @@ from payments.models import (
     TransactionStatus,
 )
 
-_LOAN_FIELDS = ("id", "loan_number", "borrower_id", "status", "due_date", "outstanding_total")
 _MASKED_ENOUGH = 2  # two borrowers who fit a masked number and the names: nobody is singled out
 
-
-def _loan(row: dict) -> LoanCandidate:
-    return LoanCandidate(
-        id=row["id"],
-        loan_number=row["loan_number"],
-        borrower_id=row["borrower_id"],
-        status=row["status"],
-        due_date=row["due_date"],
-        outstanding=row["outstanding_total"],
-    )
-
-
-# The matcher's hot lookups as SQL (PostgreSQL), with LoanCandidate's and BorrowerCandidate's fields in
-# order. Loans: outstanding is the sum of the four balances, as Loan.objects.with_outstanding().
-_LOAN_COLUMNS = "l.id, l.loan_number, l.borrower_id, l.status, l.due_date, l.penalties + l.fees + l.interest + l.principal"
-_LOANS_BY_NUMBER = f"SELECT {_LOAN_COLUMNS} FROM core_loan l WHERE l.loan_number = ANY(%s)"  # noqa: S608
-_ACTIVE_LOANS = (
-    f"SELECT {_LOAN_COLUMNS} FROM core_loan l WHERE l.borrower_id = %s AND l.status = 'active' "  # noqa: S608
-    "ORDER BY l.due_date, l.id"
+# The matcher's hot lookups, written out and run prepared on PostgreSQL (core.db.fetch_rows): the ORM
+# compiled them again for each payment, at more cost than running them. A loan is read with the
+# fields of a LoanCandidate (its outstanding is the sum of the four balances, Loan.outstanding).
+_CANDIDATE_LOAN = Columns(
+    Loan,
+    "l",
+    only=(
+        "id",
+        "loan_number",
+        "borrower",
+        "status",
+        "due_date",
+        "penalties",
+        "fees",
+        "interest",
+        "principal",
+    ),
 )
 _BORROWER_BY_PHONE = (
     "SELECT p.borrower_id, b.full_name FROM core_borrowerphone p JOIN core_borrower b ON b.id = p.borrower_id "
@@ -61,8 +59,38 @@ _BORROWER_BY_MSISDN_HASH = _BORROWER_BY_PHONE.format("msisdn_hash")
 _BORROWER_BY_NATIONAL_ID = "SELECT id, full_name FROM core_borrower WHERE national_id = %s"
 
 
-def _prepared() -> bool:
-    return connection.vendor == "postgresql"
+@functools.cache
+def _loans_by_number_sql(count: int) -> str:
+    placeholders = ", ".join(["%s"] * count)
+    return f"SELECT {_CANDIDATE_LOAN.sql} FROM core_loan l WHERE l.loan_number IN ({placeholders})"  # noqa: S608
+
+
+@functools.cache
+def _active_loans_sql() -> str:
+    return (
+        f"SELECT {_CANDIDATE_LOAN.sql} FROM core_loan l "  # noqa: S608
+        "WHERE l.borrower_id = %s AND l.status = %s ORDER BY l.due_date, l.id"
+    )
+
+
+def _loans(sql: str, params: Sequence) -> list[LoanCandidate]:
+    loans = (_CANDIDATE_LOAN.instance(row) for row in fetch_rows(sql, params))
+    return [
+        LoanCandidate(
+            id=loan.pk,
+            loan_number=loan.loan_number,
+            borrower_id=loan.borrower_id,
+            status=loan.status,
+            due_date=loan.due_date,
+            outstanding=loan.outstanding,
+        )
+        for loan in loans
+    ]
+
+
+def _borrower(sql: str, params: Sequence) -> BorrowerCandidate | None:
+    found = fetch_rows(sql, params)
+    return BorrowerCandidate(*found[0]) if found else None
 
 
 class DatabaseDirectory:
@@ -71,58 +99,28 @@ class DatabaseDirectory:
     def __init__(self) -> None:
         self._borrowers: dict[tuple[str, str], BorrowerCandidate | None] = {}
 
-    # On PostgreSQL the lookups every payment makes are prepared statements (core.db.fetch_prepared):
-    # the ORM compiled them again for each payment, at more cost than running them. Elsewhere the ORM.
-
     def loan_by_numbers(self, numbers: Sequence[str]) -> LoanCandidate | None:
-        if _prepared():
-            found = fetch_prepared(_LOANS_BY_NUMBER, [list(numbers)])
-            by_number = {row[1]: LoanCandidate(*row) for row in found}
-        else:
-            rows = Loan.objects.with_outstanding().filter(loan_number__in=numbers).values(*_LOAN_FIELDS)
-            by_number = {row["loan_number"]: _loan(row) for row in rows}
+        if not numbers:
+            return None
+        by_number = {
+            loan.loan_number: loan for loan in _loans(_loans_by_number_sql(len(numbers)), list(numbers))
+        }
         return next((by_number[number] for number in numbers if number in by_number), None)
 
     def borrower_by_phone(self, e164: str) -> BorrowerCandidate | None:
         key = ("phone", e164)
         if key not in self._borrowers:
-            self._borrowers[key] = self._borrower_by_phone(e164)
+            self._borrowers[key] = _borrower(_BORROWER_BY_PHONE_NUMBER, [e164])
         return self._borrowers[key]
 
-    def _borrower_by_phone(self, e164: str) -> BorrowerCandidate | None:
-        if _prepared():
-            found = fetch_prepared(_BORROWER_BY_PHONE_NUMBER, [e164])
-            return BorrowerCandidate(*found[0]) if found else None
-        row = (
-            BorrowerPhone.objects.filter(number=e164)
-            .values_list("borrower_id", "borrower__full_name")
-            .first()
-        )
-        return BorrowerCandidate(*row) if row else None
-
     def borrower_by_national_id(self, national_id: str) -> BorrowerCandidate | None:
-        if _prepared():
-            found = fetch_prepared(_BORROWER_BY_NATIONAL_ID, [national_id])
-            return BorrowerCandidate(*found[0]) if found else None
-        row = Borrower.objects.filter(national_id=national_id).values_list("id", "full_name").first()
-        return BorrowerCandidate(*row) if row else None
+        return _borrower(_BORROWER_BY_NATIONAL_ID, [national_id])
 
     def borrower_by_msisdn_hash(self, digest: str) -> BorrowerCandidate | None:
         key = ("msisdn_hash", digest.lower())
         if key not in self._borrowers:
-            self._borrowers[key] = self._borrower_by_msisdn_hash(digest)
+            self._borrowers[key] = _borrower(_BORROWER_BY_MSISDN_HASH, [digest.lower()])
         return self._borrowers[key]
-
-    def _borrower_by_msisdn_hash(self, digest: str) -> BorrowerCandidate | None:
-        if _prepared():
-            found = fetch_prepared(_BORROWER_BY_MSISDN_HASH, [digest.lower()])
-            return BorrowerCandidate(*found[0]) if found else None
-        row = (
-            BorrowerPhone.objects.filter(msisdn_hash=digest.lower())
-            .values_list("borrower_id", "borrower__full_name")
-            .first()
-        )
-        return BorrowerCandidate(*row) if row else None
 
     def borrowers_by_masked_msisdn(
         self, prefix: str, suffix: str, names: Collection[str]
@@ -167,15 +165,7 @@ class DatabaseDirectory:
         return [BorrowerCandidate(borrower_id, full_name) for borrower_id, full_name in rows]
 
     def active_loans(self, borrower_id: int) -> list[LoanCandidate]:
-        if _prepared():
-            return [LoanCandidate(*row) for row in fetch_prepared(_ACTIVE_LOANS, [borrower_id])]
-        rows = (
-            Loan.objects.with_outstanding()
-            .filter(borrower_id=borrower_id, status=Loan.Status.ACTIVE)
-            .order_by("due_date", "id")
-            .values(*_LOAN_FIELDS)
-        )
-        return [_loan(row) for row in rows]
+        return _loans(_active_loans_sql(), [borrower_id, Loan.Status.ACTIVE])
 
 
 def transaction_audit_events(tx: MpesaTransaction) -> QuerySet[AuditEvent]:

@@ -69,15 +69,7 @@ class TransientProcessingError(TemporarilyUnavailable):
 # its paybill that processing reads (hold_reason, match_payment; the others, the secrets above all,
 # load on access), and whether it has allocations that were not reversed.
 _PAYMENT = Columns(MpesaTransaction, "t", exclude=("raw_body", "raw_headers"))
-_PAYMENT_CONFIG = Columns(
-    MpesaConfiguration,
-    "c",
-    exclude=[
-        f.name
-        for f in MpesaConfiguration._meta.concrete_fields
-        if f.name not in {"id", "business_short_code", "amount_tolerance"}
-    ],
-)
+_PAYMENT_CONFIG = Columns(MpesaConfiguration, "c", only=("id", "business_short_code", "amount_tolerance"))
 # The borrower, their loan officer and the number they are texted on (Borrower.primary_phone's).
 _BORROWER = Columns(Borrower, "b")
 _OFFICER = Columns(User, "u")

@@ -207,3 +207,11 @@ def test_each_read_locks_its_rows_until_the_transaction_ends(read):
     after.start()
     after.join(timeout=10)
     assert outcome == ["refused", "locked it"]
+
+
+def test_columns_of_only_some_fields_must_name_the_key_and_real_fields():
+    assert Columns(Loan, "l", only=("id", "status")).width == 2
+    with pytest.raises(TypeError, match="id"):
+        Columns(Loan, "l", only=("status",))
+    with pytest.raises(TypeError, match="nonsense"):
+        Columns(Loan, "l", only=("id", "nonsense"))
