@@ -48,6 +48,7 @@ _JSON_FIELDS = (
     models.CharField,
     models.TextField,
     models.IntegerField,
+    models.FloatField,
     models.ForeignKey,
     models.DecimalField,
     models.DateTimeField,

@@ -67,7 +67,7 @@ PROCESSING_SECONDS = Histogram(
     "haven_payment_processing_seconds",
     "Time to match and post a payment (its processing_ms), by the status it reached",
     ["status"],
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
     registry=REGISTRY,
 )
 for _kind in CallbackRequest.Kind.values:

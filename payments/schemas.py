@@ -89,7 +89,7 @@ class TransactionDetailOut(TransactionOut):
     last_error: str
     received_at: dt.datetime
     processed_at: dt.datetime | None
-    processing_ms: int | None
+    processing_ms: float | None
     payer_name: str
 
     @staticmethod

@@ -28,6 +28,8 @@ def percent(rate: float | None) -> str:
 def duration_ms(milliseconds: float | None) -> str:
     if milliseconds is None:
         return "—"
+    if milliseconds < 9.95:  # what rounds to 10.0 is shown as 10 ms
+        return f"{milliseconds:.1f} ms"
     return f"{milliseconds:.0f} ms" if milliseconds < 1000 else f"{milliseconds / 1000:.1f} s"
 
 

@@ -344,8 +344,8 @@ def _hold(tx: MpesaTransaction, reason: str, started: float) -> MpesaTransaction
     return tx
 
 
-def _elapsed_ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
+def _elapsed_ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 3)
 
 
 def _process(
@@ -379,7 +379,7 @@ def _process(
         save_fields(tx, fields)
         processing_observe(tx)
         _alert_unmatched(tx)
-        logger.info("mpesa %s unmatched (%s ms)", tx.trans_id, tx.processing_ms)
+        logger.info("mpesa %s unmatched (%.1f ms)", tx.trans_id, tx.processing_ms)
         return tx
     tx.borrower_id = result.borrower_id
     tx.payer_borrower_id = result.payer_borrower_id
@@ -396,7 +396,7 @@ def _process(
     processing_observe(tx)
     queue_payment_news(tx=tx, posted=posted)
     logger.info(
-        "mpesa %s processed: borrower %s, %s via %s, %s allocation(s) (%s ms)",
+        "mpesa %s processed: borrower %s, %s via %s, %s allocation(s) (%.1f ms)",
         tx.trans_id,
         tx.borrower_id,
         tx.identified_by,

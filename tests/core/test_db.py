@@ -69,7 +69,7 @@ def test_every_kind_of_field_from_json_is_what_the_orm_writes(config, admin_user
         "notes": ["tried the bill reference", {"nested": "1.50", "n": 2, "t": True, "none": None}],
         "attempts": 3,
         "processed_at": datetime.datetime(2026, 12, 1, 8, 0, 0, 123456, tzinfo=NAIROBI),
-        "processing_ms": 42,
+        "processing_ms": 2.873,
         "last_error": "boom",
         "borrower_id": None,
         "reviewed_by_id": admin_user.pk,
