@@ -57,7 +57,7 @@ worker: install ## Start a Celery worker (needs REDIS_URL)
 beat: install ## Start Celery beat, the periodic scheduler (needs REDIS_URL)
 	$(DEV) $(BIN)/celery -A config beat --loglevel INFO
 
-bench: install ## Benchmarks: M-Pesa load with /metrics scraped, posting at 1M loans, USSD latency (need PostgreSQL + Redis; flush Redis db 14 and 13), loan and statement imports
+bench: install ## Benchmarks: M-Pesa load with /metrics scraped, posting at 1M loans, USSD latency (need PostgreSQL + Redis; flush Redis db 14, 15 and 13), loan and statement imports
 	$(BIN)/python bench/payments.py --scrape
 	$(BIN)/python bench/payments.py --posting
 	$(BIN)/python bench/ussd.py

@@ -136,6 +136,17 @@ def postgres_recreate(server_url: str, database: str = BENCH_DATABASE) -> None:
         cursor.execute(f'CREATE DATABASE "{database}"')
 
 
+def postgres_free_connections(server_url: str) -> int:
+    """How many more connections the server accepts for ordinary users right now."""
+    with _postgres_admin(server_url) as cursor:
+        cursor.execute(
+            "SELECT current_setting('max_connections')::int"
+            " - current_setting('superuser_reserved_connections')::int - count(*) FROM pg_stat_activity"
+            " WHERE backend_type = 'client backend'"
+        )
+        return cursor.fetchone()[0]
+
+
 def is_postgres(url: str) -> bool:
     return urlsplit(url).scheme in ("postgres", "postgresql", "psql", "pgsql")
 
