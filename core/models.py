@@ -446,7 +446,9 @@ class OutboxMessage(models.Model):
     channel = models.CharField(max_length=16, choices=Channel.choices)
     recipient = models.CharField(max_length=64, help_text="E.164 phone for SMS, chat id for Telegram")
     body = models.TextField()
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING
+    )  # outbox_due leads with it
     attempts = models.PositiveSmallIntegerField(default=0)
     provider_id = models.CharField(max_length=100, blank=True)
     last_error = models.TextField(blank=True)
@@ -468,7 +470,8 @@ class OutboxMessage(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            models.Index(fields=["status", "next_attempt_at"], name="outbox_due"),
+            # The delivery queue, in the order core.queue claims it (see WorkQueue).
+            models.Index(fields=["status", "next_attempt_at", "id"], name="outbox_due"),
             # Delivery reports find their message by the provider's id.
             models.Index(fields=["provider_id"], name="outbox_provider_id"),
         ]

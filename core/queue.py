@@ -42,7 +42,11 @@ DRAIN_BATCH = 200
 class WorkQueue(Generic[Row]):
     """A model whose rows are work: a row is due when its ``status`` is ``ready`` and its
     ``next_attempt_at`` has come (the model has ``attempts`` too). A claim reads every column of
-    the rows it takes but ``unread`` (read on access, should anything ask)."""
+    the rows it takes but ``unread`` (read on access, should anything ask).
+
+    The model needs an index on (status, next_attempt_at, pk), the order of a claim: with
+    (status, next_attempt_at) alone, a burst that outran the table's statistics made the planner
+    sort every waiting row for each claim, so a backlog drained slower the longer it was."""
 
     model: type[Row]
     ready: str

@@ -335,8 +335,10 @@ class MpesaTransaction(models.Model):
     class Meta:
         ordering = ["-trans_time", "-id"]
         indexes = [
-            # The processing queue: received payments by when they are due.
-            models.Index(fields=["status", "next_attempt_at"], name="mpesa_tx_queue"),
+            # The processing queue: received payments in the order core.queue claims them (by when
+            # they are due, then id), so that a claim reads the rows it takes and no more, whatever
+            # the planner believes about how many are waiting (core.queue.WorkQueue).
+            models.Index(fields=["status", "next_attempt_at", "id"], name="mpesa_tx_queue"),
             models.Index(fields=["msisdn"], name="mpesa_tx_msisdn"),
             models.Index(fields=["trans_time"], name="mpesa_tx_trans_time"),
         ]

@@ -12,6 +12,8 @@ from core import doorbell
 from core.models import OutboxMessage
 from core.queue import Worked, WorkQueue, claim_batch, claim_next, drain
 from core.retry import RetryPolicy
+from core.services.outbox import QUEUE as OUTBOX_QUEUE
+from payments.services.processing import QUEUE as PAYMENTS_QUEUE
 
 pytestmark = pytest.mark.django_db
 
@@ -235,3 +237,9 @@ def test_a_drain_rearms_its_bell(settings):
     drain(task=FakeTask(), bell="test:queue", work=lambda: None)
     assert doorbell.cache.add("test:queue", 1, timeout=doorbell.TTL)  # free again: the next ring rings
     doorbell.cache.delete("test:queue")
+
+
+@pytest.mark.parametrize("queue", [PAYMENTS_QUEUE, OUTBOX_QUEUE], ids=["payments", "outbox"])
+def test_each_queue_has_an_index_in_the_order_its_rows_are_claimed(queue):
+    claim_order = ["status", "next_attempt_at", queue.model._meta.pk.name]
+    assert claim_order in [list(index.fields) for index in queue.model._meta.indexes]
