@@ -852,7 +852,7 @@ class Bench:
                         worker_paused=True,
                         batch=(bodies, trans_ids, Counter({kind: len(bodies)})),
                     )
-                    measured["measured_first"] = (loans, site) == order[0]
+                    measured["measured_first"] = loans == order[0][0]
                     rounds[loans].setdefault(kind, []).append(measured)
                     self.wait_quiet()
         figures: dict[int, dict] = {}
