@@ -46,7 +46,7 @@ class WorkQueue(Generic[Row]):
     the rows it takes but ``unread`` (read on access, should anything ask).
 
     The model needs an index on (status, next_attempt_at, pk), the order of a claim, and no other
-    index that leads with status: a claim walks it in order (see ``_never_sort``)."""
+    index that leads with status: a claim walks it in order (see ``_walk_indexes``)."""
 
     model: type[Row]
     ready: str
@@ -93,26 +93,30 @@ def _prepared(model: type[models.Model], name: str, value: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _never_sort() -> Iterator[None]:
-    """Keep PostgreSQL from sorting the queue while the claim's SELECT is planned and run.
+def _walk_indexes() -> Iterator[None]:
+    """Plan the claim (its SELECT and its lease UPDATE) on PostgreSQL with sorts and sequential
+    scans priced out, and put the settings back after it.
 
     A burst of rows outruns the table's statistics (autovacuum analyses it a minute later at the
-    soonest): the planner then believes a handful of rows are due and finds reading all of them
-    and sorting them as cheap as walking the queue's index in order, which it is for a handful.
-    With 10,000 due it read 950 pages for each claim of ten, 12-19 ms, and a backlog drained
-    slower the longer it was. With sorting priced out the claim walks the index (status,
-    next_attempt_at, pk), which is in claim order, and stops after the rows it takes."""
+    soonest), and prepared statements keep the plan they were given while the table was small:
+    the planner then believes a handful of rows are due, or that the table is a few pages. With
+    10,000 payments waiting the claim read all of them and sorted them (950 pages, 12-19 ms for
+    each claim of ten), and the lease UPDATE of ten rows by id scanned the whole table (1,000-1,500
+    pages, 2-5 ms each time, for the payments and the outbox alike): a backlog drained slower the
+    longer it was. With both priced out the claim walks the index (status, next_attempt_at, pk),
+    which is in claim order, and stops after the rows it takes; the lease finds its rows by the
+    primary key."""
     connection = connections["default"]
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL enable_sort = off")
+    if connection.vendor != "postgresql":
         yield
-        # A claim made inside a caller's transaction leaves the caller's queries as they were (an
-        # error instead rolls the claim's transaction or savepoint back, and the setting with it).
-        with connection.cursor() as cursor:
-            cursor.execute("RESET enable_sort")
-    else:
-        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off")
+    yield
+    # A claim made inside a caller's transaction leaves the caller's queries as they were (an error
+    # instead rolls the claim's transaction or savepoint back, and the settings with it).
+    with connection.cursor() as cursor:
+        cursor.execute("RESET enable_sort; RESET enable_seqscan")
 
 
 def claim_batch(
@@ -138,12 +142,11 @@ def claim_batch(
     model = queue.model
     params = [_prepared(model, "status", queue.ready), _prepared(model, "next_attempt_at", timezone.now())]
     params += [_prepared(model, model._meta.pk.name, pk)] if pk is not None else []
-    with transaction.atomic():
-        with _never_sort():
-            rows: list[Row] = [
-                queue.columns.instance(row)
-                for row in fetch_rows(_claim_sql(queue, pk is not None), [*params, limit])
-            ]
+    with transaction.atomic(), _walk_indexes():
+        rows: list[Row] = [
+            queue.columns.instance(row)
+            for row in fetch_rows(_claim_sql(queue, pk is not None), [*params, limit])
+        ]
         claimed = []
         for row in rows:
             if retry is not None and give_up is not None and retry.exhausted(row.attempts):  # type: ignore[attr-defined]

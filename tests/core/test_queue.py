@@ -245,11 +245,11 @@ def test_each_queue_has_an_index_in_the_order_its_rows_are_claimed(queue):
     assert claim_order in [list(index.fields) for index in queue.model._meta.indexes]
 
 
-@pytest.mark.postgres("enable_sort is PostgreSQL's")
+@pytest.mark.postgres("enable_sort and enable_seqscan are PostgreSQL's")
 def test_a_claim_inside_a_callers_transaction_leaves_its_planner_settings_alone():
     row()
     with transaction.atomic():
         claim_next(QUEUE, lease=LEASE)
         with connection.cursor() as cursor:
-            cursor.execute("SHOW enable_sort")
-            assert cursor.fetchone()[0] == "on"
+            cursor.execute("SELECT current_setting('enable_sort'), current_setting('enable_seqscan')")
+            assert cursor.fetchone() == ("on", "on")

@@ -592,13 +592,7 @@ def test_a_drain_waits_out_the_debounce_for_payments_whose_ring_was_skipped(
     assert len(waits) == 1  # without a debounce a drain stops as soon as it finds nothing
 
 
-@pytest.mark.postgres("planner statistics and row locks are PostgreSQL's")
-def test_a_claim_reads_about_the_rows_it_takes_when_a_burst_outruns_the_statistics(mpesa_config):
-    # 10,000 payments stored faster than autovacuum analyses the table (here: never analysed), so
-    # the planner believes about five are due. For each claim of ten it then read every waiting
-    # payment and sorted them (about 1,070 pages here, against 75 now; 12-19 ms a claim), and a
-    # backlog drained slower the longer it was.
-    start = timezone.now() - datetime.timedelta(hours=1)
+def _waiting_payments(config, numbers, *, start):
     MpesaTransaction.objects.bulk_create(
         MpesaTransaction(
             trans_id=f"QBURST{number:05d}",
@@ -606,21 +600,50 @@ def test_a_claim_reads_about_the_rows_it_takes_when_a_burst_outruns_the_statisti
             amount=D("100.00"),
             business_short_code="600984",
             msisdn_kind="missing",
-            config=mpesa_config,
+            config=config,
             raw_body="x" * 600,  # a confirmation's size
             next_attempt_at=start + datetime.timedelta(milliseconds=10 * number),
         )
-        for number in range(10_000)
+        for number in numbers
     )
 
-    def pages_read() -> int:  # of the payments table, in this transaction (the test's)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_stat_get_xact_blocks_fetched('payments_mpesatransaction'::regclass)")
-            return cursor.fetchone()[0]
 
-    before = pages_read()
+def _payment_pages_read() -> int:  # of the payments table, in this transaction (the test's)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_get_xact_blocks_fetched('payments_mpesatransaction'::regclass)")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres("planner statistics and row locks are PostgreSQL's")
+def test_a_claim_reads_about_the_rows_it_takes_when_a_burst_outruns_the_statistics(mpesa_config):
+    # 10,000 payments stored faster than autovacuum analyses the table (here: never analysed), so
+    # the planner believes about five are due. For each claim of ten it then read every waiting
+    # payment and sorted them (about 1,070 pages here, against 75 now; 12-19 ms a claim), and a
+    # backlog drained slower the longer it was.
+    _waiting_payments(mpesa_config, range(10_000), start=timezone.now() - datetime.timedelta(hours=1))
+
+    before = _payment_pages_read()
     claimed = processing._claim(10)
-    read = pages_read() - before
+    read = _payment_pages_read() - before
 
     assert claimed == [f"QBURST{number:05d}" for number in range(10)]  # the oldest, in order
+    assert read < 200, f"the claim of 10 read {read} pages of the payments table"
+
+
+@pytest.mark.postgres("prepared statements' cached plans are PostgreSQL's")
+def test_a_claim_stays_cheap_after_the_queue_grew_under_its_cached_plans(mpesa_config):
+    # Claims made while the table was small leave their prepared statements a plan for a small
+    # table; the lease UPDATE of ten rows by id then scanned the whole table once it had grown
+    # (1,000-1,500 pages a claim with 10,000 waiting, for the payments and the outbox alike).
+    start = timezone.now() - datetime.timedelta(hours=1)
+    _waiting_payments(mpesa_config, range(80), start=start)
+    for _ in range(8):  # past the five custom plans after which PostgreSQL may keep a generic one
+        assert len(processing._claim(10)) == 10
+    _waiting_payments(mpesa_config, range(100, 10_100), start=start)
+
+    before = _payment_pages_read()
+    claimed = processing._claim(10)
+    read = _payment_pages_read() - before
+
+    assert claimed == [f"QBURST{number:05d}" for number in range(100, 110)]
     assert read < 200, f"the claim of 10 read {read} pages of the payments table"
