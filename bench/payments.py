@@ -882,17 +882,12 @@ def _ping(broker_url: str) -> bool:
     """Whether a Celery worker answers on ``broker_url``. Celery prefers CELERY_BROKER_URL from the
     environment to any broker it is given (this process's names the first site's), so it is set
     for the ping."""
+    from unittest import mock
+
     from celery import Celery
 
-    saved = os.environ.get("CELERY_BROKER_URL")
-    os.environ["CELERY_BROKER_URL"] = broker_url
-    try:
+    with mock.patch.dict(os.environ, CELERY_BROKER_URL=broker_url):
         return bool(Celery(set_as_current=False).control.ping(timeout=1.0))
-    finally:
-        if saved is None:
-            os.environ.pop("CELERY_BROKER_URL", None)
-        else:
-            os.environ["CELERY_BROKER_URL"] = saved
 
 
 def _cpu_per(used: Counter, count: int, *, loadgen_cpu_s: float = 0.0) -> dict[str, float]:
